@@ -1,0 +1,1 @@
+"""claims: published claims about CIFAR-10 training tricks, judged over paired seeds."""

@@ -1,0 +1,3 @@
+"""tricks: fastai callbacks and model transforms for the training tricks of small CNNs on CIFAR-10."""
+
+__version__ = "0.1.0"

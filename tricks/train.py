@@ -65,6 +65,7 @@ class Recipe:
     features_kwargs: Params = ()
     name: str = field(default="", compare=False)
     description: str = field(default="", compare=False)
+    heavy: bool = field(default=False, compare=False)  # too slow for a CPU at full scale: profiles shrink it more
 
     @property
     def epochs(self) -> int:
@@ -123,9 +124,14 @@ class Profile:
     test_subset: int | None = None  # first-k class-balanced test images, the same for every seed
     epoch_scale: float = 1.0  # each phase keeps max(1, round(epochs * scale)) epochs
     description: str = ""
+    heavy: Profile | None = None  # how recipes marked heavy (ResNet9-sized) are scaled instead
+
+    def resolve(self, recipe: Recipe) -> Profile:
+        """The profile that applies to this recipe: the heavy sub-profile for heavy recipes, when there is one."""
+        return self.heavy if recipe.heavy and self.heavy is not None else self
 
     def scale(self, recipe: Recipe) -> Recipe:
-        """The recipe as this profile trains it (epochs scaled; data subsets are applied by `run`)."""
+        """The recipe's epochs as this profile trains them (data subsets are applied by `run`)."""
         if self.epoch_scale == 1.0:
             return recipe
         phases = tuple(replace(p, epochs=max(1, round(p.epochs * self.epoch_scale))) for p in recipe.phases)
@@ -134,12 +140,28 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "paper": Profile("paper", description="the published recipes exactly: full data, published epochs"),
-    "default": Profile("default", train_subset=0.2, test_subset=None, epoch_scale=1.0,
-                       description="10,000 training images (class-balanced, per seed), full test set, published epochs"),
-    "smoke": Profile("smoke", train_subset=2000, test_subset=2000, epoch_scale=0.2,
-                     description="2,000 training and 2,000 test images, a fifth of the epochs: checks the path, "
-                                 "decides only huge effects"),
+    "default": Profile(
+        "default", train_subset=10_000, epoch_scale=1.0,
+        description="10,000 training images (class-balanced, drawn per seed), full test set, published epochs",
+        heavy=Profile("default", train_subset=2_000, test_subset=2_000, epoch_scale=0.25,
+                      description="ResNet9-sized recipes: 2,000 training and 2,000 test images, a quarter of the "
+                                  "epochs")),
+    "smoke": Profile(
+        "smoke", train_subset=2_000, test_subset=2_000, epoch_scale=0.2,
+        description="2,000 training and 2,000 test images, a fifth of the epochs: checks the whole path, decides "
+                    "only huge effects",
+        heavy=Profile("smoke", train_subset=400, test_subset=500, epoch_scale=0.125,
+                      description="ResNet9-sized recipes: 400 training and 500 test images, one epoch")),
 }
+
+
+def get_profile(profile: Profile | str) -> Profile:
+    """The named profile; an unknown name raises ValueError listing the known ones."""
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile '{profile}' (known: {', '.join(PROFILES)})")
+    return PROFILES[profile]
 
 
 @dataclass
@@ -172,3 +194,187 @@ class RunResult:
     @classmethod
     def from_json(cls, text: str) -> RunResult:
         return cls(**json.loads(text))
+
+
+# --------------------------------------------------------------------------------------------- one run
+
+# modules whose source decides what a run computes; their hash is the store's code version
+_TRAINING_PATH = ("data", "models", "layers", "transforms", "callbacks", "features", "train")
+
+
+def _code_version() -> str:
+    from pathlib import Path
+
+    from tricks import __version__
+
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for mod in _TRAINING_PATH:
+        f = here / f"{mod}.py"
+        if f.exists():
+            h.update(mod.encode() + b"\0" + f.read_bytes())
+    return f"{__version__}+{h.hexdigest()[:12]}"
+
+
+CODE_VERSION = _code_version()
+
+
+def versions() -> dict[str, str]:
+    """Library versions that decide a run's numbers."""
+    import platform
+
+    import fastai
+    import numpy
+    import torch
+
+    from tricks import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "fastai": fastai.__version__,
+            "numpy": numpy.__version__, "tricks": __version__}
+
+
+def device_name(device: Any) -> str:
+    """A human name for a torch device: the GPU model, or the CPU with its thread count."""
+    import platform
+
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return f"cpu:{platform.machine()}"
+
+
+def sgdr_v07(lr: float, n_cycles: int, warmup: bool = True) -> Any:
+    """fastai v0.7's `fit(lr, n, cycle_len=1)`: n cosine cycles from lr to 0; the fit's first 1/20 cycle runs at lr/100.
+
+    As in v0.7's CosAnneal, the warm-up iterations also advance the cosine, so the first cycle resumes mid-way.
+    """
+    import math
+
+    def sched(pos: float) -> float:
+        t = pos * n_cycles  # position in cycles
+        if warmup and t < 1 / 20:
+            return lr / 100
+        return lr / 2 * (math.cos(math.pi * (t % 1.0)) + 1)
+
+    return sched
+
+
+def _opt_func(recipe: Recipe):
+    from functools import partial
+
+    from fastai.optimizer import SGD, Adam, RMSProp
+
+    opts = {"adam": Adam, "sgd": SGD, "rmsprop": RMSProp}
+    if recipe.opt not in opts:
+        raise ValueError(f"unknown optimizer '{recipe.opt}' (known: {', '.join(opts)})")
+    return partial(opts[recipe.opt], **dict(recipe.opt_kwargs))
+
+
+def _fit_phase(learn: Any, phase: Phase) -> None:
+    from fastai.callback.schedule import ParamScheduler
+
+    from tricks.callbacks import ExpLRDecay
+
+    opts = dict(phase.params)
+    if phase.new_opt:
+        learn.opt = None  # Learner.fit creates a fresh optimizer
+    if phase.schedule == "constant":
+        learn.fit(phase.epochs, phase.lr)
+    elif phase.schedule == "exp_decay":
+        learn.fit(phase.epochs, phase.lr, cbs=[ExpLRDecay(**opts)])
+    elif phase.schedule == "one_cycle":
+        learn.fit_one_cycle(phase.epochs, phase.lr, **opts)
+    elif phase.schedule == "sgdr":
+        cycle_len = int(opts.pop("cycle_len", 1))
+        sched = sgdr_v07(phase.lr, phase.epochs // cycle_len, **opts)
+        learn.fit(phase.epochs, phase.lr, cbs=[ParamScheduler({"lr": sched})])
+    else:
+        raise ValueError(f"unknown schedule '{phase.schedule}' (constant, exp_decay, one_cycle, sgdr)")
+
+
+def build_learner(recipe: Recipe, dls: Any, *, extra_cbs: tuple = (), progress: bool = False) -> Any:
+    """A fastai Learner for the recipe over `dls`: model, transforms, optimizer, loss, callbacks, no progress bar."""
+    import torch.nn.functional as F
+    from fastai.callback.progress import ProgressCallback
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.metrics import accuracy
+
+    from tricks.callbacks import DivergenceGuard, ThroughputRecorder
+    from tricks.models import build_model
+    from tricks.registry import get_trick
+
+    model = build_model(recipe.model, **dict(recipe.model_kwargs))
+    for t in recipe.transforms:
+        model = get_trick(t.name).build(**dict(t.params))(model)
+    cbs = [get_trick(c.name).build(**dict(c.params)) for c in recipe.callbacks]
+    cbs += [DivergenceGuard(), ThroughputRecorder(), *extra_cbs]
+    loss = CrossEntropyLossFlat() if recipe.loss == "ce" else F.nll_loss
+    learn = Learner(dls, model.to(dls.device), loss_func=loss, opt_func=_opt_func(recipe), metrics=accuracy,
+                    cbs=cbs, wd_bn_bias=recipe.wd_bn_bias, train_bn=True)
+    if not progress and ProgressCallback in [type(c) for c in learn.cbs]:
+        learn.remove_cb(ProgressCallback)
+    return learn
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA) from the one seed of a run."""
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run(recipe: Recipe, seed: int, profile: Profile | str = "default", *, source: str | None = None,
+        device: str | None = None, arrays: Any = None, extra_cbs: tuple = (), progress: bool = False) -> RunResult:
+    """Train `recipe` with `seed` under `profile` and return its RunResult; a diverged run is flagged, not raised."""
+    import time
+
+    import torch
+
+    from tricks.data import load_cifar10
+    from tricks.transforms import params_used
+
+    prof = get_profile(profile).resolve(recipe)
+    r = prof.scale(recipe)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if arrays is None:
+        arrays = load_cifar10(source)
+    dls = _loaders(r, arrays, seed, prof, dev)
+    seed_everything(seed)  # after the data draw, so init and dropout do not depend on the loaders' internals
+    learn = build_learner(r, dls, extra_cbs=extra_cbs, progress=progress)
+    n_params = params_used(learn.model, input_shape=(2, *arrays.x_train.shape[1:]))
+    t0 = time.perf_counter()
+    learn.diverged, learn.diverged_reason = False, ""
+    vals: list[list[float]] = []  # per epoch: train_loss, valid_loss, accuracy (the Recorder resets at each fit)
+    for phase in r.phases:
+        _fit_phase(learn, phase)
+        vals += [list(v) for v in learn.recorder.values]
+        if learn.diverged:
+            break
+    wall = time.perf_counter() - t0
+    acc = [float(v[2]) for v in vals]
+    loss = [float(v[1]) for v in vals]
+    return RunResult(
+        recipe_key=recipe.key, recipe_name=recipe.name, seed=seed, profile=prof.name, code_version=CODE_VERSION,
+        acc=acc[-1] if acc and not learn.diverged else float("nan"),
+        loss=loss[-1] if loss and not learn.diverged else float("nan"),
+        acc_per_epoch=acc, loss_per_epoch=loss, train_loss_per_epoch=[float(v[0]) for v in vals],
+        params_used=n_params, wall_s=wall, img_per_s=float(getattr(learn, "img_per_s", 0.0) or 0.0),
+        device=device_name(dev), threads=torch.get_num_threads(), versions=versions(),
+        dataset=f"{arrays.source} (sha256 {arrays.digest[:12]})", diverged=bool(learn.diverged),
+        note=learn.diverged_reason or "",
+    )
+
+
+def _loaders(r: Recipe, arrays: Any, seed: int, prof: Profile, dev: Any) -> Any:
+    from tricks.data import cifar_dls
+
+    return cifar_dls(arrays, bs=r.bs, val_bs=max(r.bs, 500), augment=r.augment, normalize=r.normalize, seed=seed,
+                     train_subset=prof.train_subset, test_subset=prof.test_subset, device=dev)

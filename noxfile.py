@@ -1,0 +1,37 @@
+"""Sessions: `nox` (unit tests), `nox -s lint`, `nox -s claims [-- pytest args]`, `nox -s bench`.
+
+Every session runs in the environment nox itself was started from (the README's `.venv`): the PyTorch CUDA wheel
+is 5.5 GB, and a fresh virtualenv per session would install it again each time.
+"""
+
+import sys
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.default_venv_backend = "none"
+PY = sys.executable
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests on tiny synthetic data (the integration test also reads $TRICKS_DATA when it is set)."""
+    session.run(PY, "-m", "pytest", "tests", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over the packages, tests, benchmarks and this file."""
+    session.run(PY, "-m", "ruff", "check", "tricks", "claims", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def claims(session: nox.Session) -> None:
+    """The claims suite (default profile) and its report; `nox -s claims -- --profile paper -k bn_before`."""
+    session.run(PY, "-m", "pytest", "claims", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Speed benchmarks: ratios measured side by side in one run."""
+    session.run(PY, "benchmarks/throughput.py", *session.posargs)

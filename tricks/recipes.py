@@ -1,0 +1,144 @@
+"""The published experiment arms of the five source documents, as named `Recipe`s.
+
+Names are `<source>/<arm>`. Sources: `pal2021a` (doc 000, Sujit Pal, Jan 2021), `pal2021b` (doc 001, Pal, Mar 2021),
+`he2016` (doc 002, Yihui He's cs231n slides), `fastai2018` (doc 003, fast.ai lesson 7), `jovian` (doc 004, ResNet9
+tutorial). Where an original's code had a bug, the arm is what the author meant and the bugged run is its own recipe
+with the suffix `@code`. The numbers below come from the source documents and their code (spec sheet §1-§6).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from tricks.train import Phase, Recipe, TrickUse, kw
+
+# PyTorch's Adam defaults expressed for fastai's Adam (fastai's own defaults: eps 1e-5, wd 0.01 decoupled)
+TORCH_ADAM = kw(sqr_mom=0.999, eps=1e-8, wd=0.0, decouple_wd=False)
+# PyTorch Adam with coupled L2 (`weight_decay=` in torch.optim.Adam), BN and biases decayed too
+TORCH_ADAM_L2 = kw(sqr_mom=0.999, eps=1e-8, wd=1e-4, decouple_wd=False)
+
+CIFAR_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))  # doc 000/003 (training-set mean, std)
+JOVIAN_STATS = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))  # doc 004 (a widely copied, wrong std)
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def _add(name: str, recipe: Recipe, description: str) -> Recipe:
+    r = replace(recipe, name=name, description=description)
+    RECIPES[name] = r
+    return r
+
+
+def get_recipe(name: str) -> Recipe:
+    """The named recipe; an unknown name raises ValueError suggesting the closest names."""
+    import difflib
+
+    if name in RECIPES:
+        return RECIPES[name]
+    close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else "; `python -m tricks.apply --list` lists them"
+    raise ValueError(f"unknown recipe '{name}'{hint}")
+
+
+# ------------------------------------------------------------------ doc 000: pal2021a (10 epochs, Adam, batch 64)
+# The text's net: the TensorFlow tutorial CNN (3 valid convs, 122,570 params). The code ran a 2-conv net whose third
+# conv is defined but never called; those runs are the `@code` recipes.
+_A_NET = dict(model="tf_cnn", model_kwargs=kw(padding=0))
+_A_CODE_NET = dict(model="pal2021_code_net")
+_A_BASE = Recipe(**_A_NET, opt="adam", opt_kwargs=TORCH_ADAM, phases=(Phase("constant", 10, 1e-3),), bs=64)
+_A_SCHED = (Phase("exp_decay", 10, 2e-3, kw(gamma=0.8)),)  # ExponentialLR(0.8) stepped after each epoch
+# the author meant every later step to keep normalized inputs (cell 30 rebinds the datasets); the code never did
+_A_LR = replace(_A_BASE, normalize="train", phases=_A_SCHED)
+_A_WD = replace(_A_LR, opt_kwargs=TORCH_ADAM_L2)
+_DROP = {"dense": "dropout_dense", "conv": "dropout_conv", "both": "dropout_both"}
+
+
+def _pal_a(code: bool) -> None:
+    net, sfx = (_A_CODE_NET, "@code") if code else (_A_NET, "")
+    norm = None if code else "train"  # the bug: no experiment ever saw normalized inputs
+    base = replace(_A_BASE, **net)
+    lr = replace(_A_LR, **net, normalize=norm)
+    wd = replace(_A_WD, **net, normalize=norm)
+    _add(f"pal2021a/baseline{sfx}", base, "Adam 1e-3 constant, raw pixels /255")
+    _add(f"pal2021a/norm_inputs{sfx}", replace(base, normalize=norm),
+         "baseline + per-channel input normalization" + (" (not applied: the original's bug)" if code else ""))
+    _add(f"pal2021a/lr_schedule{sfx}", lr, "Adam 2e-3, learning rate x0.8 after each epoch")
+    _add(f"pal2021a/weight_decay{sfx}",
+         replace(lr, callbacks=(TrickUse("WeightDecayFrom", kw(wd=1e-4, start_epoch=2)),)),
+         "lr_schedule + coupled L2 1e-4 switched on after epoch 2")
+    _add(f"pal2021a/init_weights{sfx}",
+         replace(wd, transforms=(TrickUse("dropout_dense", kw(p=0.2)), TrickUse("kaiming_uniform"))),
+         "lr_schedule + L2 1e-4 + dense dropout 0.2 + Kaiming-uniform init")
+    for arm, t in _DROP.items():
+        if code and arm == "conv":
+            continue
+        _add(f"pal2021a/dropout_{arm}{sfx}", replace(wd, transforms=(TrickUse(t, kw(p=0.2)),)),
+             f"lr_schedule + L2 1e-4 + {t.replace('_', ' ')} 0.2")
+
+
+_pal_a(code=False)
+_pal_a(code=True)
+# the original's dropout_conv run trained the dense-dropout model on for 10 more epochs with a new optimizer
+_add("pal2021a/dropout_conv@code",
+     replace(RECIPES["pal2021a/dropout_dense@code"], phases=_A_SCHED + (replace(_A_SCHED[0], new_opt=True),)),
+     "the original's bugged dropout_conv: dropout_dense trained 10 more epochs (20 in all), no spatial dropout")
+
+# ------------------------------------------------------------------ doc 001: pal2021b (10 epochs, Adam 1e-3, bs 64)
+_B_BASE = Recipe(model="tf_cnn", model_kwargs=kw(padding=1), opt="adam", opt_kwargs=TORCH_ADAM,
+                 phases=(Phase("constant", 10, 1e-3),), bs=64)
+_add("pal2021b/baseline", _B_BASE, "TF-tutorial CNN (pad 1), head 64, Adam 1e-3, raw pixels /255")
+_add("pal2021b/wider", replace(_B_BASE, transforms=(TrickUse("widen_head", kw(width=512)),)), "head 512 (586,250)")
+_add("pal2021b/deeper", replace(_B_BASE, transforms=(TrickUse("deepen_head", kw(widths=(512, 256))),)),
+     "head 512-256 (715,018)")
+_add("pal2021b/bn_before_relu", replace(_B_BASE, transforms=(TrickUse("bn_before_relu"),)),
+     "Conv -> BatchNorm -> ReLU (122,890)")
+_add("pal2021b/bn_after_relu", replace(_B_BASE, transforms=(TrickUse("bn_after_relu"),)),
+     "Conv -> ReLU -> BatchNorm (122,890)")
+_add("pal2021b/residual", replace(_B_BASE, model_kwargs=kw(padding=1, residual=True)),
+     "three residual blocks with 1x1 projection shortcuts (212,714)")
+_add("pal2021b/grad_clip", replace(_B_BASE, callbacks=(TrickUse("GradientClip", kw(max_norm=1.0)),)),
+     "gradient norm clipped at 1.0")
+_add("pal2021b/batch128", replace(_B_BASE, bs=128), "batch 128 at the same learning rate")
+
+# ------------------------------------------------------------------ doc 003: fastai2018 (SGD momentum 0.9, bs 256)
+# fit(lr, n) = n constant epochs; fit(lr, n, cycle_len=1) = n one-epoch cosine cycles (v0.7's warm-up included)
+_C_BASE = Recipe(model="simple_net", opt="sgd", opt_kwargs=kw(mom=0.9, wd=0.0), bs=256, augment=True,
+                 normalize=CIFAR_STATS, loss="nll")
+
+
+def _fit(lr1: float, n1: int, lr2: float, n2: int) -> tuple[Phase, ...]:
+    return (Phase("constant", n1, lr1), Phase("sgdr", n2, lr2, kw(cycle_len=1)))
+
+
+_add("fastai2018/simple_net", replace(_C_BASE, phases=_fit(1e-2, 2, 1e-2, 2)), "Linear 3072-40-10 (123,330), 4 ep")
+_add("fastai2018/conv_net", replace(_C_BASE, model="conv_net", phases=_fit(1e-1, 2, 1e-1, 4)),
+     "3 stride-2 valid convs 20-40-80 + max pool (37,490), 6 epochs")
+_add("fastai2018/conv_net2", replace(_C_BASE, model="conv_net", model_kwargs=kw(padding=1),
+                                     phases=_fit(1e-1, 2, 1e-1, 2)), "ConvNet with padding 1, 4 epochs")
+_add("fastai2018/conv_bn_net", replace(_C_BASE, model="conv_bn_net", phases=_fit(3e-2, 2, 1e-1, 4)),
+     "5x5 conv + 4 BnLayers (BN after ReLU, last-batch stats in eval; 155,970), 6 epochs")
+_add("fastai2018/conv_bn_net2", replace(_C_BASE, model="conv_bn_net", model_kwargs=kw(deeper=True),
+                                        phases=_fit(1e-2, 2, 1e-2, 2)), "ConvBnNet + stride-1 BnLayers (462,570)")
+# BN placement under this document's own recipe (it advises BN after the ReLU; doc 001 found before >= after)
+_C_PLACE = replace(_C_BASE, model="tf_cnn", model_kwargs=kw(padding=1), phases=_fit(1e-1, 2, 1e-1, 4))
+_add("fastai2018/bn_after_relu", replace(_C_PLACE, transforms=(TrickUse("bn_after_relu"),)),
+     "doc 001's CNN with BN after each ReLU, trained with doc 003's recipe")
+_add("fastai2018/bn_before_relu", replace(_C_PLACE, transforms=(TrickUse("bn_before_relu"),)),
+     "doc 001's CNN with BN before each ReLU, trained with doc 003's recipe")
+
+# ------------------------------------------------------------------ doc 004: jovian (ResNet9, 8 epochs one-cycle)
+_add("jovian/base_cnn", Recipe(model="jovian_cnn", opt="adam", opt_kwargs=TORCH_ADAM,
+                               phases=(Phase("constant", 5, 1e-3),), bs=128, heavy=True),
+     "the tutorial's starting CNN (5,851,338), Adam 1e-3, 5 epochs (a copy's value), no normalization")
+_D_RESNET = Recipe(model="resnet9", opt="adam", opt_kwargs=TORCH_ADAM_L2, bs=400, augment=True,
+                   normalize=JOVIAN_STATS, callbacks=(TrickUse("ClipGradValue", kw(clip=0.1)),),
+                   phases=(Phase("one_cycle", 8, 1e-2, kw(pct_start=0.3, div=25.0, div_final=1e4,
+                                                         moms=(0.95, 0.85, 0.95))),), heavy=True)
+_add("jovian/resnet9", _D_RESNET, "ResNet9 + normalization, augmentation, one-cycle 0.01, L2 1e-4, value clip 0.1")
+# one technique removed at a time (the ablation the tutorial proposes and never ran)
+_add("jovian/resnet9-no_norm", replace(_D_RESNET, normalize=None), "ResNet9 recipe without input normalization")
+_add("jovian/resnet9-no_aug", replace(_D_RESNET, augment=False), "ResNet9 recipe without augmentation")
+_add("jovian/resnet9-no_wd", replace(_D_RESNET, opt_kwargs=TORCH_ADAM), "ResNet9 recipe without weight decay")
+_add("jovian/resnet9-no_clip", replace(_D_RESNET, callbacks=()), "ResNet9 recipe without gradient value clipping")
+_add("jovian/resnet9-no_one_cycle", replace(_D_RESNET, phases=(Phase("constant", 8, 1e-3),)),
+     "ResNet9 recipe at a constant Adam 1e-3 instead of one-cycle")

@@ -1,0 +1,1 @@
+"""Fakes and example claims that exercise the claims engine without training real models."""

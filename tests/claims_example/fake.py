@@ -55,3 +55,12 @@ def fake_run(recipe: Recipe, seed: int, profile="default", *, source: str | None
         wall_s=float(opts.get("sleep", 0.0)) + 0.5, img_per_s=1000.0, device="cpu:fake", threads=1,
         versions={"fake": "1"}, dataset=source or "synthetic (fake run)",
     )
+
+
+def torch_threads_run(recipe: Recipe, seed: int, profile="default", **kwargs) -> RunResult:
+    """`fake_run` that imports torch and records its intra-op thread count, to check what workers run with."""
+    import torch
+
+    res = fake_run(recipe, seed, profile, **kwargs)
+    res.threads = torch.get_num_threads()
+    return res

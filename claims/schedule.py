@@ -1,0 +1,628 @@
+"""Scheduling runs for many claims at once: executors, the round-by-round scheduler of sequential looks, the A/A pilot.
+
+The scheduler works in rounds. In each round every undecided claim asks for the seeds of its next look (3, 5, 8, 12
+by default); the union of the (recipe, seed) runs they need is taken, so a baseline shared by eight claims trains
+once per seed; runs already in the store are skipped; the rest are leased, trained by an `Executor` and stored as
+each one finishes. Then every claim of the round is judged, and a claim stops as soon as its verdict is final.
+
+An executor maps jobs to RunResults and nothing more (`map_runs`), narrow enough for a distributed engine later.
+`LocalExecutor` runs one-thread worker processes: on a 2-core machine two 1-thread processes gave 1.3x the
+throughput of one 2-thread process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import wait as wait_ready
+from typing import Any, NamedTuple, Protocol
+
+from claims.store import RunStore
+from tricks.train import CODE_VERSION, Recipe, RunResult
+
+DEFAULT_SEEDS: tuple[int, ...] = tuple(range(12))
+PILOT_SEED_OFFSET = 1000  # the pilot's B arm draws seeds from here, disjoint from the claims' seeds
+
+
+class Job(NamedTuple):
+    """One run to train: a recipe, a seed, and the name of the profile that scales it."""
+
+    recipe: Recipe
+    seed: int
+    profile: str
+
+
+@dataclass(frozen=True)
+class RunFailure:
+    """A job that produced no RunResult: the run raised, or its worker process died."""
+
+    job: Job
+    error: str  # "ExceptionType: message", one line
+    traceback: str = ""
+
+    def __str__(self) -> str:
+        name = self.job.recipe.name or self.job.recipe.key[:12]
+        return f"run of {name} with seed {self.job.seed} ({self.job.profile}) failed: {self.error}"
+
+
+RunFn = Callable[..., RunResult]
+OnDone = Callable[[Job, "RunResult | RunFailure"], None]
+
+
+class Executor(Protocol):
+    """Trains jobs and reports each one as it finishes, a RunResult or a RunFailure; never hangs on a failure."""
+
+    def map_runs(self, jobs: Sequence[Job], on_done: OnDone) -> None: ...
+
+
+def default_run_fn() -> RunFn:
+    """`tricks.train.run`, imported when first needed."""
+    from tricks.train import run
+
+    return run
+
+
+def limit_threads(threads: int | None) -> None:
+    """Pin BLAS/OpenMP and torch to `threads` threads (torch only if it is imported already)."""
+    if threads is None:
+        return
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _call(run_fn: RunFn, job: Job, source: str | None, device: str | None) -> RunResult | RunFailure:
+    try:
+        res = run_fn(job.recipe, job.seed, job.profile, source=source, device=device)
+    except Exception as e:  # a failing run is reported with its job; KeyboardInterrupt still stops the suite
+        return RunFailure(job, _one_line(e), traceback.format_exc())
+    return _checked(job, res)
+
+
+def _checked(job: Job, res: Any) -> RunResult | RunFailure:
+    if not isinstance(res, RunResult):
+        return RunFailure(job, f"the run function returned {type(res).__name__}, not a RunResult")
+    if res.recipe_key != job.recipe.key or res.seed != job.seed:
+        return RunFailure(job, f"the run function returned the run of recipe {res.recipe_key[:12]} seed {res.seed}")
+    return res
+
+
+def _one_line(e: BaseException) -> str:
+    msg = " ".join(str(e).split())
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _worker_main(conn: Any, run_fn: RunFn, source: str | None, device: str | None, threads: int | None) -> None:
+    # Ctrl-C reaches the whole process group; only the parent decides what stops, and it terminates the workers
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    limit_threads(threads)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if msg is None:
+            return
+        idx, job = msg
+        limit_threads(threads)  # the previous run may have imported torch with its own default
+        out = _call(run_fn, job, source, device)
+        try:
+            conn.send((idx, out))
+        except (BrokenPipeError, EOFError, OSError):
+            return
+        except Exception as e:  # the result would not pickle
+            conn.send((idx, RunFailure(job, f"the result could not be sent back: {_one_line(e)}")))
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Any
+    idx: int | None = None  # the job in flight
+
+
+class LocalExecutor:
+    """Worker processes (spawn), one thread each; `workers=0` runs the jobs in this process, for debugging."""
+
+    def __init__(self, workers: int | None = None, run_fn: RunFn | None = None, source: str | None = None,
+                 device: str | None = None, threads: int | None = 1):
+        self.workers = (os.cpu_count() or 1) if workers is None else int(workers)
+        if self.workers < 0:
+            raise ValueError(f"workers must be 0 (in-process) or more, not {workers}")
+        self.run_fn = run_fn or default_run_fn()
+        self.source, self.device, self.threads = source, device, threads
+        if self.workers > 0:
+            try:
+                pickle.dumps(self.run_fn)
+            except Exception:
+                raise TypeError(f"run function {self.run_fn!r} cannot be sent to worker processes: "
+                                "it must be a module-level function") from None
+
+    def map_runs(self, jobs: Sequence[Job], on_done: OnDone) -> None:
+        """Train every job; `on_done(job, RunResult | RunFailure)` is called in this thread as each one finishes."""
+        if not jobs:
+            return
+        if self.workers == 0:
+            self._map_in_process(jobs, on_done)
+        else:
+            self._map_in_workers(jobs, on_done)
+
+    def _map_in_process(self, jobs: Sequence[Job], on_done: OnDone) -> None:
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch is not None else None
+        try:
+            for job in jobs:
+                limit_threads(self.threads)
+                on_done(job, _call(self.run_fn, job, self.source, self.device))
+        finally:
+            torch = sys.modules.get("torch")
+            if torch is not None and before is not None:
+                torch.set_num_threads(before)
+
+    def _start(self, ctx: Any) -> _Worker:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=_worker_main, args=(child, self.run_fn, self.source, self.device, self.threads),
+                           name="tricks-run-worker")
+        proc.start()
+        child.close()
+        return _Worker(proc, parent)
+
+    def _map_in_workers(self, jobs: Sequence[Job], on_done: OnDone) -> None:
+        ctx = mp.get_context("spawn")
+        pending = deque(range(len(jobs)))
+        pool: list[_Worker] = []
+        clean = False
+
+        def feed(w: _Worker) -> None:
+            if pending:
+                w.idx = pending.popleft()
+                with contextlib.suppress(BrokenPipeError, OSError):  # a dead worker is reported by its sentinel
+                    w.conn.send((w.idx, jobs[w.idx]))
+
+        try:
+            for _ in range(min(self.workers, len(jobs))):
+                pool.append(self._start(ctx))
+                feed(pool[-1])
+            while any(w.idx is not None for w in pool):
+                busy = [w for w in pool if w.idx is not None]
+                wait_ready([w.conn for w in busy] + [w.proc.sentinel for w in busy])
+                for w in busy:
+                    got = None
+                    try:
+                        if w.conn.poll():
+                            got = w.conn.recv()
+                    except (EOFError, OSError):
+                        got = None
+                    if got is not None:
+                        idx, out = got
+                        w.idx = None
+                        on_done(jobs[idx], out)
+                        feed(w)
+                    elif not w.proc.is_alive():
+                        w.proc.join()
+                        job = jobs[w.idx]
+                        w.idx = None
+                        pool.remove(w)
+                        on_done(job, RunFailure(job, f"its worker process died (exit code {w.proc.exitcode})"))
+                        if pending:
+                            pool.append(self._start(ctx))
+                            feed(pool[-1])
+            clean = True
+        finally:
+            _stop(pool, graceful=clean)
+
+
+def _stop(pool: list[_Worker], graceful: bool) -> None:
+    """Ask idle workers to exit; terminate the rest (Ctrl-C, an error in `on_done`): runs in flight are lost."""
+    for w in pool:
+        if graceful:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                w.conn.send(None)
+        else:
+            w.proc.terminate()
+    for w in pool:
+        w.proc.join(timeout=5 if graceful else 2)
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(timeout=2)
+        w.conn.close()
+
+
+# ------------------------------------------------------------------------------------------------ compute
+
+
+@dataclass
+class Compute:
+    """Compute one claim spent: the runs it used, their training seconds in full and with shared runs split."""
+
+    runs: int = 0
+    seconds: float = 0.0  # every run the claim used, counted in full (shared runs counted once per claim)
+    seconds_split: float = 0.0  # each shared run's seconds divided among the claims that used it
+    trained: int = 0  # runs trained in this session (the rest came from the store)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _ClaimState:
+    claim: Any
+    looks: tuple[int, ...]
+    i: int = 0
+    n: int = 0
+    decision: Any = None
+    error: str | None = None
+    done: bool = False
+
+
+def capped_looks(looks: Sequence[int], max_seeds: int | None, n_seeds: int) -> tuple[int, ...]:
+    """The looks within the seed budget: those <= min(max_seeds, number of seeds), or that cap alone if none are."""
+    cap = n_seeds if max_seeds is None else min(max_seeds, n_seeds)
+    if cap < 2:
+        raise ValueError(f"a claim needs at least 2 seeds per arm; the budget allows {cap}")
+    kept = tuple(sorted({n for n in looks if n <= cap}))
+    return kept or (cap,)
+
+
+class Scheduler:
+    """Runs and judges many claims together, sharing runs between them; `.run()` returns every claim's Decision."""
+
+    def __init__(self, claims: Sequence[Any], store: RunStore, executor: Executor, profile: str = "default",
+                 seeds: Sequence[int] = DEFAULT_SEEDS, max_seeds: int | None = None, device_has_gpu: bool = False,
+                 progress: bool = True, *, sigma_d_pilot: float | None = None, code_version: str | None = None,
+                 poll_s: float = 2.0, console: Any = None):
+        ids = [c.id for c in claims]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"claim id {dup[0]} is given twice")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("the seed list repeats a seed")
+        self.claims = list(claims)
+        self.store, self.executor, self.profile = store, executor, str(profile)
+        self.seeds = tuple(int(s) for s in seeds)
+        self.max_seeds, self.device_has_gpu, self.progress = max_seeds, device_has_gpu, progress
+        self.sigma_d_pilot = sigma_d_pilot
+        self.code_version = code_version or CODE_VERSION
+        self.poll_s, self.console = poll_s, console
+        self.states = {c.id: _ClaimState(c, capped_looks(c.looks, max_seeds, len(self.seeds))) for c in claims}
+        self.results: dict[tuple[str, int], RunResult] = {}
+        self.failures: dict[tuple[str, int], RunFailure] = {}
+        self.trained: set[tuple[str, int]] = set()  # trained in this session (not taken from the store)
+        self.warnings: list[str] = []
+        self.rounds = 0
+        self.wall_s = 0.0
+
+    # -------------------------------------------------------------------------------------------- views
+
+    @property
+    def decisions(self) -> dict[str, Any]:
+        """Every judged claim's latest Decision (claims stopped by an error have none)."""
+        return {cid: st.decision for cid, st in self.states.items() if st.decision is not None}
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Claims that could not be judged, with the reason (a failed run they needed)."""
+        return {cid: st.error for cid, st in self.states.items() if st.error is not None}
+
+    def pairs_for(self, claim: Any, n: int) -> list[tuple[Recipe, int]]:
+        """The (recipe, seed) runs a claim needs for a look at n seeds: every arm, parts included, the first n seeds."""
+        return [(r, s) for r in claim.recipes() for s in self.seeds[:n]]
+
+    def results_for(self, claim_id: str) -> dict[str, dict[int, RunResult]]:
+        """The per-seed results of each arm of a claim, up to its latest look."""
+        st = self.states[claim_id]
+        return self._by_recipe(st.claim, st.n)
+
+    def _by_recipe(self, claim: Any, n: int) -> dict[str, dict[int, RunResult]]:
+        out: dict[str, dict[int, RunResult]] = {}
+        for r, s in self.pairs_for(claim, n):
+            res = self.results.get((r.key, s))
+            out.setdefault(r.key, {})
+            if res is not None:
+                out[r.key][s] = res
+        return out
+
+    def compute(self) -> dict[str, Compute]:
+        """Compute per claim over the runs of its latest look; shared runs in full (`seconds`) and split."""
+        used = {cid: {(r.key, s) for r, s in self.pairs_for(st.claim, st.n)} for cid, st in self.states.items()}
+        users: dict[tuple[str, int], int] = {}
+        for pairs in used.values():
+            for p in pairs:
+                users[p] = users.get(p, 0) + 1
+        out = {}
+        for cid, pairs in used.items():
+            c = Compute()
+            for p in pairs:
+                res = self.results.get(p)
+                if res is None:
+                    continue
+                c.runs += 1
+                c.seconds += res.wall_s
+                c.seconds_split += res.wall_s / users[p]
+                c.trained += p in self.trained
+            out[cid] = c
+        return out
+
+    def total_compute(self) -> Compute:
+        """Compute of the whole suite: every distinct run once."""
+        used = {(r.key, s) for st in self.states.values() for r, s in self.pairs_for(st.claim, st.n)}
+        have = [self.results[p] for p in used if p in self.results]
+        secs = sum(r.wall_s for r in have)
+        return Compute(len(have), secs, secs, sum(p in self.trained for p in used if p in self.results))
+
+    # -------------------------------------------------------------------------------------------- rounds
+
+    def run(self) -> dict[str, Any]:
+        """Rounds of looks until every claim is final; returns the decisions by claim id."""
+        from claims.spec import claim_needs_runs, judge
+
+        t0 = time.perf_counter()
+        for st in self.states.values():
+            if not claim_needs_runs(st.claim, self.device_has_gpu):
+                st.decision = judge(st.claim, {}, last_look=True, device_has_gpu=self.device_has_gpu,
+                                    sigma_d_pilot=self.sigma_d_pilot)
+                st.done = True
+        while True:
+            active = [st for st in self.states.values() if not st.done]
+            if not active:
+                break
+            self.rounds += 1
+            wants: dict[tuple[str, int], Job] = {}
+            for st in active:
+                for r, s in self.pairs_for(st.claim, st.looks[st.i]):
+                    wants.setdefault((r.key, s), Job(r, s, self.profile))
+            self.ensure_runs(wants.values(), label=f"round {self.rounds}")
+            for st in active:
+                self._judge(st, judge)
+        self.wall_s = time.perf_counter() - t0
+        return self.decisions
+
+    def _judge(self, st: _ClaimState, judge: Callable[..., Any]) -> None:
+        n = st.looks[st.i]
+        failed = [self.failures[(r.key, s)] for r, s in self.pairs_for(st.claim, n) if (r.key, s) in self.failures]
+        st.n = n
+        if failed:
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            st.error, st.done = f"{failed[0]}{more}", True
+            return
+        last = st.i == len(st.looks) - 1
+        st.decision = judge(st.claim, self._by_recipe(st.claim, n), last_look=last,
+                            device_has_gpu=self.device_has_gpu, sigma_d_pilot=self.sigma_d_pilot)
+        if st.decision.final or last:
+            st.done = True
+        else:
+            st.i += 1
+
+    def ensure_runs(self, jobs: Iterable[Job], label: str = "runs") -> None:
+        """Bring every job's run into `self.results`: from memory, the store, another suite, or the executor."""
+        wants = {(j.recipe.key, int(j.seed)): j for j in jobs}
+        need = [p for p in wants if p not in self.results and p not in self.failures]
+        self.results.update(self.store.get_many(need, self.profile, self.code_version))
+        need = [p for p in need if p not in self.results]
+        if not need:
+            return
+        with _Progress(self.progress, len(need), label, self.console, self._workers()) as bar:
+            mine = [p for p in need if self.store.claim_run(*p, self.profile, self.code_version)]
+            theirs = [p for p in need if p not in set(mine)]
+            self._train([wants[p] for p in mine], bar)
+            while theirs:  # leased by another live suite: wait for its results, take over its stale leases
+                got = self.store.get_many(theirs, self.profile, self.code_version)
+                self.results.update(got)
+                bar.advance(len(got))
+                theirs = [p for p in theirs if p not in got]
+                retry = [p for p in theirs if self.store.claim_run(*p, self.profile, self.code_version)]
+                if retry:
+                    self._train([wants[p] for p in retry], bar)
+                    theirs = [p for p in theirs if p not in set(retry)]
+                elif theirs:
+                    time.sleep(self.poll_s)
+
+    def _workers(self) -> int:
+        return max(1, int(getattr(self.executor, "workers", 1) or 1))
+
+    def _train(self, jobs: list[Job], bar: _Progress) -> None:
+        if not jobs:
+            return
+        bar.describe(jobs)
+
+        def on_done(job: Job, out: RunResult | RunFailure) -> None:
+            p = (job.recipe.key, job.seed)
+            if isinstance(out, RunFailure):
+                self.failures[p] = out
+                self.store.release(*p, self.profile, self.code_version)
+                bar.advance(1, failed=True)
+                return
+            if out.code_version != self.code_version or out.profile != self.profile:
+                self.warnings.append(f"run {job.recipe.name or p[0][:12]} seed {job.seed} came back as code version "
+                                     f"{out.code_version}, profile {out.profile} (asked {self.code_version}, "
+                                     f"{self.profile}): stored under its own key")
+            self.store.put(out, job.recipe)
+            self.store.release(*p, self.profile, self.code_version)
+            self.results[p] = out
+            self.trained.add(p)
+            bar.advance(1, wall_s=out.wall_s)
+
+        try:
+            self.executor.map_runs(jobs, on_done)
+        finally:
+            # runs in flight when Ctrl-C or an error stopped the executor: free them for the next start
+            for job in jobs:
+                p = (job.recipe.key, job.seed)
+                if p not in self.results and p not in self.failures:
+                    self.store.release(*p, self.profile, self.code_version)
+
+
+# ------------------------------------------------------------------------------------------------ progress
+
+
+class _Progress:
+    """A rich progress bar of one round's runs with an ETA from the mean run time; silent when not on a terminal."""
+
+    def __init__(self, enabled: bool, total: int, label: str, console: Any, workers: int):
+        self.total, self.label, self.workers = total, label, workers
+        self.done = self.failed = 0
+        self.walls: list[float] = []
+        self.t0 = time.perf_counter()
+        self.bar = None
+        if enabled:
+            from rich.console import Console
+
+            console = console or Console(stderr=True)
+            if console.is_terminal:
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+                self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=console,
+                                    transient=False)
+        self.recipes = ""
+
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total, eta="")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def describe(self, jobs: Sequence[Job]) -> None:
+        names = sorted({j.recipe.name or j.recipe.key[:12] for j in jobs})
+        self.recipes = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+        self._update()
+
+    def advance(self, k: int, *, wall_s: float | None = None, failed: bool = False) -> None:
+        if k <= 0:
+            return
+        self.done += k
+        self.failed += failed
+        if wall_s is not None:
+            self.walls.append(wall_s)
+        self._update()
+
+    def eta_s(self) -> float | None:
+        """Seconds left: mean run time of this round's finished runs x runs left / workers."""
+        if not self.walls:
+            return None
+        mean = sum(self.walls) / len(self.walls)
+        return mean * (self.total - self.done) / self.workers
+
+    def _update(self) -> None:
+        if self.bar is None:
+            return
+        eta = self.eta_s()
+        text = "" if eta is None else f"ETA {_clock(eta)}"
+        if self.failed:
+            text += f"  [red]{self.failed} failed[/]"
+        desc = f"{self.label}: {self.recipes}" if self.recipes else self.label
+        self.bar.update(self.task, completed=self.done, description=desc, eta=text)
+
+
+def _clock(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+# ------------------------------------------------------------------------------------------------ A/A pilot
+
+
+@dataclass
+class PilotResult:
+    """The A/A pilot of one recipe: run-to-run spread, the engine's verdict on A vs A, and a determinism check."""
+
+    recipe_key: str
+    recipe_name: str
+    profile: str
+    code_version: str
+    seeds_a: list[int]
+    seeds_b: list[int]
+    acc_a: list[float]  # accuracy in [0, 1], per seed
+    acc_b: list[float]
+    sigma: float  # run-to-run SD of accuracy, in percentage points
+    sigma_d: float  # SD of the differences of the paired A/A runs, in percentage points
+    mean_d: float  # pp
+    lower: float  # one-sided (1 - alpha) bounds of the mean difference, pp
+    upper: float
+    alpha: float
+    aa_supported: bool  # the engine would call A better than A (or worse) at alpha: it must not
+    repeat_seed: int
+    repeat_acc: float | None  # the same seed trained again in this environment
+    deterministic: bool | None  # identical accuracy on the repeat; None when the repeat failed
+    device: str
+    threads: int
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PilotResult:
+        return cls(**d)
+
+
+def paired_bounds(d: Sequence[float], alpha: float) -> tuple[float, float, float, float]:
+    """Mean, SD and one-sided (1 - alpha) lower and upper bounds of paired differences (t interval)."""
+    from scipy import stats as st
+
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
+    half = st.t.ppf(1 - alpha, n - 1) * sd / math.sqrt(n) if n > 1 else float("inf")
+    return mean, sd, mean - half, mean + half
+
+
+def pilot(recipe: Recipe, store: RunStore, executor: Executor, profile: str, n: int = 5, *, alpha: float = 0.05,
+          code_version: str | None = None, progress: bool = False, force: bool = False) -> PilotResult:
+    """The A/A pilot (claims-method §5): `recipe` on seeds 0..n-1 against itself on 1000..1000+n-1; once a store."""
+    if n < 2:
+        raise ValueError(f"the A/A pilot needs at least 2 seeds per arm, not {n}")
+    cv = code_version or CODE_VERSION
+    if not force:
+        stored = store.get_pilot(recipe.key, profile, cv)
+        if stored is not None and len(stored["seeds_a"]) >= n:
+            return PilotResult.from_dict(stored)
+    seeds_a = list(range(n))
+    seeds_b = [PILOT_SEED_OFFSET + s for s in seeds_a]
+    sched = Scheduler([], store, executor, profile, seeds=seeds_a + seeds_b, progress=progress, code_version=cv)
+    sched.ensure_runs([Job(recipe, s, profile) for s in seeds_a + seeds_b], label="A/A pilot")
+    if sched.failures:
+        raise RuntimeError(f"the A/A pilot could not train its runs: {next(iter(sched.failures.values()))}")
+    acc_a = [sched.results[(recipe.key, s)].acc for s in seeds_a]
+    acc_b = [sched.results[(recipe.key, s)].acc for s in seeds_b]
+    pp_a, pp_b = [100 * a for a in acc_a], [100 * b for b in acc_b]
+    d = [a - b for a, b in zip(pp_a, pp_b, strict=True)]
+    mean_d, sigma_d, lower, upper = paired_bounds(d, alpha)
+    pooled = pp_a + pp_b
+    mu = sum(pooled) / len(pooled)
+    sigma = math.sqrt(sum((x - mu) ** 2 for x in pooled) / (len(pooled) - 1))
+
+    # determinism: the first seed again, outside the store, compared with the stored run
+    first = sched.results[(recipe.key, seeds_a[0])]
+    repeat: list[RunResult | RunFailure] = []
+    executor.map_runs([Job(recipe, seeds_a[0], profile)], lambda job, out: repeat.append(out))
+    rep = repeat[0] if repeat and isinstance(repeat[0], RunResult) else None
+    note = ""
+    if rep is not None and (rep.device, rep.threads) != (first.device, first.threads):
+        note = (f"the stored run came from {first.device} with {first.threads} threads, the repeat from "
+                f"{rep.device} with {rep.threads}")
+    result = PilotResult(
+        recipe_key=recipe.key, recipe_name=recipe.name, profile=profile, code_version=cv, seeds_a=seeds_a,
+        seeds_b=seeds_b, acc_a=acc_a, acc_b=acc_b, sigma=sigma, sigma_d=sigma_d, mean_d=mean_d, lower=lower,
+        upper=upper, alpha=alpha, aa_supported=bool(lower > 0 or upper < 0), repeat_seed=seeds_a[0],
+        repeat_acc=None if rep is None else rep.acc, deterministic=None if rep is None else rep.acc == first.acc,
+        device=first.device, threads=first.threads, note=note,
+    )
+    store.put_pilot(recipe.key, profile, result.to_dict(), cv)
+    return result

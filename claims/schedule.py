@@ -282,7 +282,7 @@ class Scheduler:
     def __init__(self, claims: Sequence[Any], store: RunStore, executor: Executor, profile: str = "default",
                  seeds: Sequence[int] = DEFAULT_SEEDS, max_seeds: int | None = None, device_has_gpu: bool = False,
                  progress: bool = True, *, sigma_d_pilot: float | None = None, code_version: str | None = None,
-                 poll_s: float = 2.0, console: Any = None):
+                 poll_s: float = 2.0, console: Any = None, judge: Callable[..., Any] | None = None):
         ids = [c.id for c in claims]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
@@ -296,6 +296,7 @@ class Scheduler:
         self.sigma_d_pilot = sigma_d_pilot
         self.code_version = code_version or CODE_VERSION
         self.poll_s, self.console = poll_s, console
+        self.judge = judge  # None: claims.spec.judge (a parameter so that tests can script the verdicts)
         self.states = {c.id: _ClaimState(c, capped_looks(c.looks, max_seeds, len(self.seeds))) for c in claims}
         self.results: dict[tuple[str, int], RunResult] = {}
         self.failures: dict[tuple[str, int], RunFailure] = {}
@@ -366,8 +367,10 @@ class Scheduler:
 
     def run(self) -> dict[str, Any]:
         """Rounds of looks until every claim is final; returns the decisions by claim id."""
-        from claims.spec import claim_needs_runs, judge
+        from claims.spec import claim_needs_runs
+        from claims.spec import judge as spec_judge
 
+        judge = self.judge or spec_judge
         t0 = time.perf_counter()
         for st in self.states.values():
             if not claim_needs_runs(st.claim, self.device_has_gpu):

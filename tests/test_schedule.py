@@ -129,3 +129,173 @@ def test_ctrl_c_stops_the_pool_with_finished_runs_stored_and_no_leases_left(tmp_
     for pid in worker_pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# ---------------------------------------------------------------------------------------------- scheduler
+
+
+def _claim(cid: str, a, b, form: str = "SUPERIORITY", **kw):
+    spec = pytest.importorskip("claims.spec", reason="claims/spec.py (Claim, judge) has not landed yet")
+    Claim, Form = spec.Claim, spec.Form
+    return Claim(id=cid, source="test", quote=f"{cid} holds", form=Form[form], a=a, b=b,
+                 **{"delta": 1.0, "metric": "acc", "alpha": 0.05, **kw})
+
+
+class ScriptedJudge:
+    """A judge that decides each claim at a scripted look (never, when absent) and records every call."""
+
+    def __init__(self, decide_at: dict[str, int]):
+        self.decide_at = decide_at
+        self.calls: list[tuple[str, int, bool]] = []
+
+    def __call__(self, claim, results, *, last_look, device_has_gpu=False, sigma_d_pilot=None):
+        from claims.spec import Decision, Verdict
+
+        ns = {len(by_seed) for by_seed in results.values()}
+        assert len(ns) == 1, f"arms of {claim.id} have different seed counts {ns}"
+        (n,) = ns
+        self.calls.append((claim.id, n, last_look))
+        decided = n >= self.decide_at.get(claim.id, 10**9)
+        verdict = Verdict.SUPPORTED if decided else Verdict.INCONCLUSIVE
+        return Decision(claim_id=claim.id, verdict=verdict, reason="scripted", n=n, mean=1.0, lower=0.5, upper=1.5,
+                        alpha_look=0.017, sign_flip_p=0.1, fragile=False, p_a_gt_b=1.0, p_seq=0.01, params_a=1,
+                        params_b=1, seeds_needed=None, final=decided or last_look, parts=())
+
+
+@pytest.fixture
+def call_log(tmp_path, monkeypatch) -> Path:
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv(LOG_ENV, str(log))
+    return log
+
+
+def _scheduler(tmp_path, claims, **kw):
+    from claims.schedule import Scheduler
+
+    kw = {"progress": False, "poll_s": 0.05, **kw}
+    return Scheduler(claims, RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), "smoke", **kw)
+
+
+def test_a_baseline_shared_by_several_claims_trains_once_per_seed(tmp_path, call_log):
+    base = fake_recipe("base")
+    arms = [fake_recipe(f"trick{i}", 0.08) for i in range(4)]
+    claims = [_claim(f"C{i}", arm, base) for i, arm in enumerate(arms)]
+    sched = _scheduler(tmp_path, claims, judge=ScriptedJudge({c.id: 3 for c in claims}))
+    sched.run()
+    calls = _calls(call_log)
+    assert set(calls.values()) == {1}
+    assert sorted(s for k, s in calls if k == base.key) == [0, 1, 2]
+    assert len(calls) == 3 * 5  # 3 seeds x (4 tricks + 1 baseline), not 3 x 8
+    comp = sched.compute()
+    assert comp["C0"].runs == 6 and comp["C0"].trained == 6
+    # the baseline's 3 runs (0.5 s each in the fake) are split four ways, the trick's own 3 runs count in full
+    assert comp["C0"].seconds == pytest.approx(3.0)
+    assert comp["C0"].seconds_split == pytest.approx(1.5 + 1.5 / 4)
+    assert sched.total_compute().runs == 15
+
+
+def test_a_claim_stops_at_the_look_that_decides_it_and_others_go_on(tmp_path, call_log):
+    base, fast, slow, never = (fake_recipe(n) for n in ("base", "fast", "slow", "never"))
+    claims = [_claim("fast", fast, base), _claim("slow", slow, base), _claim("never", never, base)]
+    judge = ScriptedJudge({"fast": 3, "slow": 8})
+    sched = _scheduler(tmp_path, claims, judge=judge)
+    decisions = sched.run()
+    assert [(n, last) for cid, n, last in judge.calls if cid == "fast"] == [(3, False)]
+    assert [(n, last) for cid, n, last in judge.calls if cid == "slow"] == [(3, False), (5, False), (8, False)]
+    assert [(n, last) for cid, n, last in judge.calls if cid == "never"] == [(3, False), (5, False), (8, False),
+                                                                               (12, True)]
+    assert {cid: d.n for cid, d in decisions.items()} == {"fast": 3, "slow": 8, "never": 12}
+    calls = _calls(call_log)
+    assert sum(1 for k, _ in calls if k == fast.key) == 3
+    assert sum(1 for k, _ in calls if k == slow.key) == 8
+    assert sum(1 for k, _ in calls if k == base.key) == 12
+    assert sched.rounds == 4
+
+
+def test_max_seeds_makes_the_last_look_within_it_final(tmp_path, call_log):
+    base, arm = fake_recipe("base"), fake_recipe("arm")
+    judge = ScriptedJudge({})
+    sched = _scheduler(tmp_path, [_claim("C", arm, base)], judge=judge, max_seeds=4)
+    decisions = sched.run()
+    assert judge.calls == [("C", 3, True)]
+    assert decisions["C"].final and decisions["C"].n == 3
+    assert len(_calls(call_log)) == 6
+
+
+def test_a_failed_run_is_an_error_for_the_claims_that_need_it_only(tmp_path, call_log):
+    base = fake_recipe("base")
+    broken, fine = fake_recipe("broken", fail_seeds=(1,)), fake_recipe("fine")
+    claims = [_claim("broken", broken, base), _claim("fine", fine, base)]
+    sched = _scheduler(tmp_path, claims, judge=ScriptedJudge({"fine": 3, "broken": 3}))
+    decisions = sched.run()
+    assert set(decisions) == {"fine"}
+    assert "fake failure on seed 1" in sched.errors["broken"] and "fake/broken" in sched.errors["broken"]
+    assert RunStore(tmp_path / "runs.sqlite").leases() == []
+
+
+def test_a_gpu_only_claim_is_judged_without_runs_on_a_cpu(tmp_path, call_log):
+    gpu = _claim("gpu", fake_recipe("resnet9"), None, form="ABSOLUTE", threshold=90.0, needs_gpu=True)
+    calls: list[str] = []
+
+    def judge(claim, results, **kw):
+        calls.append(claim.id)
+        assert results == {} and kw["last_look"] and not kw["device_has_gpu"]
+        return ScriptedJudge({})(claim, {"x": {}}, **kw)
+
+    sched = _scheduler(tmp_path, [gpu], judge=judge)
+    assert set(sched.run()) == {"gpu"} and calls == ["gpu"]
+    assert not call_log.exists()
+
+
+def test_runs_in_the_store_are_not_trained_again(tmp_path, call_log):
+    base, arm = fake_recipe("base"), fake_recipe("arm", 0.1)
+    first = _scheduler(tmp_path, [_claim("C", arm, base)], judge=ScriptedJudge({"C": 5})).run()
+    n_calls = len(_calls(call_log))
+    second = _scheduler(tmp_path, [_claim("C", arm, base)], judge=ScriptedJudge({"C": 5}))
+    again = second.run()
+    assert len(_calls(call_log)) == n_calls == 10
+    assert again["C"].n == first["C"].n and second.compute()["C"].trained == 0
+
+
+def test_a_run_leased_by_another_live_suite_is_awaited_not_trained(tmp_path, call_log):
+    import threading
+
+    from claims.schedule import Scheduler
+
+    base = fake_recipe("base")
+    other = RunStore(tmp_path / "runs.sqlite")
+    assert other.claim_run(base.key, 0, "smoke")
+    timer = threading.Timer(0.4, lambda: RunStore(tmp_path / "runs.sqlite").put(fake_run(base, 0, "smoke"), base))
+    timer.start()
+    sched = Scheduler([], RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), "smoke",
+                      progress=False, poll_s=0.05)
+    sched.ensure_runs([Job(base, s, "smoke") for s in range(2)])
+    timer.join()
+    assert _calls(call_log) == {(base.key, 0): 1, (base.key, 1): 1}  # seed 0 trained by the other suite only
+    assert (base.key, 0) in sched.results and (base.key, 0) not in sched.trained
+
+
+def test_real_judge_supports_a_large_effect_and_not_an_a_a_comparison(tmp_path, call_log):
+    base = fake_recipe("base")
+    big, same = fake_recipe("big", 0.05), fake_recipe("same", 0.0)
+    claims = [_claim("big", big, base), _claim("aa", same, base)]
+    decisions = _scheduler(tmp_path, claims).run()
+    assert decisions["big"].verdict.value == "SUPPORTED" and decisions["big"].n == 3
+    assert decisions["aa"].verdict.value != "SUPPORTED"
+
+
+def test_the_pilot_judges_a_against_itself_and_runs_once_per_store(tmp_path, call_log):
+    from claims.schedule import pilot
+
+    base = fake_recipe("base", jitter=0.01)
+    store = RunStore(tmp_path / "runs.sqlite")
+    ex = LocalExecutor(0, run_fn=fake_run)
+    p = pilot(base, store, ex, "smoke", n=5)
+    assert p.seeds_a == [0, 1, 2, 3, 4] and p.seeds_b == [1000, 1001, 1002, 1003, 1004]
+    assert not p.aa_supported
+    assert p.deterministic is True and p.repeat_acc == p.acc_a[0]
+    assert p.sigma > 0 and p.sigma_d > 0 and p.lower < p.mean_d < p.upper
+    assert sum(_calls(call_log).values()) == 11  # 10 runs + the determinism repeat
+    again = pilot(base, store, ex, "smoke", n=5)
+    assert again == p and sum(_calls(call_log).values()) == 11
+    assert store.count("smoke") == 10  # the repeat is compared, not stored

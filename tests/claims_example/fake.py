@@ -3,7 +3,8 @@
 A fake recipe is `Recipe("fake", kw(effect=..., ...))`: its accuracy is 0.60 + `effect` + a per-seed shift shared by
 every recipe (common random numbers, as in real paired runs) + a small per-(recipe, seed) jitter. Options in
 `model_kwargs`: `effect` (accuracy points as a fraction), `jitter` (SD of the per-run noise), `sleep` (seconds),
-`params` (parameters used), `fail_seeds` (raise on these seeds), `die_seeds` (kill the worker process on these).
+`params` (parameters used), `fail_seeds` (raise on these seeds), `die_seeds` (kill the worker process on these),
+`diverge_seeds` (return a diverged run, accuracy NaN).
 Every call appends a line to the file named by `$TRICKS_FAKE_RUN_LOG`, so tests can count what was trained, and
 sleeps `$TRICKS_FAKE_RUN_SLEEP` seconds more (a pause that leaves the recipe's key alone).
 """
@@ -48,12 +49,16 @@ def fake_run(recipe: Recipe, seed: int, profile="default", *, source: str | None
     time.sleep(float(opts.get("sleep", 0.0)) + float(os.environ.get(SLEEP_ENV, "0")))
     acc = 0.60 + float(opts.get("effect", 0.0)) + 0.02 * _unit_noise("seed", seed)
     acc += float(opts.get("jitter", 0.003)) * _unit_noise(recipe.key, seed)
+    diverged = seed in opts.get("diverge_seeds", ())
+    if diverged:
+        acc = float("nan")
     return RunResult(
         recipe_key=recipe.key, recipe_name=recipe.name, seed=seed, profile=profile_name, code_version=CODE_VERSION,
         acc=acc, loss=1.0 - acc, acc_per_epoch=[acc - 0.05, acc], loss_per_epoch=[1.05 - acc, 1.0 - acc],
         train_loss_per_epoch=[1.2, 1.0], params_used=int(opts.get("params", 1000)),
         wall_s=float(opts.get("sleep", 0.0)) + 0.5, img_per_s=1000.0, device="cpu:fake", threads=1,
-        versions={"fake": "1"}, dataset=source or "synthetic (fake run)",
+        versions={"fake": "1"}, dataset=source or "synthetic (fake run)", diverged=diverged,
+        note="fake divergence: NaN loss" if diverged else "",
     )
 
 

@@ -1,0 +1,308 @@
+"""The pytest side of the claims engine: options, the `claims` marker, one scheduler for every selected claim.
+
+A claim is a test marked with its Claim:
+
+    @pytest.mark.claims(C001_4)
+    def test_c001_4_bn_before_relu_beats_baseline(claim_decision):
+        ...  # optional extra checks on the Decision
+
+After collection the plugin gathers the claims of the selected tests; before the first of them runs, one Scheduler
+judges them all together, so runs are shared and every worker stays busy. Each test then reads its Decision: it
+passes when the engine reached a verdict (the pinned `expected` one, when the claim has one) and fails on INVALID or
+an engine error, with the decision's reason in the message. It does not pass "when the claim is true". At the end of
+the session Holm is applied across the claims and the report is printed and written.
+
+`claims/conftest.py` imports the hooks below (`from claims.plugin import *`): pytest loads that conftest only for
+sessions that collect from `claims/`, so unit tests never pay for any of this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tricks.train import PROFILES
+
+__all__ = [
+    "pytest_addoption", "pytest_configure", "pytest_collection_finish", "pytest_runtest_setup", "pytest_runtest_call",
+    "pytest_sessionfinish", "pytest_terminal_summary", "claim_decision",
+]
+
+FAMILY_ALPHA = 0.05  # Holm's family level for the suite headline
+
+
+class ClaimSession:
+    """The claims of one pytest session, their scheduler, decisions and report."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.items: list[pytest.Item] = []
+        self.claims: dict[str, Any] = {}  # id -> Claim, in collection order
+        self.item_errors: dict[str, str] = {}  # nodeid -> why the item is not a proper claim test
+        self.ran = False
+        self.crash: str | None = None
+        self.scheduler: Any = None
+        self.pilot: Any = None
+        self.report: Any = None
+        self.report_dir: Path | None = None
+        self.report_error: str | None = None
+
+    # ------------------------------------------------------------------------------------------ options
+
+    def opt(self, name: str) -> Any:
+        return self.config.getoption(name)
+
+    def collect(self, items: list[pytest.Item]) -> None:
+        """Remember the selected claim tests and their claims (after -k/-m deselection)."""
+        from claims.spec import Claim
+
+        for item in items:
+            marker = item.get_closest_marker("claims")
+            if marker is None:
+                continue
+            claim = marker.args[0] if marker.args else marker.kwargs.get("claim")
+            if not isinstance(claim, Claim):
+                self.item_errors[item.nodeid] = (f"test {item.name} is marked claims but its marker holds "
+                                                 f"{type(claim).__name__}, not a Claim")
+                continue
+            known = self.claims.get(claim.id)
+            if known is not None and known.key != claim.key:
+                self.item_errors[item.nodeid] = f"claim id {claim.id} names two different claims"
+                continue
+            self.claims[claim.id] = claim
+            self.items.append(item)
+
+    # ------------------------------------------------------------------------------------------ the engine
+
+    def ensure_run(self) -> None:
+        """Judge every selected claim at once, the first time a claim test needs its Decision."""
+        if self.ran:
+            return
+        self.ran = True
+        if not self.claims:
+            return
+        from claims.schedule import LocalExecutor, Scheduler, pilot
+        from claims.spec import claim_needs_runs
+        from claims.store import RunStore, StoreError
+
+        capman = self.config.pluginmanager.getplugin("capturemanager")
+        try:
+            store = RunStore(self.opt("store"))
+        except StoreError as e:
+            pytest.exit(f"claims: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+        claims = list(self.claims.values())
+        gpu = _device_has_gpu(claims)
+        executor = LocalExecutor(self.opt("workers"), run_fn=_run_fn(self.opt("run_fn")), source=_data(self.config))
+        profile = self.opt("profile")
+        try:
+            with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+                needing = [c for c in claims if claim_needs_runs(c, gpu)]
+                baseline = _pilot_recipe(needing)
+                n_pilot = self.opt("pilot_seeds")
+                if baseline is not None and n_pilot:
+                    self.pilot = pilot(baseline, store, executor, profile, n_pilot, progress=True)
+                self.scheduler = Scheduler(claims, store, executor, profile, max_seeds=self.opt("max_seeds"),
+                                           device_has_gpu=gpu, progress=True,
+                                           sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d)
+                self.scheduler.run()
+        except (KeyboardInterrupt, pytest.exit.Exception):
+            raise
+        except Exception as e:  # a bug in the engine: every claim test reports it, the first with the traceback
+            self.crash = f"{type(e).__name__}: {e}"
+            raise
+
+    def check(self, item: pytest.Item) -> None:
+        """Fail the claim test unless the engine reached a verdict (the pinned one, when given)."""
+        if item.nodeid in self.item_errors:
+            pytest.fail(self.item_errors[item.nodeid], pytrace=False)
+        if self.crash is not None:
+            pytest.fail(f"the claims engine crashed: {self.crash}", pytrace=False)
+        claim = _claim_of(item)
+        if self.scheduler is None:
+            pytest.fail(f"{claim.id}: the claims engine did not run", pytrace=False)
+        error = self.scheduler.errors.get(claim.id)
+        if error is not None:
+            pytest.fail(f"{claim.id}: ERROR: {error}", pytrace=False)
+        d = self.scheduler.decisions[claim.id]
+        verdict = _value(d.verdict)
+        text = f"{claim.id}: {verdict} ({self.opt('profile')} profile, n = {d.n}): {d.reason}"
+        if verdict == "INVALID":
+            pytest.fail(text, pytrace=False)
+        expected = getattr(claim, "expected", None)
+        if expected is not None and _value(expected) != verdict:
+            capped = self.opt("max_seeds") is not None and self.opt("max_seeds") < max(claim.looks)
+            if verdict == "INCONCLUSIVE" and capped:
+                pytest.xfail(f"expected {_value(expected)}, got {text} (seed budget capped at "
+                             f"{self.opt('max_seeds')})")
+            pytest.fail(f"expected {_value(expected)}, got {text}", pytrace=False)
+        item.add_report_section("call", "claim", text)  # shown by `pytest -rP`
+
+    # ------------------------------------------------------------------------------------------ the report
+
+    def finish(self) -> None:
+        """Apply Holm, build the report and write it under --report-dir."""
+        if self.scheduler is None:
+            return
+        from claims.report import build_report, write_report
+
+        try:
+            self.report = build_report(self.scheduler, pilot=self.pilot, alpha_family=FAMILY_ALPHA)
+            root = self.opt("report_dir")
+            root = Path(root) if root else self.config.rootpath / "reports"
+            self.report_dir = write_report(self.report, root)
+        except Exception as e:  # the verdicts stand; a broken report must not hide them
+            self.report_error = f"{type(e).__name__}: {e}"
+
+
+_SESSION = pytest.StashKey[ClaimSession]()
+
+
+def _value(x: Any) -> str:
+    return str(getattr(x, "value", x))
+
+
+def _claim_of(item: pytest.Item) -> Any:
+    marker = item.get_closest_marker("claims")
+    return marker.args[0] if marker.args else marker.kwargs.get("claim")
+
+
+def _device_has_gpu(claims: list[Any]) -> bool:
+    if not any(getattr(c, "needs_gpu", False) for c in claims):
+        return False  # only GPU claims care; spare CPU sessions the torch import
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _pilot_recipe(claims: list[Any]) -> Any:
+    """The baseline the most claims compare against (their B arm, parts included), or None."""
+    from claims.report import comparisons
+
+    counts: Counter = Counter()
+    recipes = {}
+    for c in claims:
+        for part in comparisons(c):
+            if part.b is not None:
+                counts[part.b.key] += 1
+                recipes[part.b.key] = part.b
+    return recipes[counts.most_common(1)[0][0]] if counts else None
+
+
+def _run_fn(spec: str | None) -> Any:
+    if not spec:
+        return None
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise pytest.UsageError(f"--run-fn {spec} does not name a function (module.path:function)") from None
+
+
+def _data(config: pytest.Config) -> str | None:
+    return config.getoption("data") or os.environ.get("TRICKS_DATA") or None
+
+
+# ---------------------------------------------------------------------------------------------- hooks
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The claims suite's command-line options."""
+    g = parser.getgroup("claims", "claims engine (paired seeds, sequential looks)")
+    g.addoption("--profile", choices=list(PROFILES), default="default",
+                help="how recipes are scaled to this machine: " + ", ".join(PROFILES) + " (default: default)")
+    g.addoption("--max-seeds", type=int, default=None,
+                help="cap on seeds per arm: the last look within it is final (e.g. 3 for a smoke run)")
+    g.addoption("--workers", type=int, default=None,
+                help="worker processes, one thread each (default: CPU count; 0 trains in this process)")
+    g.addoption("--store", default=None, help="run store SQLite file (default: $TRICKS_STORE or the user cache)")
+    g.addoption("--data", default=None, help="CIFAR-10 source (default: $TRICKS_DATA, else fastai's download)")
+    g.addoption("--report-dir", default=None, help="where reports/<timestamp>/ goes (default: <rootdir>/reports)")
+    g.addoption("--pilot-seeds", type=int, default=5, help="seeds per arm of the A/A pilot (0 skips it)")
+    g.addoption("--run-fn", default=None,
+                help="module:function that trains one run (default tricks.train:run; tests use a fake)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker, check the options, set up the session's claim registry."""
+    config.addinivalue_line("markers", "claims(claim): a claim of a source document, judged by the claims engine")
+    for name, low in (("max_seeds", 2), ("workers", 0), ("pilot_seeds", 0)):
+        value = config.getoption(name)
+        if value is not None and value < low:
+            flag = "--" + name.replace("_", "-")
+            raise pytest.UsageError(f"{flag} must be at least {low}, not {value}")
+    if config.getoption("pilot_seeds") == 1:
+        raise pytest.UsageError("--pilot-seeds must be 0 (no pilot) or at least 2")
+    data = config.getoption("data")
+    if data and "://" not in data and not Path(data).expanduser().exists():
+        raise pytest.UsageError(f"--data {data} does not exist")
+    _run_fn(config.getoption("run_fn"))
+    config.stash[_SESSION] = ClaimSession(config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Gather the claims of the selected tests, so that one scheduler judges them together."""
+    if any(item.get_closest_marker("claims") for item in session.items):
+        session.config.stash[_SESSION].collect(session.items)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the first claim test: run the engine over every selected claim."""
+    if item.get_closest_marker("claims") is not None:
+        item.config.stash[_SESSION].ensure_run()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """A claim test fails on INVALID, an engine error, or a verdict other than the pinned one, before its body runs."""
+    if item.get_closest_marker("claims") is not None:
+        item.config.stash[_SESSION].check(item)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Holm across the claims, then the report files."""
+    cs = session.config.stash.get(_SESSION, None)
+    if cs is not None:
+        cs.finish()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The claims table, under the usual pytest summary."""
+    cs = config.stash.get(_SESSION, None)
+    if cs is None or cs.scheduler is None:
+        return
+    tr = terminalreporter
+    tr.section(f"claims ({config.getoption('profile')} profile)")
+    if cs.report is not None:
+        from rich.console import Console
+
+        from claims.report import print_report
+
+        buf = io.StringIO()
+        console = Console(file=buf, width=max(120, shutil.get_terminal_size().columns), force_terminal=tr.hasmarkup,
+                          color_system="standard" if tr.hasmarkup else None)
+        print_report(cs.report, console)
+        tr.write(buf.getvalue())
+    if cs.report_dir is not None:
+        tr.write_line(f"report: {cs.report_dir} (and {cs.report_dir.parent / 'latest'})")
+    if cs.report_error is not None:
+        tr.write_line(f"the report could not be written: {cs.report_error}", red=True)
+
+
+@pytest.fixture
+def claim_decision(request: pytest.FixtureRequest) -> Any:
+    """The Decision the engine reached for this test's claim."""
+    cs = request.config.stash[_SESSION]
+    cs.ensure_run()
+    claim = _claim_of(request.node)
+    if claim is None or cs.scheduler is None or claim.id not in cs.scheduler.decisions:
+        return None
+    return cs.scheduler.decisions[claim.id]

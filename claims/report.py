@@ -1,0 +1,560 @@
+"""The claims report: a rich table in the terminal; report.md, report.json and PNG plots on disk.
+
+One row a claim: form, margin, seeds, mean difference with its interval, verdict with reason, Holm status, P(A>B),
+compute. One card a claim in report.md: the source's words, per-seed values of the arms joined by seed, parameter
+counts, and the seeds an inconclusive claim would need. report.json holds every per-seed value, so anyone can
+re-analyse the runs with other methods. Every table names its profile: a smoke-profile number is not a published one.
+
+`python -m claims.report [REPORT_DIR] --readme README.md` copies a report's summary table into the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from claims.schedule import Compute, PilotResult, Scheduler
+from tricks.train import CODE_VERSION, PROFILES, Recipe, RunResult
+
+SUMMARY_START = "<!-- claims-summary:start -->"
+SUMMARY_END = "<!-- claims-summary:end -->"
+LATEST = "latest"
+_RESULT_FIELDS = {f.name for f in fields(RunResult)}
+
+
+@dataclass
+class ClaimRow:
+    """What the report shows about one claim."""
+
+    claim: Any
+    decision: Any | None
+    error: str | None
+    results: dict[str, dict[int, RunResult]]  # recipe key -> seed -> run
+    compute: Compute
+    holm: bool | None = None  # still SUPPORTED after Holm across the suite; None when not in the Holm family
+
+    @property
+    def verdict(self) -> str:
+        if self.error is not None:
+            return "ERROR"
+        return _value(self.decision.verdict) if self.decision is not None else "NOT RUN"
+
+    @property
+    def reason(self) -> str:
+        return self.error if self.error is not None else (self.decision.reason if self.decision is not None else "")
+
+
+@dataclass
+class SuiteReport:
+    """A whole suite's outcome with the provenance that lets a reader judge and redo it."""
+
+    rows: list[ClaimRow]
+    profile: str
+    seeds: tuple[int, ...]
+    max_seeds: int | None
+    spec_hash: str
+    alpha_family: float
+    code_version: str = CODE_VERSION
+    versions: dict[str, str] = field(default_factory=dict)
+    device: str = ""
+    threads: str = ""
+    dataset: str = ""
+    pilot: PilotResult | None = None
+    total: Compute = field(default_factory=Compute)
+    wall_s: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    @property
+    def looks(self) -> list[tuple[int, ...]]:
+        return sorted({tuple(r.claim.looks) for r in self.rows})
+
+    @property
+    def holding(self) -> int:
+        """Claims SUPPORTED that stay so after Holm."""
+        return sum(bool(r.holm) for r in self.rows)
+
+
+# ------------------------------------------------------------------------------------------------ building
+
+
+def _value(x: Any) -> str:
+    return str(getattr(x, "value", x))
+
+
+def spec_hash(claims: Sequence[Any]) -> str:
+    """A short hash of every claim's frozen spec, in id order: two reports with the same hash judged the same claims."""
+    h = hashlib.sha256()
+    for c in sorted(claims, key=lambda c: c.id):
+        h.update(f"{c.id}={c.key}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def holm_status(decisions: Mapping[str, Any], alpha: float) -> dict[str, bool]:
+    """Holm over the claims' sequential p-values: True where a SUPPORTED claim still holds at family level `alpha`."""
+    from claims.stats import holm
+
+    pvalues = {cid: float(d.p_seq) for cid, d in decisions.items()
+               if getattr(d, "p_seq", None) is not None and not math.isnan(float(d.p_seq))}
+    if not pvalues:
+        return {}
+    rejected = holm(pvalues, alpha)
+    return {cid: bool(rejected.get(cid, False)) and _value(decisions[cid].verdict) == "SUPPORTED"
+            for cid in pvalues}
+
+
+def _distinct(values: Sequence[Any]) -> str:
+    seen = list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+    return " + ".join(seen)
+
+
+def build_report(scheduler: Scheduler, *, pilot: PilotResult | None = None, alpha_family: float = 0.05) -> SuiteReport:
+    """Gather a finished scheduler's claims, decisions, runs and provenance into a report, Holm applied."""
+    from tricks.train import device_name, versions
+
+    decisions = scheduler.decisions
+    holm = holm_status(decisions, alpha_family)
+    compute = scheduler.compute()
+    rows = [ClaimRow(c, decisions.get(c.id), scheduler.errors.get(c.id), scheduler.results_for(c.id),
+                     compute.get(c.id, Compute()), holm.get(c.id)) for c in scheduler.claims]
+    runs = [r for row in rows for by_seed in row.results.values() for r in by_seed.values()]
+    vers: dict[str, str] = {}
+    for r in runs:
+        for k, v in r.versions.items():
+            vers[k] = v if vers.get(k, v) == v else f"{vers[k]} + {v}"
+    return SuiteReport(
+        rows=rows, profile=scheduler.profile, seeds=scheduler.seeds, max_seeds=scheduler.max_seeds,
+        spec_hash=spec_hash(scheduler.claims), alpha_family=alpha_family, code_version=scheduler.code_version,
+        versions=vers or versions(), device=_distinct([r.device for r in runs]) or device_name("cpu"),
+        threads=_distinct(sorted({r.threads for r in runs})), dataset=_distinct([r.dataset for r in runs]),
+        pilot=pilot, total=scheduler.total_compute(), wall_s=scheduler.wall_s, warnings=list(scheduler.warnings),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ values
+
+
+def comparisons(claim: Any) -> list[Any]:
+    """The claim itself, or each part of a compound claim: the units that compare arms."""
+    return list(claim.parts) if getattr(claim, "parts", ()) else [claim]
+
+
+def metric_value(claim: Any, res: RunResult) -> float:
+    """A run's value of the claim's metric: accuracy in percent, any other numeric RunResult field as it is."""
+    name = getattr(claim, "metric", None) or "acc"
+    if name not in _RESULT_FIELDS:
+        name = "acc"
+    value = float(getattr(res, name))
+    return 100.0 * value if name == "acc" else value
+
+
+def per_seed(claim: Any, results: Mapping[str, Mapping[int, RunResult]]) -> list[dict[str, Any]]:
+    """Rows of seed, A, B (and A - B) in the claim's metric, joined by seed; B is absent for absolute claims."""
+    a, b = claim.a, claim.b
+    ra = results.get(a.key, {}) if a is not None else {}
+    rb = results.get(b.key, {}) if b is not None else {}
+    out = []
+    for s in sorted(set(ra) | set(rb)):
+        va = metric_value(claim, ra[s]) if s in ra else None
+        vb = metric_value(claim, rb[s]) if s in rb else None
+        diff = va - vb if va is not None and vb is not None else None
+        out.append({"seed": s, "a": va, "b": vb, "d": diff})
+    return out
+
+
+def noise_floor_pp(report_profile: str, recipe: Recipe | None, acc_pp: float | None) -> float | None:
+    """The test-set noise floor sqrt(p(1-p)/n_test) in pp, at the arm's mean accuracy and the profile's test size."""
+    if recipe is None or acc_pp is None or math.isnan(acc_pp):
+        return None
+    prof = PROFILES.get(report_profile)
+    if prof is not None and hasattr(prof, "resolve"):
+        prof = prof.resolve(recipe)
+    n_test = (prof.test_subset if prof is not None else None) or 10_000  # CIFAR-10's full test set
+    p = min(max(acc_pp / 100.0, 0.0), 1.0)
+    return 100.0 * math.sqrt(p * (1 - p) / n_test)
+
+
+def _fmt(x: Any, nd: int = 2, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    return f"{x:+.{nd}f}" if sign else f"{x:.{nd}f}"
+
+
+def _interval(d: Any) -> str:
+    if d is None or getattr(d, "mean", None) is None:
+        return "—"
+    return f"{_fmt(d.mean, sign=True)} [{_fmt(d.lower, sign=True)}, {_fmt(d.upper, sign=True)}]"
+
+
+def _compute(c: Compute) -> str:
+    return f"{c.runs} runs, {c.seconds_split:.0f} s"
+
+
+def _holm(row: ClaimRow) -> str:
+    if row.holm is None:
+        return "—"
+    return "holds" if row.holm else ("not after Holm" if row.verdict == "SUPPORTED" else "—")
+
+
+def _p(x: Any) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _n(row: ClaimRow) -> str:
+    return str(row.decision.n) if row.decision is not None and row.decision.n is not None else "0"
+
+
+# ------------------------------------------------------------------------------------------------ terminal
+
+
+def header_lines(rep: SuiteReport) -> list[str]:
+    """The report's provenance, one fact a line."""
+    prof = PROFILES.get(rep.profile)
+    looks = "; ".join(",".join(map(str, lk)) for lk in rep.looks) or "—"
+    alphas = sorted({float(r.claim.alpha) for r in rep.rows})
+    lines = [
+        f"profile: {rep.profile}" + (f" ({prof.description})" if prof is not None and prof.description else ""),
+        f"claim-spec hash: {rep.spec_hash}   code version: {rep.code_version}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in sorted(rep.versions.items())),
+        f"device: {rep.device}   threads per run: {rep.threads or '—'}",
+        f"dataset: {rep.dataset or '— (no runs)'}",
+        f"seeds: {', '.join(map(str, rep.seeds))}" + (f" (max {rep.max_seeds})" if rep.max_seeds else "")
+        + f"   looks at n = {looks}   α per claim: {', '.join(map(str, alphas)) or '—'}"
+        + f"   Holm family α: {rep.alpha_family}",
+    ]
+    if rep.pilot is not None:
+        p = rep.pilot
+        det = {True: "deterministic", False: "NOT deterministic", None: "determinism unknown"}[p.deterministic]
+        lines.append(f"A/A pilot ({p.recipe_name or p.recipe_key[:12]}, {len(p.seeds_a)}+{len(p.seeds_b)} seeds, "
+                     f"{rep.profile} profile): σ = {p.sigma:.2f} pp, σ_d = {p.sigma_d:.2f} pp, "
+                     f"A vs A {'SUPPORTED (engine fault)' if p.aa_supported else 'not supported'}, {det}")
+    else:
+        lines.append("A/A pilot: not run")
+    lines.append(f"compute: {rep.total.runs} distinct runs, {rep.total.seconds:.0f} s of training "
+                 f"({rep.total.trained} trained now, the rest from the store); per claim, shared runs are split")
+    return lines
+
+
+_STYLE = {"SUPPORTED": "green", "REFUTED": "red", "INCONCLUSIVE": "yellow", "INVALID": "magenta", "ERROR": "bold red"}
+
+
+def rich_table(rep: SuiteReport) -> Any:
+    """The claims as a rich Table, one row a claim."""
+    from rich.table import Table
+
+    t = Table(title=f"{rep.holding} of {len(rep.rows)} claims hold after Holm — {rep.profile} profile, not the "
+                    "published numbers", show_lines=False, expand=False)
+    for col, kw in [("claim", {}), ("form", {}), ("Δ pp", {"justify": "right"}), ("n", {"justify": "right"}),
+                    ("d̄ [L, U] pp", {}), ("verdict", {}), ("Holm", {}), ("P(A>B)", {"justify": "right"}),
+                    ("compute", {}), ("profile", {})]:
+        t.add_column(col, **kw)
+    for row in rep.rows:
+        c, d = row.claim, row.decision
+        style = _STYLE.get(row.verdict, "")
+        t.add_row(c.id, _value(c.form), _fmt(getattr(c, "delta", None), 1), _n(row), _interval(d),
+                  f"[{style}]{row.verdict}[/]\n{row.reason}" if style else f"{row.verdict}\n{row.reason}",
+                  _holm(row), _p(getattr(d, "p_a_gt_b", None)), _compute(row.compute), rep.profile)
+    return t
+
+
+def print_report(rep: SuiteReport, console: Any = None) -> None:
+    """Print the header and the table (to stdout unless a rich Console is given)."""
+    from rich.console import Console
+
+    console = console or Console()
+    for line in header_lines(rep):
+        console.print(line, highlight=False, markup=False)
+    for w in rep.warnings:
+        console.print(f"warning: {w}", style="yellow", markup=False)
+    console.print(rich_table(rep))
+
+
+# ------------------------------------------------------------------------------------------------ markdown
+
+
+def _md_escape(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def summary_markdown(rep: SuiteReport) -> str:
+    """The summary table (the README's block): a caption naming profile, dataset, machine and date, then the rows."""
+    lines = [
+        f"Profile **{rep.profile}**, dataset {_md_escape(rep.dataset or '—')}, machine {_md_escape(rep.device)} "
+        f"({rep.threads or '—'} thread(s) per run), {rep.created[:10]}, code {rep.code_version}, "
+        f"claim-spec hash `{rep.spec_hash}`: **{rep.holding} of {len(rep.rows)} claims hold after Holm** "
+        f"(family α {rep.alpha_family}). Accuracies are from the {rep.profile} profile, not the published recipes.",
+        "",
+        "| claim | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | P(A>B) | compute | profile |",
+        "| --- | --- | ---: | ---: | --- | --- | --- | ---: | --- | --- |",
+    ]
+    for row in rep.rows:
+        c, d = row.claim, row.decision
+        lines.append(f"| {c.id} | {_value(c.form)} | {_fmt(getattr(c, 'delta', None), 1)} | {_n(row)} | "
+                     f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
+                     f"{_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {rep.profile} |")
+    return "\n".join(lines) + "\n"
+
+
+def _card(rep: SuiteReport, row: ClaimRow, plot: str | None) -> list[str]:
+    c, d = row.claim, row.decision
+    out = [f"### {c.id}: {row.verdict}", "", f"> {_md_escape(c.quote)}", "", f"— {_md_escape(c.source)}", ""]
+    out.append(f"Form {_value(c.form)}, Δ = {_fmt(getattr(c, 'delta', None), 1)} pp, α = {c.alpha}, looks at "
+               f"{', '.join(map(str, c.looks))}; profile **{rep.profile}**.")
+    if getattr(c, "expected", None) is not None:
+        out[-1] += f" Pinned expectation: {_value(c.expected)}."
+    if getattr(c, "note", ""):
+        out += ["", f"Note: {_md_escape(c.note)}"]
+    out += ["", f"Verdict: **{row.verdict}**: {_md_escape(row.reason)}", ""]
+    if d is not None:
+        out.append(f"Mean difference ({rep.profile} profile) over n = {d.n} seeds: {_interval(d)} pp "
+                   f"(one-sided bounds at the look's α′ = {_fmt(getattr(d, 'alpha_look', None), 4)}); "
+                   f"sign-flip p = {_fmt(getattr(d, 'sign_flip_p', None), 4)}"
+                   + (" — **fragile**: the t interval and the sign-flip test disagree" if d.fragile else "")
+                   + f"; P(A>B) = {_p(d.p_a_gt_b)}; sequential p = {_fmt(getattr(d, 'p_seq', None), 4)}.")
+        if d.params_a is not None or d.params_b is not None:
+            out.append(f"Parameters used by the forward pass: A {d.params_a if d.params_a is not None else '—'}, "
+                       f"B {d.params_b if d.params_b is not None else '—'}.")
+        if d.seeds_needed is not None and row.verdict == "INCONCLUSIVE":
+            out.append(f"Seeds that would resolve it at the measured spread: about {d.seeds_needed}.")
+        out.append("")
+    for part in comparisons(c):
+        rows = per_seed(part, row.results)
+        if not rows:
+            continue
+        title = f"{part.id}: " if part is not c else ""
+        a_name = part.a.name or part.a.key[:12]
+        if part.b is not None:
+            b_name = part.b.name or part.b.key[:12]
+            out += [f"{title}per seed, {rep.profile} profile (accuracy %): A = `{a_name}`, B = `{b_name}`", "",
+                    "| seed | A | B | A − B |", "| ---: | ---: | ---: | ---: |"]
+            out += [f"| {r['seed']} | {_fmt(r['a'])} | {_fmt(r['b'])} | {_fmt(r['d'], sign=True)} |" for r in rows]
+        else:
+            out += [f"{title}per seed, {rep.profile} profile (accuracy %): A = `{a_name}`, threshold "
+                    f"{_fmt(getattr(part, 'threshold', None))}", "", "| seed | A |", "| ---: | ---: |"]
+            out += [f"| {r['seed']} | {_fmt(r['a'])} |" for r in rows]
+        out.append("")
+    if plot:
+        out += [f"![{c.id}]({plot})", ""]
+    out += [f"Compute: {row.compute.runs} runs, {row.compute.seconds:.0f} s counted in full, "
+            f"{row.compute.seconds_split:.0f} s with shared runs split; {row.compute.trained} trained in this session.",
+            ""]
+    return out
+
+
+def report_markdown(rep: SuiteReport, plots: Mapping[str, str] | None = None) -> str:
+    """report.md: header, the summary table, then one card a claim."""
+    plots = plots or {}
+    out = [f"# Claims report — {rep.profile} profile, {rep.created}", ""]
+    out += [f"- {_md_escape(line)}" for line in header_lines(rep)]
+    out += [f"- warning: {_md_escape(w)}" for w in rep.warnings]
+    out += ["", summary_markdown(rep), "## Claims", ""]
+    for row in rep.rows:
+        out += _card(rep, row, plots.get(row.claim.id))
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------ json
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return None  # strict JSON, readable by any tool
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if hasattr(x, "value") and isinstance(x.value, str):
+        return x.value
+    return x
+
+
+def report_json(rep: SuiteReport) -> dict[str, Any]:
+    """Everything needed to re-analyse: per-seed values of every arm, the spec hash, profile, dataset, provenance."""
+    claims = []
+    for row in rep.rows:
+        c, d = row.claim, row.decision
+        arms = []
+        for r in c.recipes():
+            runs = row.results.get(r.key, {})
+            arms.append({
+                "recipe_key": r.key, "recipe_name": r.name, "recipe": r.to_dict(),
+                "runs": {str(s): {"acc": res.acc, "loss": res.loss, "acc_per_epoch": res.acc_per_epoch,
+                                  "params_used": res.params_used, "wall_s": res.wall_s, "diverged": res.diverged,
+                                  "device": res.device, "threads": res.threads, "note": res.note}
+                         for s, res in sorted(runs.items())},
+            })
+        claims.append({
+            "id": c.id, "key": c.key, "source": c.source, "quote": c.quote, "form": _value(c.form),
+            "delta": getattr(c, "delta", None), "metric": getattr(c, "metric", None), "alpha": c.alpha,
+            "looks": list(c.looks), "threshold": getattr(c, "threshold", None),
+            "expected": None if getattr(c, "expected", None) is None else _value(c.expected),
+            "a": None if c.a is None else c.a.key, "b": None if c.b is None else c.b.key,
+            "parts": [{"id": p.id, "a": None if p.a is None else p.a.key, "b": None if p.b is None else p.b.key,
+                       "per_seed": per_seed(p, row.results)} for p in comparisons(c) if p is not c],
+            "per_seed": per_seed(c, row.results) if c.a is not None else [],
+            "verdict": row.verdict, "reason": row.reason, "error": row.error,
+            "decision": None if d is None else d.to_dict(), "holm": row.holm, "compute": row.compute.to_dict(),
+            "arms": arms,
+        })
+    prof = PROFILES.get(rep.profile)
+    return _jsonable({
+        "spec_hash": rep.spec_hash, "created": rep.created, "profile": rep.profile,
+        "profile_description": prof.description if prof is not None else "", "seeds": list(rep.seeds),
+        "max_seeds": rep.max_seeds, "alpha_family": rep.alpha_family, "code_version": rep.code_version,
+        "versions": rep.versions, "device": rep.device, "threads": rep.threads, "dataset": rep.dataset,
+        "pilot": None if rep.pilot is None else rep.pilot.to_dict(), "total_compute": rep.total.to_dict(),
+        "wall_s": rep.wall_s, "holding": rep.holding, "warnings": rep.warnings, "claims": claims,
+    })
+
+
+# ------------------------------------------------------------------------------------------------ plots
+
+
+def plot_claim(rep: SuiteReport, row: ClaimRow, path: Path) -> Path | None:
+    """A PNG per claim: per-seed values of the arms joined by seed; the interval against 0, ±Δ and the noise floor."""
+    parts = [p for p in comparisons(row.claim) if per_seed(p, row.results)]
+    if not parts:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(parts), 2, figsize=(9, 3.2 * len(parts)), squeeze=False)
+    d = row.decision
+    for (ax_seed, ax_int), part in zip(axes, parts, strict=True):
+        rows = per_seed(part, row.results)
+        if part.b is not None:
+            for r in rows:
+                if r["a"] is not None and r["b"] is not None:
+                    ax_seed.plot([0, 1], [r["b"], r["a"]], "-o", color="tab:blue", alpha=0.6, lw=1)
+                    ax_seed.annotate(str(r["seed"]), (1.03, r["a"]), fontsize=7, va="center")
+            ax_seed.set_xticks([0, 1], [f"B: {part.b.name or 'B'}", f"A: {part.a.name or 'A'}"], fontsize=8)
+            ax_seed.set_xlim(-0.3, 1.3)
+        else:
+            xs = [r["seed"] for r in rows]
+            ax_seed.plot(xs, [r["a"] for r in rows], "o", color="tab:blue")
+            if getattr(part, "threshold", None) is not None:
+                ax_seed.axhline(part.threshold, color="tab:red", ls="--", lw=1, label="threshold")
+                ax_seed.legend(fontsize=7)
+            ax_seed.set_xlabel("seed")
+        ax_seed.set_ylabel(f"accuracy % ({rep.profile})")
+        ax_seed.set_title(f"{part.id}: per seed", fontsize=9)
+
+        dd = d.parts[parts.index(part)] if d is not None and part is not row.claim and len(d.parts or ()) == \
+            len(parts) else d
+        delta = getattr(part, "delta", None)
+        if part.b is not None:
+            for x in (0.0,):
+                ax_int.axvline(x, color="black", lw=1)
+            if delta:
+                ax_int.axvspan(-delta, delta, color="tab:orange", alpha=0.12, label=f"±Δ = {delta} pp")
+                for x in (-delta, delta):
+                    ax_int.axvline(x, color="tab:orange", ls="--", lw=1)
+            means = [r["b"] for r in rows if r["b"] is not None]
+            nf = noise_floor_pp(rep.profile, part.b, sum(means) / len(means) if means else None)
+            if nf:
+                ax_int.axvspan(-nf, nf, color="grey", alpha=0.25, label=f"noise floor ±{nf:.2f} pp")
+        elif getattr(part, "threshold", None) is not None:
+            ax_int.axvline(part.threshold, color="tab:red", ls="--", lw=1, label="threshold")
+        if dd is not None and getattr(dd, "mean", None) is not None and not math.isnan(dd.mean):
+            lo = dd.lower if dd.lower is not None and math.isfinite(dd.lower) else dd.mean
+            hi = dd.upper if dd.upper is not None and math.isfinite(dd.upper) else dd.mean
+            ax_int.errorbar([dd.mean], [0], xerr=[[dd.mean - lo], [hi - dd.mean]], fmt="o", color="tab:blue",
+                            capsize=5, label=f"d̄ with one-sided bounds, n = {dd.n}")
+        ax_int.set_yticks([])
+        ax_int.set_xlabel(f"{'A − B' if part.b is not None else 'mean A'} (pp, {rep.profile} profile)")
+        ax_int.set_title(f"{part.id}: {_value(dd.verdict) if dd is not None else row.verdict}", fontsize=9)
+        ax_int.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def write_report(rep: SuiteReport, reports_root: str | Path = "reports") -> Path:
+    """Write `<reports_root>/<timestamp>-<profile>/` (report.md, report.json, summary.md, plots) and `latest/`."""
+    root = Path(reports_root)
+    stamp = rep.created.replace(":", "").replace("-", "")
+    out = root / f"{stamp}-{rep.profile}"
+    k = 1
+    while out.exists():
+        k += 1
+        out = root / f"{stamp}-{rep.profile}-{k}"
+    out.mkdir(parents=True)
+    plots: dict[str, str] = {}
+    (out / "plots").mkdir()
+    for row in rep.rows:
+        p = plot_claim(rep, row, out / "plots" / f"{_safe(row.claim.id)}.png")
+        if p is not None:
+            plots[row.claim.id] = f"plots/{p.name}"
+    (out / "report.md").write_text(report_markdown(rep, plots))
+    (out / "summary.md").write_text(summary_markdown(rep))
+    (out / "report.json").write_text(json.dumps(report_json(rep), indent=1, sort_keys=False, allow_nan=False))
+    latest = root / LATEST
+    if latest.is_symlink() or latest.is_file():
+        latest.unlink()
+    elif latest.exists():
+        shutil.rmtree(latest)
+    shutil.copytree(out, latest)  # a copy, not a symlink: it survives archiving and works on every platform
+    (latest / "SOURCE").write_text(out.name + "\n")
+    return out
+
+
+def _report_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if (p / "summary.md").is_file():
+        return p
+    if (p / LATEST / "summary.md").is_file():
+        return p / LATEST
+    raise FileNotFoundError(f"{p} holds no claims report (no summary.md in it or in its '{LATEST}' folder)")
+
+
+def write_readme_summary(report_dir: str | Path, readme_path: str | Path) -> None:
+    """Replace the block between the claims-summary markers of the README with the report's summary table."""
+    summary = (_report_dir(report_dir) / "summary.md").read_text().strip()
+    readme = Path(readme_path)
+    if not readme.is_file():
+        raise FileNotFoundError(f"README {readme} does not exist")
+    text = readme.read_text()
+    start, end = text.find(SUMMARY_START), text.find(SUMMARY_END)
+    if start < 0 or end < start:
+        raise ValueError(f"README {readme} has no '{SUMMARY_START}' ... '{SUMMARY_END}' block to fill")
+    readme.write_text(text[: start + len(SUMMARY_START)] + "\n" + summary + "\n" + text[end:])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m claims.report [REPORT_DIR] --readme README.md`: copy a report's summary into the README."""
+    ap = argparse.ArgumentParser(prog="python -m claims.report", description=main.__doc__)
+    ap.add_argument("report_dir", nargs="?", default="reports", help="a report folder, or reports/ for its latest")
+    ap.add_argument("--readme", required=True, help="the README whose claims-summary block is replaced")
+    args = ap.parse_args(argv)
+    try:
+        write_readme_summary(args.report_dir, args.readme)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.readme}: claims summary replaced from {_report_dir(args.report_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

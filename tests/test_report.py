@@ -1,0 +1,146 @@
+"""The report: what the table, report.md, report.json, plots and the README block hold."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from claims.report import (
+    build_report,
+    holm_status,
+    main,
+    print_report,
+    spec_hash,
+    summary_markdown,
+    write_readme_summary,
+    write_report,
+)
+from claims.schedule import LocalExecutor, Scheduler, pilot
+from claims.store import RunStore
+from tests.claims_example.fake import fake_recipe, fake_run
+
+pytest.importorskip("claims.spec", reason="claims/spec.py (Claim, judge) has not landed yet")
+
+
+def _claims():
+    from claims.spec import Claim, Form
+
+    base = fake_recipe("base")
+    big = Claim(id="R-1", source="Doc 9, table 2", quote="The trick | adds five points.", form=Form.SUPERIORITY,
+                a=fake_recipe("trick", 0.05), b=base, delta=1.0, metric="acc", alpha=0.05)
+    aa = Claim(id="R-2", source="Doc 9, text", quote="Renaming the baseline changes nothing.",
+               form=Form.EQUIVALENCE, a=fake_recipe("renamed"), b=base, delta=1.0, metric="acc", alpha=0.05)
+    return [big, aa], base
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    claims, base = _claims()
+    tmp = tmp_path_factory.mktemp("report")
+    store, ex = RunStore(tmp / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run)
+    p = pilot(base, store, ex, "smoke", n=3)
+    sched = Scheduler(claims, store, ex, "smoke", progress=False, sigma_d_pilot=p.sigma_d)
+    sched.run()
+    return build_report(sched, pilot=p), sched, tmp
+
+
+def test_spec_hash_is_stable_and_changes_with_any_claim():
+    from dataclasses import replace
+
+    claims, _ = _claims()
+    assert spec_hash(claims) == spec_hash(list(reversed(claims)))
+    assert spec_hash(claims) != spec_hash([replace(claims[0], delta=2.0), claims[1]])
+
+
+def test_holm_keeps_only_the_claims_that_survive_the_step_down():
+    sup = SimpleNamespace(verdict="SUPPORTED")
+    ds = {k: SimpleNamespace(verdict=sup.verdict, p_seq=p) for k, p in {"a": 0.01, "b": 0.03, "c": 0.04}.items()}
+    ds["d"] = SimpleNamespace(verdict="REFUTED", p_seq=0.001)
+    held = holm_status(ds, 0.05)
+    assert held == {"a": True, "b": False, "c": False, "d": False}  # 0.03 > 0.05/3 stops the step-down at b
+
+
+def test_the_report_holds_provenance_and_every_claim(report):
+    rep, sched, _ = report
+    assert rep.profile == "smoke" and rep.dataset == "synthetic (fake run)" and rep.device == "cpu:fake"
+    assert rep.threads == "1" and rep.versions == {"fake": "1"}
+    assert [r.claim.id for r in rep.rows] == ["R-1", "R-2"]
+    assert rep.rows[0].verdict == "SUPPORTED"
+    assert rep.rows[0].holm is True
+    assert rep.pilot is not None and not rep.pilot.aa_supported
+    buf = io.StringIO()
+    from rich.console import Console
+
+    print_report(rep, Console(file=buf, width=200))
+    text = buf.getvalue()
+    for fact in (rep.spec_hash, "profile: smoke", "synthetic (fake run)", "cpu:fake", "A/A pilot", "R-1", "R-2",
+                 "SUPPORTED", "seeds: 0, 1, 2"):
+        assert fact in text
+
+
+def test_report_files_hold_the_per_seed_values_joined_by_seed(report):
+    rep, sched, tmp = report
+    out = write_report(rep, tmp / "reports")
+    assert {p.name for p in out.iterdir()} >= {"report.md", "report.json", "summary.md", "plots"}
+    data = json.loads((out / "report.json").read_text())
+    assert data["spec_hash"] == rep.spec_hash and data["profile"] == "smoke"
+    assert data["dataset"] == "synthetic (fake run)" and data["pilot"]["recipe_name"] == "fake/base"
+    big = next(c for c in data["claims"] if c["id"] == "R-1")
+    n = big["decision"]["n"]
+    claim = sched.states["R-1"].claim
+    for row in big["per_seed"]:
+        a, b = fake_run(claim.a, row["seed"], "smoke").acc, fake_run(claim.b, row["seed"], "smoke").acc
+        assert row["a"] == pytest.approx(100 * a) and row["b"] == pytest.approx(100 * b)
+        assert row["d"] == pytest.approx(100 * (a - b))
+    assert [r["seed"] for r in big["per_seed"]] == list(range(n))
+    assert {arm["recipe_name"] for arm in big["arms"]} == {"fake/trick", "fake/base"}
+    assert all(len(arm["runs"]) == n for arm in big["arms"])
+    md = (out / "report.md").read_text()
+    assert "The trick \\| adds five points." in md and "| seed | A | B | A − B |" in md
+    assert "![R-1](plots/R-1.png)" in md
+    for png in ("R-1.png", "R-2.png"):
+        assert (out / "plots" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    latest = out.parent / "latest"
+    assert (latest / "report.json").read_text() == (out / "report.json").read_text()
+    assert (latest / "SOURCE").read_text().strip() == out.name
+
+
+def test_every_summary_row_names_the_profile(report):
+    rep, _, _ = report
+    lines = summary_markdown(rep).splitlines()
+    rows = [line for line in lines if line.startswith("| R-")]
+    assert len(rows) == 2 and all(line.rstrip().endswith("| smoke |") for line in rows)
+    assert "Profile **smoke**" in lines[0] and "not the published recipes" in lines[0]
+
+
+def test_readme_summary_replaces_only_its_block(report, tmp_path):
+    rep, _, _ = report
+    out = write_report(rep, tmp_path / "reports")
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n\nintro\n\n<!-- claims-summary:start -->\nold table\n<!-- claims-summary:end -->\n\ntail\n")
+    write_readme_summary(out, readme)
+    text = readme.read_text()
+    assert "old table" not in text and "| R-1 |" in text
+    assert text.startswith("# T\n\nintro\n\n<!-- claims-summary:start -->\n") and text.endswith("end -->\n\ntail\n")
+    write_readme_summary(tmp_path / "reports", readme)  # reports/ means its latest; twice gives the same README
+    assert readme.read_text() == text
+
+
+def test_readme_without_markers_or_a_missing_report_is_a_clear_error(report, tmp_path, capsys):
+    rep, _, _ = report
+    out = write_report(rep, tmp_path / "reports")
+    readme = tmp_path / "README.md"
+    readme.write_text("# no block here\n")
+    with pytest.raises(ValueError, match="claims-summary:start"):
+        write_readme_summary(out, readme)
+    with pytest.raises(FileNotFoundError, match="holds no claims report"):
+        write_readme_summary(tmp_path / "nowhere", readme)
+    assert main([str(tmp_path / "nowhere"), "--readme", str(readme)]) == 2
+    assert "holds no claims report" in capsys.readouterr().err
+    readme.write_text("<!-- claims-summary:start --><!-- claims-summary:end -->\n")
+    assert main([str(out), "--readme", str(readme)]) == 0
+    assert "| R-2 |" in Path(readme).read_text()

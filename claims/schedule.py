@@ -377,6 +377,10 @@ class Scheduler:
                 st.decision = judge(st.claim, {}, last_look=True, device_has_gpu=self.device_has_gpu,
                                     sigma_d_pilot=self.sigma_d_pilot)
                 st.done = True
+        if self.sigma_d_pilot is not None:
+            for st in self.states.values():
+                if not st.done:
+                    self._predict(st, judge)
         while True:
             active = [st for st in self.states.values() if not st.done]
             if not active:
@@ -391,6 +395,18 @@ class Scheduler:
                 self._judge(st, judge)
         self.wall_s = time.perf_counter() - t0
         return self.decisions
+
+    def _predict(self, st: _ClaimState, judge: Callable[..., Any]) -> None:
+        """Ask the judge about a look at zero seeds: a claim predicted underpowered at the pilot's σ_d gets no runs."""
+        empty: dict[str, dict[int, RunResult]] = {r.key: {} for r in st.claim.recipes()}
+        try:
+            d = judge(st.claim, empty, last_look=False, device_has_gpu=self.device_has_gpu,
+                      sigma_d_pilot=self.sigma_d_pilot)
+        except Exception:  # a judge that cannot look at zero seeds makes no prediction
+            return
+        # only a final INCONCLUSIVE that names the seeds it would need is a prediction; anything else is ignored
+        if d.final and _verdict(d) == "INCONCLUSIVE" and getattr(d, "seeds_needed", None) is not None:
+            st.decision, st.done = d, True
 
     def _judge(self, st: _ClaimState, judge: Callable[..., Any]) -> None:
         n = st.looks[st.i]
@@ -465,6 +481,10 @@ class Scheduler:
                 p = (job.recipe.key, job.seed)
                 if p not in self.results and p not in self.failures:
                     self.store.release(*p, self.profile, self.code_version)
+
+
+def _verdict(d: Any) -> str:
+    return str(getattr(d.verdict, "value", d.verdict))
 
 
 # ------------------------------------------------------------------------------------------------ progress

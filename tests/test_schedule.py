@@ -144,8 +144,8 @@ def _claim(cid: str, a, b, form: str = "SUPERIORITY", **kw):
 class ScriptedJudge:
     """A judge that decides each claim at a scripted look (never, when absent) and records every call."""
 
-    def __init__(self, decide_at: dict[str, int]):
-        self.decide_at = decide_at
+    def __init__(self, decide_at: dict[str, int], underpowered: frozenset[str] = frozenset()):
+        self.decide_at, self.underpowered = decide_at, underpowered
         self.calls: list[tuple[str, int, bool]] = []
 
     def __call__(self, claim, results, *, last_look, device_has_gpu=False, sigma_d_pilot=None):
@@ -155,6 +155,12 @@ class ScriptedJudge:
         assert len(ns) == 1, f"arms of {claim.id} have different seed counts {ns}"
         (n,) = ns
         self.calls.append((claim.id, n, last_look))
+        if n == 0:  # the prediction before any run
+            if claim.id not in self.underpowered:
+                raise ZeroDivisionError("no seeds")
+            return Decision(claim_id=claim.id, verdict=Verdict.INCONCLUSIVE, reason="underpowered", n=0, mean=None,
+                            lower=None, upper=None, alpha_look=None, sign_flip_p=None, fragile=False, p_a_gt_b=None,
+                            p_seq=None, params_a=None, params_b=None, seeds_needed=40, final=True, parts=())
         decided = n >= self.decide_at.get(claim.id, 10**9)
         verdict = Verdict.SUPPORTED if decided else Verdict.INCONCLUSIVE
         return Decision(claim_id=claim.id, verdict=verdict, reason="scripted", n=n, mean=1.0, lower=0.5, upper=1.5,
@@ -222,6 +228,19 @@ def test_max_seeds_makes_the_last_look_within_it_final(tmp_path, call_log):
     assert len(_calls(call_log)) == 6
 
 
+def test_a_claim_predicted_underpowered_by_the_pilot_gets_no_runs(tmp_path, call_log):
+    base, tiny, big = fake_recipe("base"), fake_recipe("tiny"), fake_recipe("big")
+    claims = [_claim("tiny", tiny, base), _claim("big", big, base)]
+    judge = ScriptedJudge({"big": 3}, underpowered=frozenset({"tiny"}))
+    decisions = _scheduler(tmp_path, claims, judge=judge, sigma_d_pilot=2.0).run()
+    assert decisions["tiny"].seeds_needed == 40 and decisions["tiny"].n == 0
+    assert not any(k == tiny.key for k, _ in _calls(call_log))
+    assert ("big", 0, False) in judge.calls and decisions["big"].n == 3  # its failed prediction is ignored
+    judge = ScriptedJudge({"big": 3}, underpowered=frozenset({"tiny"}))
+    _scheduler(tmp_path, claims, judge=judge).run()  # without a pilot σ_d nothing is predicted
+    assert all(n > 0 for _, n, _ in judge.calls)
+
+
 def test_a_failed_run_is_an_error_for_the_claims_that_need_it_only(tmp_path, call_log):
     base = fake_recipe("base")
     broken, fine = fake_recipe("broken", fail_seeds=(1,)), fake_recipe("fine")
@@ -240,7 +259,11 @@ def test_a_gpu_only_claim_is_judged_without_runs_on_a_cpu(tmp_path, call_log):
     def judge(claim, results, **kw):
         calls.append(claim.id)
         assert results == {} and kw["last_look"] and not kw["device_has_gpu"]
-        return ScriptedJudge({})(claim, {"x": {}}, **kw)
+        from claims.spec import Decision, Verdict
+
+        return Decision(claim_id=claim.id, verdict=Verdict.INCONCLUSIVE, reason="needs a GPU", n=0, mean=None,
+                        lower=None, upper=None, alpha_look=None, sign_flip_p=None, fragile=False, p_a_gt_b=None,
+                        p_seq=None, params_a=None, params_b=None, seeds_needed=None, final=True, parts=())
 
     sched = _scheduler(tmp_path, [gpu], judge=judge)
     assert set(sched.run()) == {"gpu"} and calls == ["gpu"]

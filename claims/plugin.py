@@ -51,6 +51,7 @@ class ClaimSession:
         self.crash: str | None = None
         self.scheduler: Any = None
         self.pilot: Any = None
+        self.pilot_error: str | None = None
         self.report: Any = None
         self.report_dir: Path | None = None
         self.report_error: str | None = None
@@ -89,7 +90,7 @@ class ClaimSession:
         self.ran = True
         if not self.claims:
             return
-        from claims.schedule import LocalExecutor, Scheduler, pilot
+        from claims.schedule import LocalExecutor, PilotError, Scheduler, pilot
         from claims.spec import claim_needs_runs
         from claims.store import RunStore, StoreError
 
@@ -108,7 +109,10 @@ class ClaimSession:
                 baseline = _pilot_recipe(needing)
                 n_pilot = self.opt("pilot_seeds")
                 if baseline is not None and n_pilot:
-                    self.pilot = pilot(baseline, store, executor, profile, n_pilot, progress=True)
+                    try:
+                        self.pilot = pilot(baseline, store, executor, profile, n_pilot, progress=True)
+                    except PilotError as e:  # the claims that share those runs report the failure themselves
+                        self.pilot_error = str(e)
                 self.scheduler = Scheduler(claims, store, executor, profile, max_seeds=self.opt("max_seeds"),
                                            device_has_gpu=gpu, progress=True,
                                            sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d)
@@ -155,6 +159,8 @@ class ClaimSession:
 
         try:
             self.report = build_report(self.scheduler, pilot=self.pilot, alpha_family=FAMILY_ALPHA)
+            if self.pilot_error is not None:
+                self.report.warnings.append(f"no A/A pilot: {self.pilot_error}")
             root = self.opt("report_dir")
             root = Path(root) if root else self.config.rootpath / "reports"
             self.report_dir = write_report(self.report, root)
@@ -293,6 +299,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write(buf.getvalue())
     if cs.report_dir is not None:
         tr.write_line(f"report: {cs.report_dir} (and {cs.report_dir.parent / 'latest'})")
+    if cs.pilot_error is not None:
+        tr.write_line(f"no A/A pilot: {cs.pilot_error}", yellow=True)
     if cs.report_error is not None:
         tr.write_line(f"the report could not be written: {cs.report_error}", red=True)
 

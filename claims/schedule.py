@@ -454,6 +454,7 @@ class Scheduler:
     def _train(self, jobs: list[Job], bar: _Progress) -> None:
         if not jobs:
             return
+        jobs = sorted(jobs, key=lambda j: -j.recipe.epochs)  # longest first, so no worker idles at the end
         bar.describe(jobs)
 
         def on_done(job: Job, out: RunResult | RunFailure) -> None:
@@ -595,6 +596,10 @@ class PilotResult:
         return cls(**d)
 
 
+class PilotError(RuntimeError):
+    """The A/A pilot could not train its runs (the message names the first failed run)."""
+
+
 def paired_bounds(d: Sequence[float], alpha: float) -> tuple[float, float, float, float]:
     """Mean, SD and one-sided (1 - alpha) lower and upper bounds of paired differences (t interval)."""
     from scipy import stats as st
@@ -621,7 +626,7 @@ def pilot(recipe: Recipe, store: RunStore, executor: Executor, profile: str, n: 
     sched = Scheduler([], store, executor, profile, seeds=seeds_a + seeds_b, progress=progress, code_version=cv)
     sched.ensure_runs([Job(recipe, s, profile) for s in seeds_a + seeds_b], label="A/A pilot")
     if sched.failures:
-        raise RuntimeError(f"the A/A pilot could not train its runs: {next(iter(sched.failures.values()))}")
+        raise PilotError(f"the A/A pilot could not train its runs: {next(iter(sched.failures.values()))}")
     acc_a = [sched.results[(recipe.key, s)].acc for s in seeds_a]
     acc_b = [sched.results[(recipe.key, s)].acc for s in seeds_b]
     pp_a, pp_b = [100 * a for a in acc_a], [100 * b for b in acc_b]

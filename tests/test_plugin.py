@@ -115,6 +115,26 @@ def test_ex7(claim_decision):
     assert "seed budget capped at 3" in result.stdout.str()
 
 
+def test_a_pilot_that_cannot_train_is_a_warning_not_a_crash(suite):
+    suite.makepyfile(test_pilot="""
+import pytest
+from claims.spec import Claim, Form
+from tests.claims_example.fake import fake_recipe
+
+CLAIM = Claim(id="EX-8", source="example", quote="Five points.", form=Form.SUPERIORITY,
+              a=fake_recipe("trick", 0.05), b=fake_recipe("base", fail_seeds=(1001,)), delta=1.0, metric="acc",
+              alpha=0.05)
+
+@pytest.mark.claims(CLAIM)
+def test_ex8():
+    pass
+""")
+    result = _run(suite, "--workers", "0")
+    result.assert_outcomes(passed=1)
+    assert "no A/A pilot: the A/A pilot could not train its runs: run of fake/base with seed 1001" in \
+        result.stdout.str()
+
+
 def test_a_session_without_claim_tests_does_nothing(suite):
     suite.makepyfile(test_plain="def test_plain():\n    assert 1 + 1 == 2\n")
     result = _run(suite)

@@ -108,6 +108,7 @@ def _worker_main(conn: Any, run_fn: RunFn, source: str | None, device: str | Non
     # Ctrl-C reaches the whole process group; only the parent decides what stops, and it terminates the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     limit_threads(threads)
+    conn.send((None, "ready"))  # a worker that dies before this could not start: the parent stops respawning
     while True:
         try:
             msg = conn.recv()
@@ -131,6 +132,7 @@ class _Worker:
     proc: Any
     conn: Any
     idx: int | None = None  # the job in flight
+    ready: bool = False  # the worker started (imported the run function) and said so
 
 
 class LocalExecutor:
@@ -207,6 +209,9 @@ class LocalExecutor:
                         got = None
                     if got is not None:
                         idx, out = got
+                        if idx is None:
+                            w.ready = True
+                            continue
                         w.idx = None
                         on_done(jobs[idx], out)
                         feed(w)
@@ -215,6 +220,13 @@ class LocalExecutor:
                         job = jobs[w.idx]
                         w.idx = None
                         pool.remove(w)
+                        if not w.ready:  # respawning would only fail again, once per job
+                            why = (f"worker processes cannot start (exit code {w.proc.exitcode}); --workers 0 "
+                                   "trains in this process and shows why")
+                            for j in [job, *(jobs[i] for i in pending)]:
+                                on_done(j, RunFailure(j, why))
+                            pending.clear()
+                            continue
                         on_done(job, RunFailure(job, f"its worker process died (exit code {w.proc.exitcode})"))
                         if pending:
                             pool.append(self._start(ctx))

@@ -66,6 +66,18 @@ def test_a_dead_worker_becomes_a_failure_of_its_job_not_a_hang():
     assert all(isinstance(out[(dying.key, s)], RunResult) for s in (1, 2, 3))
 
 
+def test_workers_that_cannot_start_fail_every_job_once_without_respawning(monkeypatch):
+    from tests.claims_example import unstartable
+
+    monkeypatch.setenv("TRICKS_FAKE_NO_START", "1")  # spawned workers inherit it; this process imported already
+    jobs = [Job(fake_recipe("a"), s, "smoke") for s in range(6)]
+    t0 = time.perf_counter()
+    out = _collect(LocalExecutor(2, run_fn=unstartable.run), jobs)
+    assert time.perf_counter() - t0 < 30
+    assert len(out) == 6 and all(isinstance(r, RunFailure) for r in out.values())
+    assert all("worker processes cannot start" in r.error for r in out.values())
+
+
 def test_a_run_function_that_cannot_reach_the_workers_is_refused_up_front():
     with pytest.raises(TypeError, match="module-level function"):
         LocalExecutor(2, run_fn=lambda *a, **k: None)

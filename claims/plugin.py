@@ -276,7 +276,7 @@ def pytest_runtest_call(item: pytest.Item) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Holm across the claims, then the report files."""
     cs = session.config.stash.get(_SESSION, None)
-    if cs is not None:
+    if cs is not None and exitstatus != pytest.ExitCode.INTERRUPTED:  # no half-judged report after Ctrl-C
         cs.finish()
 
 

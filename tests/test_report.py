@@ -144,3 +144,33 @@ def test_readme_without_markers_or_a_missing_report_is_a_clear_error(report, tmp
     readme.write_text("<!-- claims-summary:start --><!-- claims-summary:end -->\n")
     assert main([str(out), "--readme", str(readme)]) == 0
     assert "| R-2 |" in Path(readme).read_text()
+
+
+def test_a_compound_claim_gets_a_table_and_a_plot_row_per_part(tmp_path):
+    from claims.spec import Claim, Decision, Form, Verdict
+
+    base, wide, res = fake_recipe("base"), fake_recipe("wide", 0.01, params=5000), fake_recipe("res", 0.05, params=900)
+    parts = tuple(Claim(id=f"P-{i}", source="doc", quote="part", form=Form.SUPERIORITY, a=res, b=b, delta=1.0,
+                        metric="acc", alpha=0.05) for i, b in enumerate((base, wide)))
+    compound = Claim(id="P", source="Doc 1", quote="Residual beats wider with fewer parameters.", form=Form.COMPOUND,
+                     a=None, b=None, delta=1.0, metric="acc", alpha=0.05, parts=parts)
+
+    def judge(claim, results, **kw):
+        def dec(cid, **more):
+            return Decision(claim_id=cid, verdict=Verdict.SUPPORTED, reason="every part holds", n=3, mean=2.0,
+                            lower=1.0, upper=3.0, alpha_look=0.017, sign_flip_p=0.125, fragile=True, p_a_gt_b=1.0,
+                            p_seq=0.01, params_a=900, params_b=5000, seeds_needed=None, final=True, **more)
+        return dec(claim.id, parts=tuple(dec(p.id, parts=()) for p in claim.parts))
+
+    sched = Scheduler([compound], RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), "smoke",
+                      progress=False, judge=judge)
+    sched.run()
+    out = write_report(build_report(sched), tmp_path / "reports")
+    md = (out / "report.md").read_text()
+    assert "P-0: per seed" in md and "P-1: per seed" in md
+    assert "Parameters used by the forward pass: A 900, B 5000." in md and "**fragile**" in md
+    data = json.loads((out / "report.json").read_text())
+    (claim,) = data["claims"]
+    assert [p["id"] for p in claim["parts"]] == ["P-0", "P-1"] and len(claim["parts"][1]["per_seed"]) == 3
+    assert {a["recipe_name"] for a in claim["arms"]} == {"fake/base", "fake/wide", "fake/res"}
+    assert (out / "plots" / "P.png").read_bytes()[:4] == b"\x89PNG"

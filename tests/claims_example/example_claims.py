@@ -5,18 +5,18 @@ folder beside a conftest that loads the claims plugin, and runs it with `--run-f
 """
 
 import pytest
-from claims.spec import Claim, Form, Verdict
 
+from claims import spec
 from tests.claims_example.fake import fake_recipe
 
 BASE = fake_recipe("base")
 
-LARGE = Claim(id="EX-1", source="example document, table 1", quote="The trick adds five points of accuracy.",
-              form=Form.SUPERIORITY, a=fake_recipe("trick", 0.05), b=BASE, delta=1.0, metric="acc", alpha=0.05,
-              expected=Verdict.SUPPORTED)
+LARGE = spec.Claim(id="EX-1", source="example document, table 1", quote="The trick adds five points of accuracy.",
+              form=spec.Form.SUPERIORITY, a=fake_recipe("trick", 0.05), b=BASE, delta=1.0, metric="acc", alpha=0.05,
+              expected=spec.Verdict.SUPPORTED)
 
-A_VS_A = Claim(id="EX-2", source="example document, text", quote="A renamed baseline beats the baseline.",
-               form=Form.SUPERIORITY, a=fake_recipe("renamed"), b=BASE, delta=1.0, metric="acc", alpha=0.05)
+A_VS_A = spec.Claim(id="EX-2", source="example document, text", quote="A renamed baseline beats the baseline.",
+               form=spec.Form.SUPERIORITY, a=fake_recipe("renamed"), b=BASE, delta=1.0, metric="acc", alpha=0.05)
 
 
 @pytest.mark.claims(LARGE)
@@ -26,4 +26,4 @@ def test_ex1_the_trick_beats_the_baseline(claim_decision):
 
 @pytest.mark.claims(A_VS_A)
 def test_ex2_a_renamed_baseline_does_not_beat_itself(claim_decision):
-    assert claim_decision.verdict != Verdict.SUPPORTED
+    assert claim_decision.verdict != spec.Verdict.SUPPORTED

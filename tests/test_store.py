@@ -159,9 +159,10 @@ def test_a_lease_older_than_the_timeout_is_taken_over(tmp_path):
     assert taker.claim_run("k", 0, "default")
 
 
-def _hammer(path: str, keys: list[str], out: str) -> None:
+def _hammer(path: str, keys: list[str], out: str, start) -> None:
     store = RunStore(path)
     won = []
+    start.wait(timeout=60)  # both processes open the store first, then race
     for k in keys:
         if store.claim_run(k, 0, "default"):
             won.append(k)
@@ -177,7 +178,8 @@ def test_two_processes_hammering_the_store_train_each_run_once(tmp_path):
     RunStore(path)
     keys = [f"key{i:03d}" for i in range(150)]
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_hammer, args=(path, keys if i == 0 else keys[::-1], str(tmp_path / f"won{i}")))
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=_hammer, args=(path, keys if i == 0 else keys[::-1], str(tmp_path / f"won{i}"), start))
              for i in range(2)]
     for p in procs:
         p.start()

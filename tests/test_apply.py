@@ -1,0 +1,407 @@
+"""The command line `python -m tricks.apply`: options, errors, JSON, the shared run store, --compare, Ctrl-C.
+
+Commands that train run as subprocesses on a tiny synthetic class-folder source with a tiny recipe read from a JSON
+file (`--recipe FILE.json`), the smoke profile and one epoch, so each takes seconds. Error paths that stop before any
+training run in-process through `main()` (same code, no interpreter start-up); a few also run as subprocesses to pin
+down the whole path: exit code 2, one line on stderr, no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from claims.store import RunStore
+from tricks.apply import apply_tricks, load_recipe, main, rescale_epochs
+from tricks.registry import TrickError
+from tricks.train import Phase, Recipe, TrickUse, kw
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+VERDICTS = {"SUPPORTED", "REFUTED", "INCONCLUSIVE", "INVALID"}
+
+# the smallest model a recipe can name: the models engineer's tiny CNN when it exists, else doc 003's linear net
+TINY = Recipe(model="tiny_cnn", opt="sgd", opt_kwargs=kw(mom=0.9, wd=0.0), phases=(Phase("constant", 2, 0.05),),
+              bs=32, name="test/tiny")
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+def _write_source(root: Path, n_train: int, n_test: int) -> Path:
+    """A class-folder PNG source, 10 classes of 32x32 images whose colour depends on the class (learnable)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (32, 32, 3)) + np.array([25 * c, 250 - 25 * c, 120])
+                Image.fromarray(np.clip(img, 0, 255).astype("uint8")).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    return _write_source(tmp_path_factory.mktemp("cifar_tiny"), n_train=12, n_test=6)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A tiny recipe as a JSON file, the test-only way in through `--recipe FILE.json`."""
+    pytest.importorskip("tricks.data", reason="tricks/data.py has not landed yet")
+    models = pytest.importorskip("tricks.models", reason="tricks/models.py has not landed yet")
+    recipe = TINY if "tiny_cnn" in getattr(models, "MODELS", {}) else replace(TINY, model="simple_net", loss="nll")
+    path = tmp_path_factory.mktemp("recipe") / "tiny.json"
+    path.write_text(json.dumps(recipe.to_dict()))
+    return path
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    """The subprocess environment: one thread, caches and the default store under tmp_path, no user data source."""
+    e = {k: v for k, v in os.environ.items() if k not in ("TRICKS_DATA", "TRICKS_STORE")}
+    e.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", XDG_CACHE_HOME=str(tmp_path / "cache"),
+             TRICKS_STORE=str(tmp_path / "default_store.sqlite"), PYTHONPATH=str(ROOT), COLUMNS="160")
+    return e
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    """`python -m tricks.apply ARGS` in a fresh interpreter."""
+    return subprocess.run([sys.executable, "-m", "tricks.apply", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def tiny_args(tiny: Path, source: Path, store: Path, *more: str) -> list[str]:
+    return ["--recipe", str(tiny), "--data", str(source), "--profile", "smoke", "--epochs", "1", "--store", str(store),
+            *more]
+
+
+def assert_one_line_error(res_or_err, expected: str) -> None:
+    """Exit code 2 (when given a process), one line on stderr containing `expected`, no traceback."""
+    err = res_or_err.stderr if hasattr(res_or_err, "stderr") else res_or_err
+    if hasattr(res_or_err, "returncode"):
+        assert res_or_err.returncode == 2, err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert expected in err, err
+
+
+# ------------------------------------------------------------------------------------------------ --list
+
+
+def test_list_shows_every_trick_and_named_recipe(env):
+    pytest.importorskip("tricks.callbacks", reason="tricks/callbacks.py has not landed yet")
+    from tricks.recipes import RECIPES
+    from tricks.registry import all_tricks
+
+    res = cli("--list", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "BnFreeze" in res.stdout and "pal2021b/baseline" in res.stdout
+    for t in all_tricks():
+        assert t.name in res.stdout
+    for name in RECIPES:
+        assert name in res.stdout
+    assert {"callback", "transform"} <= {t.kind for t in all_tricks()}  # every kind the registry knows is listed
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_an_unknown_trick_exits_2_with_the_registrys_suggestion(env):
+    pytest.importorskip("tricks.callbacks", reason="tricks/callbacks.py has not landed yet")
+    res = cli("--cb", "BnFreez", env=env)
+    assert_one_line_error(res, "unknown trick 'BnFreez'; did you mean BnFreeze")
+
+
+def test_missing_data_exits_2_naming_the_path(env, tiny, tmp_path):
+    missing = tmp_path / "no_such_folder"
+    res = cli(*tiny_args(tiny, missing, tmp_path / "s.sqlite"), env=env)
+    assert_one_line_error(res, str(missing))
+
+
+def test_a_bad_option_value_exits_2_in_one_line(env):
+    res = cli("--epochs", "zero", env=env)
+    assert_one_line_error(res, "--epochs")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--recipe", "pal2021b/baselin"], "unknown recipe 'pal2021b/baselin'; did you mean pal2021b/baseline"),
+    (["--cb", "dropout_conv:p"], "'p' is not of the form key=value"),
+    (["--cb", "dropout_conv:q=0.3"], "has no parameter 'q'"),
+    (["--cb", "dropout_conv:p=lots"], "dropout_conv:p=lots is malformed"),
+    (["--cb", "BnFreeze", "--cb", "BnFreeze"], "trick 'BnFreeze' is given twice"),
+    (["--epochs", "0"], "argument --epochs: '0' is not a positive number of epochs"),
+    (["--bs", "-4"], "argument --bs"),
+    (["--lr", "nan"], "argument --lr"),
+    (["--threads", "0"], "argument --threads"),
+    (["--seed", "-1"], "argument --seed"),
+    (["--seeds", "0"], "argument --seeds"),
+    (["--seed", "1", "--seeds", "2"], "not allowed with argument"),
+    (["--store", "x.sqlite", "--no-store"], "not allowed with argument"),
+    (["--profile", "fast"], "argument --profile: invalid choice"),
+    (["--no-such-option"], "unrecognized arguments: --no-such-option"),
+    (["--delta", "0.02"], "--delta only applies with --compare"),
+    (["--compare", "--cb", "BnFreeze", "--delta", "2"], "--delta 2 must be below 1"),
+    (["--compare"], "--compare needs at least one --cb trick"),
+    (["--compare", "--cb", "BnFreeze", "--seed", "3"], "--compare needs at least 2 paired seeds"),
+    (["--json", "/no/such/folder/out.json"], "folder /no/such/folder does not exist"),
+    (["--device", "toaster"], "--device toaster is not a torch device"),
+    (["--recipe", "missing.json"], "cannot read recipe file missing.json"),
+])
+def test_usage_errors_exit_2_with_one_sentence(argv, expected, capsys, monkeypatch, tmp_path):
+    pytest.importorskip("tricks.callbacks", reason="tricks/callbacks.py has not landed yet")
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert_one_line_error(capsys.readouterr().err, expected)
+
+
+def test_a_corrupt_recipe_file_or_store_exits_2(capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"model": "tf_cnn", "phases": [{"lr": 0.1}]}')
+    assert main(["--recipe", str(bad)]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"recipe file {bad} does not hold a Recipe")
+    folder = tmp_path / "a_folder"
+    folder.mkdir()
+    assert main(["--store", str(folder), "--recipe", "pal2021b/baseline"]) == 2
+    assert_one_line_error(capsys.readouterr().err, f"run store {folder} is a folder")
+
+
+def test_corrupt_data_exits_2_with_the_data_modules_message(tiny, tmp_path, capsys):
+    broken = _write_source(tmp_path / "src", n_train=2, n_test=1)
+    (broken / "train" / "cat" / "0.png").write_bytes(b"not a png at all")
+    assert main(tiny_args(tiny, broken, tmp_path / "s.sqlite")) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err, "error: ")
+    assert str(broken) in err or "0.png" in err
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+
+
+def test_the_registrys_kind_routes_a_trick_to_callbacks_or_transforms():
+    pytest.importorskip("tricks.transforms", reason="tricks/transforms.py has not landed yet")
+    base = load_recipe("pal2021b/baseline")
+    r = apply_tricks(base, ["BnFreeze", "dropout_conv:p=0.3"])
+    assert r.callbacks == base.callbacks + (TrickUse("BnFreeze"),)
+    assert r.transforms == base.transforms + (TrickUse("dropout_conv", kw(p=0.3)),)
+    assert r.name == "pal2021b/baseline+BnFreeze+dropout_conv:p=0.3"
+    assert apply_tricks(base, []) == base and apply_tricks(base, []).name == base.name
+
+
+def test_a_trick_applied_here_gives_the_claims_suites_recipe_key():
+    """`--cb bn_before_relu` on doc 001's baseline is the suite's pal2021b/bn_before_relu: the runs are shared."""
+    pytest.importorskip("tricks.transforms", reason="tricks/transforms.py has not landed yet")
+    mine = apply_tricks(load_recipe("pal2021b/baseline"), ["bn_before_relu"])
+    assert mine.key == load_recipe("pal2021b/bn_before_relu").key
+
+
+def test_a_callbacks_own_argument_check_is_a_usage_error():
+    pytest.importorskip("tricks.callbacks", reason="tricks/callbacks.py has not landed yet")
+    with pytest.raises(TrickError, match="GradientClip"):
+        apply_tricks(load_recipe("pal2021b/baseline"), ["GradientClip:max_norm=fast"])
+
+
+phases = st.lists(st.builds(Phase, st.sampled_from(["constant", "one_cycle", "sgdr"]), st.integers(1, 30),
+                            st.sampled_from([1e-3, 1e-2, 0.1])), min_size=1, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(phases=phases, n=st.integers(1, 60))
+def test_epochs_rescale_to_n_in_all_keeping_phase_order_and_shares(phases, n):
+    tagged = tuple(replace(p, params=kw(tag=i)) for i, p in enumerate(phases))  # tell equal phases apart
+    r = Recipe(model="tf_cnn", phases=tagged)
+    out = rescale_epochs(r, n)
+    assert out.epochs == n
+    tags = [dict(p.params)["tag"] for p in out.phases]
+    assert tags == sorted(tags)  # the kept phases in their order, unchanged but for their length
+    for p in out.phases:
+        q = r.phases[dict(p.params)["tag"]]
+        assert replace(q, epochs=p.epochs) == p
+        assert abs(p.epochs - q.epochs * n / r.epochs) < 1  # within one epoch of its exact share
+    for i, q in enumerate(r.phases):
+        if q.epochs * n / r.epochs >= 1:
+            assert i in tags  # a phase whose exact share reaches one epoch is never dropped
+    assert rescale_epochs(r, r.epochs) == r
+
+
+def test_epochs_rescale_a_published_two_phase_schedule():
+    r = load_recipe("fastai2018/conv_net")  # 2 constant + 4 sgdr epochs
+    assert [p.epochs for p in rescale_epochs(r, 3).phases] == [1, 2]
+    assert [p.epochs for p in rescale_epochs(r, 12).phases] == [4, 8]
+    assert [(p.schedule, p.epochs) for p in rescale_epochs(r, 1).phases] == [("sgdr", 1)]
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+def test_a_run_prints_its_table_writes_json_and_is_cached_the_second_time(env, tiny, source, tmp_path):
+    store, out = tmp_path / "runs.sqlite", tmp_path / "out.json"
+    first = cli(*tiny_args(tiny, source, store, "--cb", "BnFreeze", "--json", str(out)), env=env)
+    assert first.returncode == 0, first.stderr
+    for word in ("accuracy", "loss", "wall", "img/s", "params", "seed", "smoke", "trained", "dataset"):
+        assert word in first.stdout
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "tricks.apply/1" and doc["status"] == "done" and doc["comparison"] is None
+    assert doc["profile"] == "smoke" and doc["seeds"] == [0] and doc["baseline"] is None
+    assert doc["options"]["cb"] == ["BnFreeze"] and doc["options"]["epochs"] == 1
+    assert doc["recipe"]["callbacks"][-1]["name"] == "BnFreeze" and sum(
+        p["epochs"] for p in doc["recipe"]["phases"]) == 1
+    (run,) = doc["runs"]
+    assert run["arm"] == "trick" and run["cached"] is False and run["seed"] == 0 and run["profile"] == "smoke"
+    assert run["recipe_key"] == doc["recipe"]["key"]
+    assert 0 <= run["acc"] <= 1 and run["loss"] > 0 and run["wall_s"] > 0 and run["img_per_s"] > 0
+    assert run["params_used"] > 0 and str(source) in run["dataset"] and len(run["acc_per_epoch"]) == 1
+
+    second = cli(*tiny_args(tiny, source, store, "--cb", "BnFreeze", "--json", str(out)), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "cached" in second.stdout and "cached" in second.stderr
+    (again,) = json.loads(out.read_text())["runs"]
+    assert again["cached"] is True and again["acc"] == run["acc"] and again["wall_s"] == run["wall_s"]
+
+
+def test_options_reach_the_recipe_and_the_run(env, tiny, source, tmp_path):
+    out = tmp_path / "out.json"
+    res = cli("--recipe", str(tiny), "--data", str(source), "--profile", "smoke", "--epochs", "2", "--bs", "16",
+              "--lr", "0.02", "--seeds", "2", "--threads", "1", "--device", "cpu", "--no-store", "--quiet",
+              "--cb", "dropout_conv:p=0.3" if "tiny_cnn" in tiny.read_text() else "GradientClip:max_norm=0.5",
+              "--json", str(out), env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""  # --quiet: no status lines, no progress
+    doc = json.loads(out.read_text())
+    r = doc["recipe"]
+    assert r["bs"] == 16 and {p["lr"] for p in r["phases"]} == {0.02} and sum(p["epochs"] for p in r["phases"]) == 2
+    assert r["transforms"] or r["callbacks"]
+    assert [run["seed"] for run in doc["runs"]] == [0, 1]
+    assert all(run["threads"] == 1 and run["device"].startswith("cpu") for run in doc["runs"])
+    assert not Path(env["TRICKS_STORE"]).exists()  # --no-store: the default store is not even created
+
+
+def test_runs_are_shared_with_the_claims_suites_store_both_ways(env, tiny, source, tmp_path):
+    """A run trained here is in the store under the suite's key; a run the suite stored is taken from it here."""
+    from tricks.data import load_cifar10
+
+    store_path = tmp_path / "runs.sqlite"
+    recipe = rescale_epochs(load_recipe(str(tiny)), 1)
+    res = cli(*tiny_args(tiny, source, store_path, "--seed", "4"), env=env)
+    assert res.returncode == 0, res.stderr
+    store = RunStore(store_path)
+    mine = store.get(recipe.key, 4, "smoke")
+    assert mine is not None and mine.seed == 4
+
+    # a run "the suite" stored (seed 5, made-up numbers): the command line must show it, not train it
+    digest = load_cifar10(str(source)).digest
+    theirs = replace(mine, seed=5, acc=0.4242, wall_s=123.0, dataset=f"suite copy (sha256 {digest[:12]})")
+    store.put(theirs, recipe)
+    out = tmp_path / "out.json"
+    res = cli(*tiny_args(tiny, source, store_path, "--seed", "5", "--json", str(out)), env=env)
+    assert res.returncode == 0, res.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["cached"] is True and run["acc"] == 0.4242 and "42.42" in res.stdout
+
+
+def test_compare_trains_both_arms_on_paired_seeds_and_prints_the_verdict(env, tiny, source, tmp_path):
+    out = tmp_path / "cmp.json"
+    trick = "GradientClip:max_norm=0.5"
+    res = cli(*tiny_args(tiny, source, tmp_path / "runs.sqlite", "--cb", trick, "--compare", "--seeds", "2",
+                         "--delta", "0.05", "--json", str(out)), env=env)
+    assert res.returncode in (0, 1), res.stderr  # 1 only if a tiny run diverged, which makes the verdict INVALID
+    assert "verdict" in res.stdout
+    doc = json.loads(out.read_text())
+    cmp = doc["comparison"]
+    assert cmp["verdict"] in VERDICTS and cmp["verdict"] in res.stdout
+    assert cmp["delta"] == 0.05 and cmp["n"] == 2 and cmp["form"] == "superiority"
+    assert cmp["a"] == doc["recipe"]["key"] and cmp["b"] == doc["baseline"]["key"] != cmp["a"]
+    arms = {(run["arm"], run["seed"]) for run in doc["runs"]}
+    assert arms == {("trick", 0), ("trick", 1), ("baseline", 0), ("baseline", 1)}
+    if cmp["verdict"] != "INVALID":
+        a = {r["seed"]: r["acc"] for r in doc["runs"] if r["arm"] == "trick"}
+        b = {r["seed"]: r["acc"] for r in doc["runs"] if r["arm"] == "baseline"}
+        assert cmp["mean"] == pytest.approx(sum(a[s] - b[s] for s in (0, 1)) / 2)
+        assert cmp["lower"] <= cmp["mean"] <= cmp["upper"]
+
+
+def test_a_diverged_run_exits_1_and_is_kept_in_the_store_and_json(env, tiny, source, tmp_path):
+    store, out = tmp_path / "runs.sqlite", tmp_path / "out.json"
+    res = cli(*tiny_args(tiny, source, store, "--lr", "1e30", "--json", str(out)), env=env)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "diverged" in res.stderr and "Traceback" not in res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "diverged" and doc["runs"][0]["diverged"] is True and doc["runs"][0]["acc"] is None
+    recipe = load_recipe(str(tiny))
+    recipe = replace(rescale_epochs(recipe, 1), phases=tuple(replace(p, lr=1e30) for p in rescale_epochs(recipe, 1)
+                                                             .phases))
+    kept = RunStore(store).get(recipe.key, 0, "smoke")
+    assert kept is not None and kept.diverged
+
+
+def test_ctrl_c_stops_cleanly_with_finished_runs_in_the_store(env, tiny, source, tmp_path):
+    store, out = tmp_path / "runs.sqlite", tmp_path / "out.json"
+    proc = subprocess.Popen([sys.executable, "-m", "tricks.apply", *tiny_args(tiny, source, store, "--seeds", "200",
+                                                                            "--json", str(out))],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _stored(store) < 1:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.2)
+        assert _stored(store) >= 1, "no run finished in time"
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "interrupted" and 1 <= len(doc["runs"]) <= _stored(store) < 200
+
+
+def _stored(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=5) as con:
+            return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+    except sqlite3.OperationalError:  # the table is being created
+        return 0
+
+
+def test_progress_shows_epoch_batches_and_loss_on_a_terminal(env, tiny, source, tmp_path):
+    """On a TTY, stderr carries a rich progress bar with the epoch and smoothed loss; the results go to stdout."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "tricks.apply", *tiny_args(tiny, source, tmp_path / "s.sqlite")],
+                            cwd=ROOT, env={**env, "TERM": "xterm"}, stdout=subprocess.PIPE, stderr=follower,
+                            text=True)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the follower side closed: the process is done
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout, _ = proc.communicate(timeout=120)
+    os.close(leader)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert "seed 0 epoch 1/1" in text and "loss " in text and "ETA" in text
+    assert "accuracy" in stdout

@@ -1,0 +1,616 @@
+"""`python -m tricks.apply`: train a recipe with extra tricks, or compare it with and without them over paired seeds.
+
+    python -m tricks.apply --list                                  # every trick and named recipe
+    python -m tricks.apply --cb BnFreeze                           # pal2021b/baseline + BnFreeze, seed 0
+    python -m tricks.apply --cb dropout_conv:p=0.3 --compare       # with vs without over seeds 0-2, and a verdict
+
+Runs go through `tricks.train.run` and the claims suite's run store (`claims.store.RunStore`), keyed by (recipe key,
+seed, profile, code version): a run trained here is reused by the suite and the other way round, and a run found in
+the store is not trained again.
+
+`--recipe` takes a named recipe or a JSON file holding `Recipe.to_dict()` (how the tests train a tiny recipe).
+`--epochs N` rescales the recipe's schedule to N epochs in all: each phase gets its share of N by largest remainder
+(ties go to the earlier phase) and a phase whose share rounds to 0 is dropped. The profile then scales the epochs as
+it does for the claims suite (`smoke` keeps a fifth, at least one a phase).
+
+Exit codes: 0 done, 1 a run diverged (it is kept in the store and the JSON) or --compare's verdict is INVALID, 2 a
+usage or data error (one sentence on stderr), 130 interrupted (finished runs stay in the store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import enum
+import json
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tricks.registry import TrickError, all_tricks, get_trick, parse_spec
+from tricks.train import PROFILES, Recipe, RunResult, TrickUse, get_profile, kw
+
+DEFAULT_RECIPE = "pal2021b/baseline"
+DEFAULT_COMPARE_SEEDS = 3
+DEFAULT_DELTA = 0.01  # accuracy as a fraction: one accuracy point
+COMPARE_ALPHA = 0.05
+JSON_SCHEMA = "tricks.apply/1"
+
+EXIT_OK, EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(ValueError):
+    """A malformed or contradictory command line: the message is one sentence naming the option."""
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A named recipe, or one read from a JSON file of `Recipe.to_dict()`; unknown names suggest close ones."""
+    from tricks.recipes import RECIPES, get_recipe
+
+    if name_or_path in RECIPES:
+        return RECIPES[name_or_path]
+    path = Path(name_or_path).expanduser()
+    if not (name_or_path.endswith(".json") or path.is_file()):
+        return get_recipe(name_or_path)  # ValueError with the closest names
+    try:
+        recipe = Recipe.from_dict(json.loads(path.read_text()))
+    except OSError as e:
+        raise UsageError(f"cannot read recipe file {path}: {e.strerror or e}") from None
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise UsageError(f"recipe file {path} does not hold a Recipe ({type(e).__name__}: {e})") from None
+    return recipe if recipe.name else replace(recipe, name=path.stem)
+
+
+def apply_tricks(recipe: Recipe, specs: Sequence[str]) -> Recipe:
+    """The recipe with each `NAME[:k=v,...]` trick added where its kind puts it: callbacks, transforms, or features."""
+    callbacks: list[TrickUse] = []
+    transforms: list[TrickUse] = []
+    features: TrickUse | None = None
+    seen: set[str] = set()
+    for text in specs:
+        name, kwargs = parse_spec(text)
+        if name in seen:
+            raise TrickError(f"trick '{name}' is given twice (--cb {text})")
+        seen.add(name)
+        trick = get_trick(name)
+        if trick.kind == "callback":
+            try:  # a callback's own argument checks (a probability above 1, say) are caught here, before any run
+                trick.build(**kwargs)
+            except TrickError:
+                raise
+            except (ValueError, TypeError) as e:
+                raise TrickError(f"option --cb {text} is invalid: {' '.join(str(e).split())}") from None
+        use = TrickUse(name, kw(**kwargs))
+        if trick.kind == "callback":
+            callbacks.append(use)
+        elif trick.kind == "transform":
+            transforms.append(use)
+        elif features is not None:
+            raise TrickError(f"a recipe takes one data trick, and --cb {features.name} and --cb {name} are both one")
+        else:
+            features = use
+    out = recipe.with_tricks(*callbacks, transforms=tuple(transforms))
+    if features is not None:
+        out = replace(out, features=features.name, features_kwargs=features.params)
+    if specs:
+        label = "+".join(u.spec for u in (*callbacks, *transforms, *([features] if features else [])))
+        out = replace(out, name=f"{recipe.name or recipe.key[:12]}+{label}")
+    return out
+
+
+def rescale_epochs(recipe: Recipe, epochs: int) -> Recipe:
+    """The recipe's phases scaled to `epochs` in all: largest-remainder shares, earlier phases first on ties."""
+    if epochs < 1:
+        raise UsageError(f"--epochs {epochs} is not a positive number of epochs")
+    total = recipe.epochs
+    shares = [p.epochs * epochs / total for p in recipe.phases]
+    counts = [math.floor(s) for s in shares]
+    by_remainder = sorted(range(len(shares)), key=lambda i: (counts[i] - shares[i], i))
+    for i in by_remainder[: epochs - sum(counts)]:
+        counts[i] += 1
+    phases = tuple(replace(p, epochs=n) for p, n in zip(recipe.phases, counts, strict=True) if n > 0)
+    return replace(recipe, phases=phases)
+
+
+def with_lr(recipe: Recipe, lr: float) -> Recipe:
+    """The recipe with every phase's (peak) learning rate set to `lr`."""
+    return replace(recipe, phases=tuple(replace(p, lr=lr) for p in recipe.phases))
+
+
+# ------------------------------------------------------------------------------------------------ the command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's usage block + message would be several lines; keep it to one
+        raise UsageError(f"{message} (see python -m tricks.apply --help)")
+
+
+def _positive(kind: type, what: str):
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what}") from None
+        if not value > 0 or (kind is float and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"'{text}' is not {what}")
+        return value
+
+    return convert
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a seed (a non-negative integer)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a seed (a non-negative integer)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `python -m tricks.apply`."""
+    p = _Parser(prog="python -m tricks.apply", description=__doc__.split("\n")[0].split(": ", 1)[1],
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+                epilog="exit codes: 0 done, 1 a run diverged or the comparison is INVALID, 2 usage or data error, "
+                       "130 interrupted")
+    p.add_argument("--list", action="store_true", help="list every trick and named recipe, then exit")
+    p.add_argument("--cb", action="append", default=[], metavar="NAME[:k=v,...]",
+                   help="a trick to add (repeatable): callbacks, model transforms and data tricks alike")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE, metavar="NAME|FILE.json",
+                   help=f"named recipe, or a JSON file of Recipe.to_dict() (default: {DEFAULT_RECIPE})")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="CIFAR-10 source: class folders, an archive, or cifar-10-batches-py (default: $TRICKS_DATA, "
+                        "else fastai's download)")
+    p.add_argument("--epochs", type=_positive(int, "a positive number of epochs"), default=None, metavar="N",
+                   help="scale the recipe's phases to N epochs in all, before the profile scales them")
+    p.add_argument("--bs", type=_positive(int, "a positive batch size"), default=None, metavar="N",
+                   help="batch size")
+    p.add_argument("--lr", type=_positive(float, "a positive learning rate"), default=None, metavar="LR",
+                   help="learning rate of every phase (the peak for one-cycle and cosine phases)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=_seed, default=None, metavar="S", help="train this one seed (default: 0)")
+    seeds.add_argument("--seeds", type=_positive(int, "a positive number of seeds"), default=None, metavar="N",
+                       help=f"train seeds 0..N-1 (default with --compare: {DEFAULT_COMPARE_SEEDS})")
+    p.add_argument("--profile", choices=list(PROFILES), default="default",
+                   help="how the recipe is scaled to this machine, as in the claims suite (default: default)")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
+    p.add_argument("--threads", type=_positive(int, "a positive thread count"), default=None, metavar="N",
+                   help="torch intra-op threads (default: torch's own)")
+    p.add_argument("--json", default=None, metavar="PATH",
+                   help="write the runs, the recipe, the options and the verdict as JSON")
+    store = p.add_mutually_exclusive_group()
+    store.add_argument("--store", default=None, metavar="PATH",
+                       help="run store SQLite file (default: $TRICKS_STORE, else the user cache)")
+    store.add_argument("--no-store", action="store_true", help="neither read nor write the run store")
+    p.add_argument("--compare", action="store_true",
+                   help="train the recipe with and without the tricks over paired seeds and judge A > B")
+    p.add_argument("--delta", type=_positive(float, "a positive accuracy margin"), default=None, metavar="D",
+                   help=f"the margin of --compare as a fraction of accuracy (default: {DEFAULT_DELTA}, one point)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
+    return p
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one invocation trains: the recipe with the tricks, the baseline when comparing, seeds, profile."""
+
+    recipe: Recipe
+    baseline: Recipe | None
+    seeds: tuple[int, ...]
+    profile: str
+    delta: float
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    """Check the options against each other and build the recipes they describe."""
+    if args.delta is not None and not args.compare:
+        raise UsageError("--delta only applies with --compare")
+    if args.delta is not None and args.delta >= 1:
+        raise UsageError(f"--delta {args.delta:g} must be below 1: it is a fraction of accuracy, 0.01 is one point")
+    if args.compare and not args.cb:
+        raise UsageError("--compare needs at least one --cb trick to compare the recipe against")
+    if args.json is not None:
+        parent = Path(args.json).expanduser().resolve().parent
+        if not parent.is_dir():  # say so now rather than after the training
+            raise UsageError(f"--json {args.json}: folder {parent} does not exist")
+    base = load_recipe(args.recipe)
+    if args.epochs is not None:
+        base = rescale_epochs(base, args.epochs)
+    if args.bs is not None:
+        base = replace(base, bs=args.bs)
+    if args.lr is not None:
+        base = with_lr(base, args.lr)
+    recipe = apply_tricks(base, args.cb)
+    if args.seed is not None:
+        seeds: tuple[int, ...] = (args.seed,)
+    elif args.seeds is not None:
+        seeds = tuple(range(args.seeds))
+    else:
+        seeds = tuple(range(DEFAULT_COMPARE_SEEDS)) if args.compare else (0,)
+    if args.compare and len(seeds) < 2:
+        raise UsageError(f"--compare needs at least 2 paired seeds; got {len(seeds)} (use --seeds 2 or more)")
+    return Plan(recipe, base if args.compare else None, seeds, get_profile(args.profile).name,
+                DEFAULT_DELTA if args.delta is None else args.delta)
+
+
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA GPU is available here")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device}: no Apple MPS device is available here")
+
+
+# ------------------------------------------------------------------------------------------------ progress
+
+
+def _rich_progress_class():
+    """RichProgress is a fastai Callback; fastai is imported only when something trains."""
+    from fastai.callback.core import Callback
+    from fastai.learner import Recorder
+
+    class RichProgress(Callback):
+        """Drives one task of a rich Progress through a run: epoch, batch, smoothed training loss, ETA."""
+
+        order = Recorder.order + 1  # after the Recorder has smoothed this batch's loss
+
+        def __init__(self, bar: Any, label: str, total_epochs: int):
+            self._bar, self._label, self._total_epochs = bar, label, total_epochs
+            self._task, self._epochs_done = None, 0
+
+        def before_fit(self) -> None:
+            if self._task is None:  # one task over every phase (each phase is its own fit)
+                try:
+                    total = self._total_epochs * len(self.learn.dls.train)
+                except TypeError:  # a loader without a length: an indeterminate bar
+                    total = None
+                self._task = self._bar.add_task(self._describe(), total=total, loss="")
+
+        def after_batch(self) -> None:
+            if self.learn.training:
+                self._bar.update(self._task, advance=1, loss=f"loss {float(self.learn.smooth_loss):.3f}")
+
+        def after_epoch(self) -> None:
+            self._epochs_done += 1
+            self._bar.update(self._task, description=self._describe())
+
+        def _describe(self) -> str:
+            shown = min(self._epochs_done + 1, self._total_epochs)
+            return f"{self._label} epoch {shown}/{self._total_epochs}"
+
+    return RichProgress
+
+
+def progress_bar(console: Any) -> Any:
+    """A rich Progress with epoch, bar, batches, loss, elapsed time and ETA columns."""
+    from rich import progress as rp
+
+    return rp.Progress(rp.TextColumn("{task.description}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+                       rp.TextColumn("{task.fields[loss]}"), rp.TimeElapsedColumn(), rp.TextColumn("ETA"),
+                       rp.TimeRemainingColumn(), console=console)
+
+
+def rich_progress(bar: Any, label: str, total_epochs: int) -> Any:
+    """A fastai Callback that shows one run's batches on `bar` (a rich Progress), for `run(extra_cbs=...)`."""
+    return _rich_progress_class()(bar, label, total_epochs)
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class Outcome:
+    """One run of the invocation: which arm, its RunResult, whether it came from the store."""
+
+    arm: str  # "trick" (the recipe with the tricks) or "baseline"
+    recipe: Recipe
+    result: RunResult
+    cached: bool
+
+
+@dataclass
+class Session:
+    """Everything one invocation did so far: what --json writes, also after Ctrl-C."""
+
+    plan: Plan
+    args: argparse.Namespace
+    outcomes: list[Outcome] = field(default_factory=list)
+    decision: Any = None
+    status: str = "running"
+
+
+def _jobs(plan: Plan) -> list[tuple[str, Recipe, int]]:
+    arms = [("trick", plan.recipe)] + ([("baseline", plan.baseline)] if plan.baseline is not None else [])
+    return [(arm, r, s) for s in plan.seeds for arm, r in arms]  # seed by seed: an interruption leaves whole pairs
+
+
+def train(session: Session, store: Any, *, source: str | None, device: str | None, console: Any,
+          show_progress: bool, quiet: bool) -> None:
+    """Train (or take from the store) every run of the plan, storing each as soon as it finishes."""
+    from tricks.data import load_cifar10
+    from tricks.train import run
+
+    plan = session.plan
+    prof = get_profile(plan.profile)
+    # loaded even when every run is cached: a bad --data is reported, and cached runs are checked against this copy
+    arrays = load_cifar10(source)
+    digest = str(arrays.digest)[:12]
+    bar = progress_bar(console) if show_progress else None
+
+    def say(text: str) -> None:
+        if not quiet:
+            console.print(text, markup=False, highlight=False)
+
+    try:
+        if bar is not None:
+            bar.start()
+        for arm, recipe, seed in _jobs(plan):
+            label = f"{'B' if arm == 'baseline' else 'A'} seed {seed}" if plan.baseline else f"seed {seed}"
+            cached = store.get(recipe.key, seed, plan.profile) if store is not None else None
+            if cached is not None and digest in cached.dataset:
+                session.outcomes.append(Outcome(arm, recipe, cached, True))
+                say(f"{label}: cached (run store {store.path})")
+                continue
+            if cached is not None:  # the store's key has no dataset: the stored run stays, this one is not stored
+                say(f"{label}: the run store holds this run on another dataset ({cached.dataset}); training it on "
+                    f"this one without storing it")
+            epochs = prof.resolve(recipe).scale(recipe).epochs
+            extra = (rich_progress(bar, label, epochs),) if bar is not None else ()
+            leased = store is not None and cached is None and store.claim_run(recipe.key, seed, plan.profile)
+            try:
+                res = run(recipe, seed, plan.profile, source=source, device=device, arrays=arrays, extra_cbs=extra)
+                if store is not None and cached is None:
+                    store.put(res, recipe)
+            finally:
+                if leased:  # put() drops the lease of a stored run; this frees one that raised or was interrupted
+                    store.release(recipe.key, seed, plan.profile)
+            session.outcomes.append(Outcome(arm, recipe, res, False))
+            if bar is None:
+                say(f"{label}: trained, accuracy {_num(res.acc * 100, '.2f')} % in {res.wall_s:.1f} s")
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def judge_comparison(plan: Plan, outcomes: Sequence[Outcome]) -> Any:
+    """The claims engine's Decision on "the tricks beat the recipe" (superiority, margin `plan.delta`), one look."""
+    from claims import spec
+
+    assert plan.baseline is not None
+    claim = spec.Claim(id="tricks.apply", source="python -m tricks.apply --compare",
+                       quote=f"{plan.recipe.name} beats {plan.baseline.name} by at least {100 * plan.delta:g} points.",
+                       form=spec.Form.SUPERIORITY, a=plan.recipe, b=plan.baseline, delta=plan.delta, metric="acc",
+                       alpha=COMPARE_ALPHA, looks=(len(plan.seeds),))
+    results: dict[str, dict[int, RunResult]] = {plan.recipe.key: {}, plan.baseline.key: {}}
+    for o in outcomes:
+        results[o.recipe.key][o.result.seed] = o.result
+    return spec.judge(claim, results, last_look=True)
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+
+def results_table(session: Session) -> Any:
+    """A rich table of every run: accuracy, loss, wall time, img/s, parameters, seed, profile, whether cached."""
+    from rich.table import Table
+
+    comparing = session.plan.baseline is not None
+    t = Table(title=f"{session.plan.recipe.name}" + (f" vs {session.plan.baseline.name}" if comparing else ""),
+              title_justify="left")
+    if comparing:
+        t.add_column("arm")
+    for name in ("seed", "accuracy", "loss", "wall", "img/s", "params", "profile", "run"):
+        t.add_column(name, justify="right" if name not in ("profile", "run") else "left")
+    for o in session.outcomes:
+        r = o.result
+        acc = "diverged" if r.diverged else _num(r.acc * 100, ".2f") + " %"
+        row = [str(r.seed), acc, _num(r.loss, ".4f"), _num(r.wall_s, ".1f") + " s", _num(r.img_per_s, ",.0f"),
+               "—" if r.params_used is None else f"{r.params_used:,}", r.profile, "cached" if o.cached else "trained"]
+        t.add_row(*([("A: tricks" if o.arm == "trick" else "B: recipe")] if comparing else []), *row)
+    return t
+
+
+def _footer(session: Session) -> list[str]:
+    plan = session.plan
+    prof = get_profile(plan.profile).resolve(plan.recipe)
+    epochs = prof.scale(plan.recipe).epochs
+    lines = [f"recipe {plan.recipe.name} (key {plan.recipe.key[:12]}), {epochs} epoch{'s' if epochs != 1 else ''} "
+             f"under profile {plan.profile}: {prof.description}"]
+    if plan.baseline is not None:
+        lines.append(f"baseline {plan.baseline.name} (key {plan.baseline.key[:12]})")
+    for what in ("dataset", "device"):
+        seen = sorted({getattr(o.result, what) for o in session.outcomes})
+        if seen:
+            lines.append(f"{what}: {'; '.join(seen)}")
+    return lines
+
+
+def verdict_text(plan: Plan, d: Any) -> str:
+    """One line: the verdict, A − B in points with its one-sided bounds, n, Δ and the engine's reason."""
+    verdict = str(getattr(d.verdict, "value", d.verdict))
+    level = d.alpha_look if getattr(d, "alpha_look", None) is not None else COMPARE_ALPHA
+    if d.mean is None:
+        interval = "A − B not computed"
+    else:  # the engine works in accuracy units; people read points
+        interval = (f"A − B = {_num(100 * d.mean, '+.2f')} pp, one-sided {100 * (1 - level):g}% bounds "
+                    f"[{_num(100 * d.lower, '+.2f')}, {_num(100 * d.upper, '+.2f')}] pp")
+    return f"verdict {verdict}: {interval}, n = {d.n}, Δ = {100 * plan.delta:g} pp; {d.reason}"
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN and infinities become null (json.dumps would write the non-standard NaN)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, enum.Enum):
+        return _clean(x.value)
+    return x
+
+
+def decision_dict(plan: Plan, d: Any) -> dict[str, Any]:
+    """The --compare part of the JSON: the engine's Decision and the claim it judged."""
+    fields = ("verdict", "reason", "n", "mean", "lower", "upper", "alpha_look", "sign_flip_p", "fragile", "p_a_gt_b",
+              "params_a", "params_b")
+    out = {f: getattr(d, f, None) for f in fields}
+    out.update(form="superiority", metric="final_acc", units="accuracy (0.01 is one point)", delta=plan.delta,
+               alpha=COMPARE_ALPHA, a=plan.recipe.key, b=plan.baseline.key if plan.baseline else None)
+    return _clean(out)
+
+
+def session_dict(session: Session, argv: Sequence[str]) -> dict[str, Any]:
+    """The machine-readable record of an invocation: schema, status, options, recipes, runs, verdict."""
+    plan = session.plan
+    opts = {k: v for k, v in vars(session.args).items() if k != "list"}
+
+    def recipe(r: Recipe | None) -> dict[str, Any] | None:
+        return None if r is None else {**r.to_dict(), "key": r.key}
+
+    runs = [{**asdict(o.result), "arm": o.arm, "cached": o.cached} for o in session.outcomes]
+    return _clean({
+        "schema": JSON_SCHEMA, "status": session.status, "argv": list(argv), "options": opts,
+        "profile": plan.profile, "seeds": list(plan.seeds), "recipe": recipe(plan.recipe),
+        "baseline": recipe(plan.baseline), "runs": runs,
+        "comparison": None if session.decision is None else decision_dict(plan, session.decision),
+    })
+
+
+def write_json(session: Session, argv: Sequence[str], path: str) -> None:
+    """Write `session_dict` to `path`."""
+    p = Path(path).expanduser()
+    try:
+        p.write_text(json.dumps(session_dict(session, argv), indent=2, sort_keys=True) + "\n")
+    except OSError as e:
+        raise UsageError(f"cannot write --json {p}: {e.strerror or e}") from None
+
+
+def print_list(console: Any) -> None:
+    """Every registered trick by kind, and every named recipe, each with its one-line description and parameters."""
+    from rich.table import Table
+
+    from tricks.recipes import RECIPES
+
+    tricks = Table(title="tricks (--cb NAME[:k=v,...])", title_justify="left")
+    tricks.add_column("kind")
+    tricks.add_column("name", no_wrap=True)
+    tricks.add_column("parameters")
+    tricks.add_column("description")
+    for t in all_tricks():
+        tricks.add_row(t.kind, t.name, ", ".join(p.describe() for p in t.params) or "—", t.description)
+    recipes = Table(title="recipes (--recipe NAME)", title_justify="left")
+    recipes.add_column("name", no_wrap=True)
+    recipes.add_column("epochs", justify="right")
+    recipes.add_column("description")
+    for name, r in RECIPES.items():
+        recipes.add_row(name, str(r.epochs), r.description)
+    console.print(tricks)
+    console.print(recipes)
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions whose message is meant for the user as is (the data and store modules are imported lazily)."""
+    errors: list[type[BaseException]] = [UsageError, TrickError]
+    for module, name in (("tricks.data", "DataError"), ("claims.store", "StoreError")):
+        mod = sys.modules.get(module)
+        if mod is not None and hasattr(mod, name):
+            errors.append(getattr(mod, name))
+    return tuple(errors)
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text.rstrip() + "\n")
+    sys.stderr.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    from rich.console import Console
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # fastai's import calls torch.jit.script, which torch deprecates: noise that would bury a one-line error
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+    out, err = Console(), Console(stderr=True)
+    session: Session | None = None
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        if args.list:
+            print_list(out)
+            return EXIT_OK
+        plan = make_plan(args)
+        _check_device(args.device)
+        session = Session(plan, args)
+        store = None
+        if not args.no_store:
+            from claims.store import RunStore
+
+            store = RunStore(args.store)
+        if args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        train(session, store, source=args.data, device=args.device, console=err,
+              show_progress=not args.quiet and err.is_terminal, quiet=args.quiet)
+        if plan.baseline is not None:
+            session.decision = judge_comparison(plan, session.outcomes)
+        diverged = [o for o in session.outcomes if o.result.diverged]
+        session.status = "diverged" if diverged else "done"
+        out.print(results_table(session))
+        for line in _footer(session):
+            out.print(line, markup=False, highlight=False)
+        if session.decision is not None:
+            out.print(verdict_text(plan, session.decision), markup=False, highlight=False)
+        if args.json is not None:
+            write_json(session, argv, args.json)
+        for o in diverged:
+            kept = "kept in the run store and the JSON" if not args.no_store else "kept in the JSON"
+            _say(f"run {o.recipe.name} seed {o.result.seed} diverged ({o.result.note or 'no reason given'}); {kept}")
+        # the engine also counts a run at chance accuracy as diverged: the comparison failed the same way
+        invalid = session.decision is not None and str(getattr(session.decision.verdict, "value", "")) == "INVALID"
+        if invalid and not diverged:
+            _say(f"the comparison is INVALID: {session.decision.reason}")
+        return EXIT_DIVERGED if diverged or invalid else EXIT_OK
+    except KeyboardInterrupt:
+        done = len(session.outcomes) if session is not None else 0
+        if session is not None:
+            session.status = "interrupted"
+            if args is not None and args.json is not None:
+                with contextlib.suppress(UsageError):  # already stopping; the store holds the finished runs
+                    write_json(session, argv, args.json)
+        _say(f"interrupted: {done} finished run{'s' if done != 1 else ''} kept"
+             + ("" if args is not None and args.no_store else " in the run store"))
+        return EXIT_INTERRUPTED
+    except _user_errors() as e:
+        _say(f"error: {' '.join(str(e).split())}")
+        return EXIT_USAGE
+    except ValueError as e:  # unknown recipe or profile, an invalid recipe field: tricks' own one-sentence errors
+        _say(f"error: {' '.join(str(e).split())}")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

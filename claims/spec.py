@@ -1,0 +1,597 @@
+"""Claim specs and verdicts: what a source document claims, frozen and hashed before any run, and the rules that
+turn paired per-seed results into SUPPORTED, REFUTED, INCONCLUSIVE or INVALID (spec/claims-method.md §2-3).
+
+Units: metrics, Δ (`delta`), thresholds, σ_d and the Decision's mean and bounds are in accuracy units, fractions in
+[0, 1] (0.01 is one percentage point); reasons print percentage points. `judge(claim, results, ...)` is the one
+entry point: `results` maps a recipe's key to {seed: RunResult}, for every arm the claim needs (parts included).
+
+Every decision is a set of one-sided tests at the design's per-look level α′: a claim is SUPPORTED when all of its
+support tests reject, REFUTED when any of its refutation tests rejects. A t test rejects "mean(x) > c" when the
+lower bound L > c and "mean(x) < c" when the upper bound U < c.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from claims import stats
+from tricks.train import Recipe, RunResult
+
+CHANCE_ACC = 0.11  # 10 classes: a final accuracy at or below this is a diverged run
+SEED_SEARCH_BUDGET = 100_000  # seeds_needed looks this far before it gives up
+
+
+class Form(str, Enum):
+    """What a claim asserts about arm A against arm B (or against a threshold)."""
+
+    SUPERIORITY = "superiority"
+    NONINFERIORITY = "non_inferiority"
+    EQUIVALENCE = "equivalence"
+    FEWER_PARAMS = "fewer_params"
+    ABSOLUTE = "absolute"
+    COMPOUND = "compound"
+
+
+class Verdict(str, Enum):
+    """The engine's answer to a claim."""
+
+    SUPPORTED = "SUPPORTED"
+    REFUTED = "REFUTED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    INVALID = "INVALID"
+
+
+_PAIRED = (Form.SUPERIORITY, Form.NONINFERIORITY, Form.EQUIVALENCE, Form.FEWER_PARAMS)
+
+
+# ------------------------------------------------------------------------------------------------ metric
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What is compared, read from a RunResult: final_acc | acc_at_epoch (with `epoch`, 1-based) | acc_auc."""
+
+    kind: str = "final_acc"
+    epoch: int | None = None
+
+    KINDS = ("final_acc", "acc_at_epoch", "acc_auc")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown metric '{self.kind}' (known: {', '.join(self.KINDS)})")
+        if self.kind == "acc_at_epoch":
+            if not isinstance(self.epoch, int) or self.epoch < 1:
+                raise ValueError(f"metric acc_at_epoch needs epoch >= 1 (1-based), not {self.epoch!r}")
+        elif self.epoch is not None:
+            raise ValueError(f"metric {self.kind} takes no epoch (got {self.epoch})")
+
+    @classmethod
+    def parse(cls, text: str) -> Metric:
+        """`final_acc` (or `acc`), `acc_auc`, or `acc_at_epoch:K`."""
+        name, _, arg = text.strip().partition(":")
+        if name == "acc":
+            name = "final_acc"
+        if name == "acc_at_epoch":
+            try:
+                return cls(name, int(arg))
+            except ValueError:
+                raise ValueError(f"metric '{text}' is malformed: write acc_at_epoch:K with K an epoch from 1") from None
+        if arg:
+            raise ValueError(f"metric '{text}' is malformed: only acc_at_epoch takes an argument")
+        return cls(name)
+
+    def value(self, result: RunResult) -> float:
+        """This metric of one run; a run too short for the epoch asked raises ValueError."""
+        if self.kind == "final_acc":
+            return float(result.acc)
+        accs = list(result.acc_per_epoch)
+        if self.kind == "acc_auc":
+            if not accs:
+                raise ValueError(f"seed {result.seed} has no per-epoch accuracy to average")
+            return float(sum(accs) / len(accs))
+        if len(accs) < self.epoch:
+            raise ValueError(f"seed {result.seed} trained {len(accs)} epochs, fewer than the {self.epoch} the "
+                             "metric reads")
+        return float(accs[self.epoch - 1])
+
+    def label(self) -> str:
+        """Short name for reports: `final_acc`, `acc_at_epoch:3`, `acc_auc`."""
+        return f"acc_at_epoch:{self.epoch}" if self.kind == "acc_at_epoch" else self.kind
+
+
+# ------------------------------------------------------------------------------------------------ claim
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of a source document with its arms, form, margin and design, frozen before any run.
+
+    `form`, `metric` and `expected` also accept their text forms ("superiority", "acc_at_epoch:3", "SUPPORTED").
+    """
+
+    id: str
+    source: str
+    quote: str
+    form: Form
+    a: Recipe | None = None  # None only for COMPOUND
+    b: Recipe | None = None  # None for ABSOLUTE
+    delta: float = 0.01  # practical margin Δ in accuracy units (0.01 = 1 point), declared before any run
+    metric: Metric = Metric()
+    alpha: float = 0.05
+    looks: tuple[int, ...] = (3, 5, 8, 12)
+    threshold: float | None = None  # ABSOLUTE: metric(A) >= threshold (accuracy units)
+    time_limit_s: float | None = None  # ABSOLUTE: and wall time <= this
+    needs_gpu: bool = False  # ABSOLUTE claims about GPU timing
+    parts: tuple[Claim, ...] = ()  # COMPOUND: intersection-union of these (each at alpha, no correction)
+    expected: Verdict | None = None  # a pinned expected verdict (the test fails if the engine disagrees)
+    note: str = ""  # bugs of the original, confounds, what the arm really tests
+
+    def __post_init__(self) -> None:
+        def fix(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError(f"a claim needs a non-empty string id, not {self.id!r}")
+        who = f"claim {self.id}"
+        try:
+            fix("form", Form(self.form))
+        except ValueError:
+            raise ValueError(f"{who}: unknown form '{self.form}' (known: {', '.join(f.value for f in Form)})") \
+                from None
+        if isinstance(self.metric, str):
+            try:
+                fix("metric", Metric.parse(self.metric))
+            except ValueError as e:
+                raise ValueError(f"{who}: {e}") from None
+        elif not isinstance(self.metric, Metric):
+            raise ValueError(f"{who}: metric must be a Metric or its name, not {type(self.metric).__name__}")
+        if self.expected is not None:
+            try:
+                fix("expected", Verdict(str(getattr(self.expected, "value", self.expected)).upper()))
+            except ValueError:
+                raise ValueError(f"{who}: unknown expected verdict '{self.expected}'") from None
+        fix("looks", tuple(self.looks))
+        fix("parts", tuple(self.parts))
+        self._check(who)
+
+    def _check(self, who: str) -> None:
+        if not 0 < self.delta < 1:
+            raise ValueError(f"{who}: delta {self.delta} must lie in (0, 1): it is in accuracy units, 0.01 is one "
+                             "point")
+        if not 0 < self.alpha < 0.5:
+            raise ValueError(f"{who}: alpha {self.alpha} must lie in (0, 0.5)")
+        try:
+            stats.validate_looks(self.looks)
+        except ValueError as e:
+            raise ValueError(f"{who}: {e}") from None
+        form = self.form
+        if form is Form.COMPOUND:
+            if not self.parts:
+                raise ValueError(f"{who}: a compound claim needs parts")
+            if any(not isinstance(p, Claim) for p in self.parts):
+                raise ValueError(f"{who}: every part of a compound claim must be a Claim")
+            ids = [p.id for p in self.parts]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"{who}: two parts share an id")
+        elif self.parts:
+            raise ValueError(f"{who}: only a compound claim has parts")
+        if form is not Form.COMPOUND and not isinstance(self.a, Recipe):
+            raise ValueError(f"{who}: a {form.value} claim needs a Recipe as arm a")
+        if form in _PAIRED and not isinstance(self.b, Recipe):
+            raise ValueError(f"{who}: a {form.value} claim needs a Recipe as arm b")
+        if form is Form.ABSOLUTE:
+            if self.b is not None:
+                raise ValueError(f"{who}: an absolute claim compares arm a with a threshold, so b must be None")
+            if self.threshold is None or not 0 < self.threshold < 1:
+                raise ValueError(f"{who}: an absolute claim needs a threshold in (0, 1) (accuracy units), not "
+                                 f"{self.threshold}")
+            if self.time_limit_s is not None and not self.time_limit_s > 0:
+                raise ValueError(f"{who}: time_limit_s must be positive, not {self.time_limit_s}")
+        elif self.threshold is not None or self.time_limit_s is not None:
+            raise ValueError(f"{who}: threshold and time_limit_s belong to absolute claims only")
+
+    @property
+    def key(self) -> str:
+        """sha256 over every field of the frozen spec (recipes by their key), stable across processes."""
+        blob = json.dumps(_canonical(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def recipes(self) -> tuple[Recipe, ...]:
+        """Every distinct arm the claim needs, parts included, in first-use order."""
+        seen: dict[str, Recipe] = {}
+        for r in (self.a, self.b, *(r for p in self.parts for r in p.recipes())):
+            if r is not None:
+                seen.setdefault(r.key, r)
+        return tuple(seen.values())
+
+
+def _canonical(x: Any) -> Any:
+    if isinstance(x, Recipe):
+        return {"recipe": x.key}
+    if isinstance(x, Claim):
+        return {f.name: _canonical(getattr(x, f.name)) for f in fields(x)}
+    if isinstance(x, Metric):
+        return {"kind": x.kind, "epoch": x.epoch}
+    if isinstance(x, Enum):
+        return x.value
+    if isinstance(x, (list, tuple)):
+        return [_canonical(v) for v in x]
+    if isinstance(x, float):
+        return repr(x)  # exact, and 1 and 1.0 stay apart from the int
+    return x
+
+
+def claim_needs_runs(claim: Claim, device_has_gpu: bool) -> bool:
+    """False when no run can inform the claim here: it needs a GPU and the device has none."""
+    if claim.needs_gpu and not device_has_gpu:
+        return False
+    if claim.form is Form.COMPOUND:
+        return any(claim_needs_runs(p, device_has_gpu) for p in claim.parts)
+    return True
+
+
+def next_look(claim: Claim, n_done: int) -> int | None:
+    """Seeds needed at the next look after `n_done`, None when the looks are exhausted."""
+    return next((n for n in claim.looks if n > n_done), None)
+
+
+def margin_ok(claim: Claim, acc: float, n_test: int) -> bool:
+    """Whether the claim's Δ is at least the test-set noise floor sqrt(p(1-p)/n_test) at accuracy `acc`."""
+    if claim.form is Form.COMPOUND:
+        return all(margin_ok(p, acc, n_test) for p in claim.parts)
+    if claim.form is Form.ABSOLUTE:
+        return True  # no margin: the threshold is the claim's own number
+    return claim.delta >= stats.noise_floor(acc, n_test)
+
+
+# ------------------------------------------------------------------------------------------------ decision
+
+
+@dataclass
+class Decision:
+    """The engine's verdict on a claim at one look, with the statistics behind it (accuracy units)."""
+
+    claim_id: str
+    verdict: Verdict
+    reason: str  # one sentence, e.g. "L = +1.20 pp > 0 at n = 5"
+    n: int
+    mean: float | None  # d̄ (paired forms) or mean of A (absolute), at the look that decided
+    lower: float | None  # one-sided (1 - α′) bounds at that look
+    upper: float | None
+    alpha_look: float | None  # α′, the per-look level of the claim's design
+    sign_flip_p: float | None  # exact sign-flip p of the support test (the largest, for several)
+    fragile: bool  # the t verdict and the exact sign-flip verdict at the same α′ differ, either way round
+    p_a_gt_b: float | None  # share of seeds with A > B, ties half
+    p_seq: float | None  # sequential p of the support test (stats.sequential_p), for Holm across claims
+    params_a: int | None = None
+    params_b: int | None = None
+    seeds_needed: int | None = None  # seeds that would resolve an inconclusive claim at the σ_d seen
+    final: bool = False  # SUPPORTED/REFUTED/INVALID, budget exhausted, or no run can help
+    parts: list[Decision] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values; the verdict by name, parts as dicts."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "parts"}
+        out["verdict"] = Verdict(self.verdict).value
+        out["parts"] = [p.to_dict() for p in self.parts]
+        return out
+
+
+Results = Mapping[str, Mapping[int, RunResult]]
+
+
+def judge(claim: Claim, results: Results, *, last_look: bool, device_has_gpu: bool = False,
+          sigma_d_pilot: float | None = None) -> Decision:
+    """The claim's Decision from `results` (recipe key -> seed -> RunResult) at the current look.
+
+    Seeds are taken in the order the A arm's mapping gives them (the scheduler's seed-list order); earlier looks are
+    the first seeds of that order. The verdict is the one of the first look that decided, so a claim judged on more
+    seeds than it needed is judged as the sequential design would have. With no runs and `sigma_d_pilot` (the A/A
+    pilot's SD of paired differences, accuracy units) a claim that its seed budget cannot resolve is predicted
+    INCONCLUSIVE, final, with the seeds it would need.
+    """
+    if claim.needs_gpu and not device_has_gpu:
+        return _bare(claim, Verdict.INCONCLUSIVE, "needs a GPU: this device has none, so no run was made", final=True)
+    if claim.form is Form.COMPOUND:
+        return _judge_compound(claim, results, last_look, device_has_gpu, sigma_d_pilot)
+    return _judge_single(claim, results, last_look, sigma_d_pilot)
+
+
+def _bare(claim: Claim, verdict: Verdict, reason: str, *, n: int = 0, final: bool, **more: Any) -> Decision:
+    return Decision(claim_id=claim.id, verdict=verdict, reason=reason, n=n, mean=None, lower=None, upper=None,
+                    alpha_look=stats.pocock_alpha(claim.looks, claim.alpha), sign_flip_p=None, fragile=False,
+                    p_a_gt_b=None, p_seq=None, final=final, **more)
+
+
+def _pp(x: float, sign: bool = True) -> str:
+    return f"{100 * x:+.2f} pp" if sign else f"{100 * x:.2f} pp"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def _arm(r: Recipe) -> str:
+    return r.name or r.key[:12]
+
+
+# ------------------------------------------------------------------------------------------------ run checks
+
+
+def _invalid_reason(claim: Claim, arms: Sequence[tuple[Recipe, Mapping[int, RunResult]]]) -> str | None:
+    """Why these runs cannot be judged (missing seed, diverged or at-chance run, unreadable metric), or None."""
+    if len(arms) == 2:
+        (ra, a), (rb, b) = arms
+        for s in a:
+            if s not in b:
+                return f"seed {s} has a run in arm {_arm(ra)} but not in arm {_arm(rb)}"
+        for s in b:
+            if s not in a:
+                return f"seed {s} has a run in arm {_arm(rb)} but not in arm {_arm(ra)}"
+    for r, runs in arms:
+        for s, res in runs.items():
+            acc = res.acc
+            if res.diverged or acc is None or not math.isfinite(acc):
+                note = f": {res.note}" if res.note else " (no note)"
+                return f"seed {s} of arm {_arm(r)} diverged{note}"
+            if acc <= CHANCE_ACC:
+                return (f"seed {s} of arm {_arm(r)} is at chance (accuracy {_pct(acc)} <= {_pct(CHANCE_ACC)}), "
+                        "counted as diverged")
+            try:
+                v = claim.metric.value(res)
+            except ValueError as e:
+                return f"arm {_arm(r)}: {e}"
+            if not math.isfinite(v):
+                return f"seed {s} of arm {_arm(r)} has a non-finite {claim.metric.label()}"
+    return None
+
+
+def _param_count(r: Recipe, runs: Mapping[int, RunResult]) -> tuple[int | None, str | None]:
+    """The arm's parameter count, the same on every seed, or None with the reason it is unusable."""
+    counts = {s: res.params_used for s, res in runs.items()}
+    missing = [s for s, c in counts.items() if c is None]
+    if missing:
+        return None, f"seed {missing[0]} of arm {_arm(r)} has no parameter count"
+    distinct = sorted(set(counts.values()))
+    if len(distinct) > 1:
+        return None, f"arm {_arm(r)} reports different parameter counts across seeds ({distinct})"
+    return (distinct[0] if distinct else None), None
+
+
+# ------------------------------------------------------------------------------------------------ one-sided tests
+
+
+@dataclass(frozen=True, eq=False)
+class _Test:
+    """H1: sign * (mean(x) - shift) > 0, on the first n values of `x`."""
+
+    x: np.ndarray
+    sign: int
+    shift: float
+
+    def t_rejects(self, n: int, alpha: float) -> bool:
+        _, lower, upper = stats.paired_bounds(self.x[:n], alpha)
+        return lower > self.shift if self.sign > 0 else upper < self.shift
+
+    def t_p(self, n: int) -> float:
+        return stats.t_pvalue(self.sign * self.x[:n], self.sign * self.shift)
+
+    def sign_flip_p(self, n: int) -> float:
+        return stats.sign_flip_p(self.sign * (self.x[:n] - self.shift))
+
+
+def _sign_flip_rejects(p: float, n: int, alpha: float) -> bool:
+    """The sign-flip test's decision at α′, for the fragile flag. Below about 6 seeds its smallest p, 1/2^n, exceeds
+    α′ (0.125 at 3 seeds, 0.031 at 5), so there it rejects when p is at that floor: every seed on the tested side.
+    A t verdict with one seed against it is then fragile, and so is an undecided t interval with every seed agreeing.
+    """
+    return p <= max(alpha, stats.sign_flip_floor(n)) * (1 + 1e-9)
+
+
+def _rules(claim: Claim, x: np.ndarray, wall: np.ndarray | None) -> tuple[list[_Test], list[_Test]]:
+    """The support tests (all must reject) and refutation tests (any may reject) of a form, on values x."""
+    f, delta = claim.form, claim.delta
+    if f in (Form.SUPERIORITY, Form.FEWER_PARAMS):
+        return [_Test(x, +1, 0.0)], [_Test(x, -1, delta)]
+    if f is Form.NONINFERIORITY:
+        return [_Test(x, +1, -delta)], [_Test(x, -1, -delta)]
+    if f is Form.EQUIVALENCE:
+        return [_Test(x, +1, -delta), _Test(x, -1, delta)], [_Test(x, +1, delta), _Test(x, -1, -delta)]
+    if f is Form.ABSOLUTE:
+        support, refute = [_Test(x, +1, claim.threshold)], [_Test(x, -1, claim.threshold)]
+        if wall is not None:
+            support.append(_Test(wall, -1, claim.time_limit_s))
+            refute.append(_Test(wall, +1, claim.time_limit_s))
+        return support, refute
+    raise AssertionError(f"no rules for form {f}")
+
+
+# ------------------------------------------------------------------------------------------------ judging
+
+
+def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot: float | None) -> Decision:
+    ra, rb = claim.a, claim.b
+    arms = [(ra, results.get(ra.key, {}))] + ([(rb, results.get(rb.key, {}))] if rb is not None else [])
+    bad = _invalid_reason(claim, arms)
+    if bad is not None:
+        return _bare(claim, Verdict.INVALID, bad, n=len(arms[0][1]), final=True)
+    a_runs = arms[0][1]
+    seeds = list(a_runs)
+    n = len(seeds)
+    params: dict[str, int | None] = {"params_a": None, "params_b": None}
+    if rb is not None:
+        (pa, why_a), (pb, why_b) = _param_count(ra, a_runs), _param_count(rb, arms[1][1])
+        params = {"params_a": pa, "params_b": pb}
+        if claim.form is Form.FEWER_PARAMS and n and (why_a or why_b):
+            return _bare(claim, Verdict.INVALID, why_a or why_b, n=n, final=True, **params)
+    if n == 0:
+        return _no_runs(claim, last_look, sigma_d_pilot, params)
+    if n == 1:
+        return _bare(claim, Verdict.INCONCLUSIVE, "one seed gives no interval", n=1, final=last_look, **params)
+
+    va = np.array([claim.metric.value(a_runs[s]) for s in seeds])
+    if rb is not None:
+        b_runs = arms[1][1]
+        x = va - np.array([claim.metric.value(b_runs[s]) for s in seeds])
+    else:
+        x = va
+    wall = None
+    if claim.form is Form.ABSOLUTE and claim.time_limit_s is not None:
+        wall = np.array([float(a_runs[s].wall_s) for s in seeds])
+
+    if claim.form is Form.FEWER_PARAMS and not params["params_a"] < params["params_b"]:
+        return _decide(claim, x, wall, n, n, Verdict.REFUTED, last_look, params, p_seq=1.0,
+                       reason=f"A uses {params['params_a']:,} parameters, not fewer than B's {params['params_b']:,}",
+                       exact=True)
+
+    alpha_look = stats.pocock_alpha(claim.looks, claim.alpha)
+    support, refute = _rules(claim, x, wall)
+    p_looks = []
+    for m in stats.look_sequence(n, claim.looks):
+        p_looks.append(max(t.t_p(m) for t in support))
+        if all(t.t_rejects(m, alpha_look) for t in support):
+            return _decide(claim, x, wall, n, m, Verdict.SUPPORTED, last_look, params,
+                           p_seq=stats.sequential_p(p_looks, claim.looks))
+        if any(t.t_rejects(m, alpha_look) for t in refute):
+            return _decide(claim, x, wall, n, m, Verdict.REFUTED, last_look, params,
+                           p_seq=stats.sequential_p(p_looks, claim.looks))
+    return _decide(claim, x, wall, n, n, Verdict.INCONCLUSIVE, last_look, params,
+                   p_seq=stats.sequential_p(p_looks, claim.looks))
+
+
+def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params: dict[str, Any]) -> Decision:
+    """A look at zero seeds: the prediction from the pilot's σ_d, when there is one and the form is paired."""
+    if sigma_d_pilot is None or claim.form not in _PAIRED:
+        return _bare(claim, Verdict.INCONCLUSIVE, "no runs yet", final=last_look, **params)
+    need = stats.seeds_needed(sigma_d_pilot, claim.delta, claim.form.value, claim.looks, claim.alpha,
+                              budget=SEED_SEARCH_BUDGET)
+    budget = max(claim.looks)
+    need_text = f"~{need}" if need is not None else f"more than {SEED_SEARCH_BUDGET:,}"
+    if need is not None and need <= budget:
+        return _bare(claim, Verdict.INCONCLUSIVE, f"no runs yet; {need_text} seeds resolve Δ = "
+                     f"{_pp(claim.delta, False)} at the pilot's σ_d = {_pp(sigma_d_pilot, False)}", final=last_look,
+                     seeds_needed=need, **params)
+    return _bare(claim, Verdict.INCONCLUSIVE, f"predicted underpowered: needs {need_text} seeds at σ_d = "
+                 f"{_pp(sigma_d_pilot, False)} (A/A pilot) to resolve Δ = {_pp(claim.delta, False)}, more than the "
+                 f"{budget} the looks allow", final=True, seeds_needed=need, **params)
+
+
+def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, n: int, m: int, verdict: Verdict, last_look: bool,
+            params: dict[str, Any], *, p_seq: float, reason: str | None = None, exact: bool = False) -> Decision:
+    """The Decision at look m (m <= n seeds) with its statistics and a reason; `exact`: a verdict by the parameter
+    rule, not the t interval, so it cannot be fragile."""
+    alpha_look = stats.pocock_alpha(claim.looks, claim.alpha)
+    mean, lower, upper = stats.paired_bounds(x[:m], alpha_look)
+    support, refute = _rules(claim, x, wall)
+    sf_support_p = [t.sign_flip_p(m) for t in support]
+    sf_p = max(sf_support_p)
+    sf_support = all(_sign_flip_rejects(p, m, alpha_look) for p in sf_support_p)
+    sf_refute = any(_sign_flip_rejects(t.sign_flip_p(m), m, alpha_look) for t in refute)
+    sf_verdict = Verdict.SUPPORTED if sf_support else Verdict.REFUTED if sf_refute else Verdict.INCONCLUSIVE
+    paired = claim.form is not Form.ABSOLUTE
+    seeds_needed = None
+    if verdict is Verdict.INCONCLUSIVE:
+        sd = float(np.std(x[:m], ddof=1))
+        if paired:
+            seeds_needed = stats.seeds_needed(sd, claim.delta, claim.form.value, claim.looks, claim.alpha,
+                                              budget=SEED_SEARCH_BUDGET)
+        elif mean != claim.threshold:
+            seeds_needed = stats.seeds_needed(sd, abs(mean - claim.threshold), "absolute", claim.looks, claim.alpha,
+                                              budget=SEED_SEARCH_BUDGET)
+    if reason is None:
+        reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, seeds_needed, last_look, x, params)
+    final = verdict is not Verdict.INCONCLUSIVE or last_look
+    return Decision(
+        claim_id=claim.id, verdict=verdict, reason=reason, n=m, mean=mean, lower=lower, upper=upper,
+        alpha_look=alpha_look, sign_flip_p=sf_p, fragile=sf_verdict is not verdict and not exact,
+        p_a_gt_b=stats.prob_a_gt_b(x[:m]) if paired else None, p_seq=p_seq, seeds_needed=seeds_needed, final=final,
+        **params,
+    )
+
+
+def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, wall: np.ndarray | None,
+            alpha_look: float, seeds_needed: int | None, last_look: bool, x: np.ndarray,
+            params: dict[str, Any]) -> str:
+    f, delta = claim.form, claim.delta
+    at = f"at n = {m}"
+    prefix = f"A uses {params['params_a']:,} < {params['params_b']:,} parameters and " if f is Form.FEWER_PARAMS else ""
+    if f is Form.ABSOLUTE:
+        thr = claim.threshold
+        time_part = ""
+        if wall is not None:
+            _, w_lo, w_hi = stats.paired_bounds(wall[:m], alpha_look)
+            time_part = f", wall time U = {w_hi:.0f} s < {claim.time_limit_s:.0f} s"
+            if verdict is Verdict.REFUTED and w_lo > claim.time_limit_s:
+                return f"wall time L = {w_lo:.0f} s > limit {claim.time_limit_s:.0f} s {at}"
+        if verdict is Verdict.SUPPORTED:
+            return f"L = {_pct(lower)} > threshold {_pct(thr)}{time_part} {at}"
+        if verdict is Verdict.REFUTED:
+            return f"U = {_pct(upper)} < threshold {_pct(thr)} {at}"
+        interval = f"[L, U] = [{_pct(lower)}, {_pct(upper)}] around the threshold {_pct(thr)}"
+    else:
+        if verdict is Verdict.SUPPORTED:
+            if f is Form.EQUIVALENCE:
+                return f"[L, U] = [{_pp(lower)}, {_pp(upper)}] inside ±Δ = {_pp(delta, False)} {at}"
+            if f is Form.NONINFERIORITY:
+                return f"L = {_pp(lower)} > −Δ = {_pp(-delta)} {at}"
+            extra = f"; U = {_pp(upper)} < Δ: a real gain, below the margin" if upper < delta else ""
+            return f"{prefix}L = {_pp(lower)} > 0 {at}{extra}"
+        if verdict is Verdict.REFUTED:
+            if f is Form.EQUIVALENCE:
+                return (f"L = {_pp(lower)} > Δ = {_pp(delta, False)} {at}" if lower > delta
+                        else f"U = {_pp(upper)} < −Δ = {_pp(-delta)} {at}")
+            if f is Form.NONINFERIORITY:
+                return f"U = {_pp(upper)} < −Δ = {_pp(-delta)} {at}: A is worse by more than the margin"
+            return f"U = {_pp(upper)} < Δ = {_pp(delta, False)} {at}: no meaningful gain"
+        interval = f"[L, U] = [{_pp(lower)}, {_pp(upper)}] straddles the margin (Δ = {_pp(delta, False)})"
+    if not last_look:
+        return f"interval straddles the margin: {interval} {at}"
+    sd = float(np.std(x[:m], ddof=1))
+    sigma = "σ_d" if f is not Form.ABSOLUTE else "σ"
+    need = f"~{seeds_needed}" if seeds_needed is not None else f"more than {SEED_SEARCH_BUDGET:,}"
+    capped = "" if m >= max(claim.looks) else " (seed cap)"
+    return f"budget exhausted at n = {m}{capped}: {interval}; needs {need} seeds at {sigma} = {_pp(sd, False)}"
+
+
+def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_gpu: bool,
+                    sigma_d_pilot: float | None) -> Decision:
+    """Intersection-union: SUPPORTED when every part is, REFUTED when one is, INVALID when one is."""
+    parts = [judge(p, results, last_look=last_look, device_has_gpu=device_has_gpu, sigma_d_pilot=sigma_d_pilot)
+             for p in claim.parts]
+    n = max(d.n for d in parts)
+    by = {v: [d for d in parts if d.verdict is v] for v in Verdict}
+    if by[Verdict.INVALID]:
+        d = by[Verdict.INVALID][0]
+        verdict, reason = Verdict.INVALID, f"part {d.claim_id}: {d.reason}"
+    elif by[Verdict.REFUTED]:
+        d = by[Verdict.REFUTED][0]
+        verdict, reason = Verdict.REFUTED, f"part {d.claim_id} is refuted: {d.reason}"
+    elif len(by[Verdict.SUPPORTED]) == len(parts):
+        verdict, reason = Verdict.SUPPORTED, "every part holds: " + "; ".join(f"{d.claim_id}: {d.reason}"
+                                                                            for d in parts)
+    else:
+        open_ = by[Verdict.INCONCLUSIVE]
+        verdict = Verdict.INCONCLUSIVE
+        reason = (f"{len(open_)} of {len(parts)} parts undecided: "
+                  + "; ".join(f"{d.claim_id}: {d.reason}" for d in open_))
+    final = verdict is not Verdict.INCONCLUSIVE or last_look or all(d.final for d in parts)
+    p_seqs = [d.p_seq for d in parts]
+    sf = [d.sign_flip_p for d in parts]
+    needs = [d.seeds_needed for d in parts if d.verdict is Verdict.INCONCLUSIVE and d.seeds_needed is not None]
+    with_params = next((d for d in parts if d.params_a is not None or d.params_b is not None), None)
+    return Decision(
+        claim_id=claim.id, verdict=verdict, reason=reason, n=n, mean=None, lower=None, upper=None,
+        alpha_look=stats.pocock_alpha(claim.looks, claim.alpha),
+        sign_flip_p=max(sf) if None not in sf else None, fragile=any(d.fragile for d in parts), p_a_gt_b=None,
+        p_seq=max(p_seqs) if None not in p_seqs else None,
+        params_a=with_params.params_a if with_params else None, params_b=with_params.params_b if with_params else None,
+        seeds_needed=max(needs) if needs else None, final=final, parts=parts,
+    )

@@ -1,0 +1,402 @@
+"""claims.spec: every row of the decision table, INVALID causes, the sequential design end to end, claim hashing."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from dataclasses import fields, replace
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from claims import stats
+from claims.spec import (
+    Claim,
+    Decision,
+    Form,
+    Metric,
+    Verdict,
+    claim_needs_runs,
+    judge,
+    margin_ok,
+    next_look,
+)
+from tricks.train import Recipe, RunResult, kw
+
+ROOT = Path(__file__).resolve().parents[1]
+A, B, C = (Recipe("toy", kw(width=w), name=f"toy/{w}") for w in (8, 16, 32))
+BASE_ACC = 0.70
+
+
+@cache
+def _key(recipe: Recipe) -> str:
+    return recipe.key
+
+
+def run(recipe: Recipe, seed: int, acc: float, *, params: int | None = 1000, wall_s: float = 10.0,
+        diverged: bool = False, note: str = "", per_epoch: list[float] | None = None) -> RunResult:
+    """A synthetic RunResult: no training, just the fields the judge reads."""
+    return RunResult(recipe_key=_key(recipe), recipe_name=recipe.name, seed=seed, profile="test", code_version="test",
+                     acc=acc, loss=1.0, acc_per_epoch=per_epoch if per_epoch is not None else [acc - 0.1, acc],
+                     loss_per_epoch=[1.2, 1.0], train_loss_per_epoch=[1.3, 1.1], params_used=params, wall_s=wall_s,
+                     img_per_s=1.0, device="cpu:test", threads=1, versions={}, dataset="synthetic", diverged=diverged,
+                     note=note)
+
+
+def paired(d, *, a: Recipe = A, b: Recipe = B, base: float = BASE_ACC, **a_kw) -> dict[str, dict[int, RunResult]]:
+    """Results whose per-seed differences A - B are `d`, B at `base` on every seed."""
+    return {a.key: {s: run(a, s, base + x, **a_kw) for s, x in enumerate(d)},
+            b.key: {s: run(b, s, base) for s in range(len(d))}}
+
+
+def claim(form: Form | str = Form.SUPERIORITY, **kw) -> Claim:
+    defaults = {"id": "T-1", "source": "test", "quote": "A beats B.", "a": A, "b": B, "delta": 0.01}
+    if Form(form) is Form.ABSOLUTE:
+        defaults.update(b=None, threshold=0.90)
+    return Claim(form=form, **{**defaults, **kw})
+
+
+TIGHT_ZERO = [0.001, -0.001, 0.0005]  # |d̄| tiny, s_d tiny: decided at the first look
+WIDE = [0.035, -0.025] * 6  # d̄ = +0.5 pp, s_d ≈ 3 pp: undecided at every look up to 12
+
+
+# ---------------------------------------------------------------------------------------------- decision table
+
+
+@pytest.mark.parametrize("form,d,verdict,phrase", [
+    (Form.SUPERIORITY, [0.05, 0.051, 0.049], Verdict.SUPPORTED, "> 0 at n = 3"),
+    (Form.SUPERIORITY, TIGHT_ZERO, Verdict.REFUTED, "no meaningful gain"),
+    (Form.SUPERIORITY, [0.004, 0.006, 0.005, 0.0045, 0.0055], Verdict.SUPPORTED, "below the margin"),
+    (Form.NONINFERIORITY, TIGHT_ZERO, Verdict.SUPPORTED, "> −Δ"),
+    (Form.NONINFERIORITY, [-0.05, -0.051, -0.049], Verdict.REFUTED, "worse by more than the margin"),
+    (Form.EQUIVALENCE, TIGHT_ZERO, Verdict.SUPPORTED, "inside ±Δ"),
+    (Form.EQUIVALENCE, [0.05, 0.051, 0.049], Verdict.REFUTED, "> Δ"),
+    (Form.EQUIVALENCE, [-0.05, -0.051, -0.049], Verdict.REFUTED, "< −Δ"),
+])
+def test_each_form_reaches_its_verdict(form, d, verdict, phrase):
+    dec = judge(claim(form), paired(d), last_look=False)
+    assert dec.verdict is verdict and dec.final
+    assert phrase in dec.reason
+    mean, lower, upper = stats.paired_bounds(d[:dec.n], stats.pocock_alpha((3, 5, 8, 12), 0.05))
+    assert (dec.mean, dec.lower, dec.upper) == pytest.approx((mean, lower, upper))
+    assert dec.alpha_look == pytest.approx(0.017, abs=0.0005)
+
+
+@pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.NONINFERIORITY, Form.EQUIVALENCE, Form.FEWER_PARAMS])
+def test_an_interval_that_straddles_the_margin_is_inconclusive_until_the_budget_is_spent(form):
+    def paired(d):
+        return globals()["paired"](d, params=900)  # fewer_params: the parameter half of the claim holds
+
+    mid = judge(claim(form), paired(WIDE[:5]), last_look=False)
+    assert mid.verdict is Verdict.INCONCLUSIVE and not mid.final and mid.n == 5
+    assert mid.reason.startswith("interval straddles the margin")
+    end = judge(claim(form), paired(WIDE), last_look=True)
+    assert end.verdict is Verdict.INCONCLUSIVE and end.final and end.n == 12
+    assert end.reason.startswith("budget exhausted at n = 12")
+    assert end.seeds_needed is not None and end.seeds_needed > 12
+    assert f"needs ~{end.seeds_needed} seeds at σ_d" in end.reason
+    capped = judge(claim(form), paired(WIDE[:3]), last_look=True)
+    assert capped.final and capped.reason.startswith("budget exhausted at n = 3 (seed cap)")
+
+
+def test_fewer_params_needs_both_fewer_parameters_and_higher_accuracy():
+    better = [0.05, 0.051, 0.049]
+    ok = judge(claim(Form.FEWER_PARAMS), paired(better, params=900), last_look=False)
+    assert ok.verdict is Verdict.SUPPORTED and (ok.params_a, ok.params_b) == (900, 1000)
+    assert "900 < 1,000 parameters" in ok.reason
+    more = judge(claim(Form.FEWER_PARAMS), paired(better, params=5000), last_look=False)
+    assert more.verdict is Verdict.REFUTED and more.final and more.p_seq == 1.0 and not more.fragile
+    assert "5,000 parameters, not fewer than B's 1,000" in more.reason
+    no_gain = judge(claim(Form.FEWER_PARAMS), paired(TIGHT_ZERO, params=900), last_look=False)
+    assert no_gain.verdict is Verdict.REFUTED and "no meaningful gain" in no_gain.reason
+
+
+def test_fewer_params_without_a_parameter_count_is_invalid():
+    missing = judge(claim(Form.FEWER_PARAMS), paired([0.05, 0.05, 0.05], params=None), last_look=False)
+    assert missing.verdict is Verdict.INVALID and "seed 0 of arm toy/8 has no parameter count" in missing.reason
+    res = paired([0.05, 0.05, 0.05], params=900)
+    res[A.key][2] = run(A, 2, 0.75, params=950)
+    varying = judge(claim(Form.FEWER_PARAMS), res, last_look=False)
+    assert varying.verdict is Verdict.INVALID and "different parameter counts" in varying.reason
+    # other forms report a missing count as unknown and go on
+    assert judge(claim(), paired([0.05, 0.05, 0.05], params=None), last_look=False).verdict is Verdict.SUPPORTED
+
+
+def _absolute(accs, walls=None):
+    walls = walls or [10.0] * len(accs)
+    return {A.key: {s: run(A, s, x, wall_s=w) for s, (x, w) in enumerate(zip(accs, walls, strict=True))}}
+
+
+@pytest.mark.parametrize("accs,walls,limit,verdict,phrase", [
+    ([0.92, 0.921, 0.919], None, None, Verdict.SUPPORTED, "> threshold 90.00 %"),
+    ([0.85, 0.851, 0.849], None, None, Verdict.REFUTED, "< threshold 90.00 %"),
+    ([0.95, 0.86, 0.93], None, None, Verdict.INCONCLUSIVE, "around the threshold 90.00 %"),
+    ([0.92, 0.921, 0.919], [250.0, 251.0, 249.0], 300.0, Verdict.SUPPORTED, "wall time U = 253 s < 300 s"),
+    ([0.92, 0.921, 0.919], [400.0, 401.0, 399.0], 300.0, Verdict.REFUTED, "wall time L = 397 s > limit 300 s"),
+])
+def test_an_absolute_claim_compares_the_mean_with_its_threshold_and_time_limit(accs, walls, limit, verdict, phrase):
+    c = claim(Form.ABSOLUTE, time_limit_s=limit)
+    dec = judge(c, _absolute(accs, walls), last_look=False)
+    assert dec.verdict is verdict and phrase in dec.reason
+    assert dec.p_a_gt_b is None and dec.mean == pytest.approx(np.mean(accs))
+
+
+def test_a_gpu_claim_on_a_cpu_is_inconclusive_without_runs_and_judged_on_a_gpu():
+    c = claim(Form.ABSOLUTE, needs_gpu=True, time_limit_s=300.0)
+    assert not claim_needs_runs(c, device_has_gpu=False) and claim_needs_runs(c, device_has_gpu=True)
+    cpu = judge(c, {}, last_look=True, device_has_gpu=False)
+    assert cpu.verdict is Verdict.INCONCLUSIVE and cpu.final and cpu.n == 0 and cpu.reason.startswith("needs a GPU")
+    gpu = judge(c, _absolute([0.92, 0.921, 0.919], [250.0, 251.0, 249.0]), last_look=False, device_has_gpu=True)
+    assert gpu.verdict is Verdict.SUPPORTED
+
+
+# ---------------------------------------------------------------------------------------------- compound
+
+
+def _compound(*parts: Claim) -> Claim:
+    return Claim(id="K", source="test", quote="Both hold.", form=Form.COMPOUND, parts=parts)
+
+
+def _two_arms(d_ab, d_ac, **a_kw):
+    res = paired(d_ab, **a_kw)
+    res[C.key] = {s: run(C, s, BASE_ACC + d_ab[s] - x) for s, x in enumerate(d_ac)}
+    return res
+
+
+def test_a_compound_claim_is_an_intersection_union_of_its_parts():
+    p1, p2 = claim(id="K-1"), claim(id="K-2", b=C)
+    both = judge(_compound(p1, p2), _two_arms([0.05, 0.051, 0.049], [0.04, 0.041, 0.039]), last_look=False)
+    assert both.verdict is Verdict.SUPPORTED and both.final and [d.claim_id for d in both.parts] == ["K-1", "K-2"]
+    assert both.p_seq == max(d.p_seq for d in both.parts) and both.n == 3
+    one_refuted = judge(_compound(p1, p2), _two_arms([0.05, 0.051, 0.049], TIGHT_ZERO), last_look=False)
+    assert one_refuted.verdict is Verdict.REFUTED and one_refuted.reason.startswith("part K-2 is refuted")
+    open_part = judge(_compound(p1, p2), _two_arms([0.05, 0.051, 0.049, 0.05, 0.05], WIDE[:5]), last_look=False)
+    assert open_part.verdict is Verdict.INCONCLUSIVE and not open_part.final
+    assert open_part.reason.startswith("1 of 2 parts undecided: K-2")
+    assert open_part.parts[0].verdict is Verdict.SUPPORTED and open_part.parts[0].n == 3  # decided at its first look
+    res = _two_arms([0.05, 0.051, 0.049], [0.04, 0.041, 0.039])
+    res[C.key][1] = run(C, 1, float("nan"), diverged=True, note="loss is NaN at epoch 2")
+    invalid = judge(_compound(p1, p2), res, last_look=False)
+    assert invalid.verdict is Verdict.INVALID and "part K-2: seed 1 of arm toy/32 diverged" in invalid.reason
+
+
+def test_a_compound_claim_needs_runs_unless_every_part_waits_for_a_gpu():
+    gpu = claim(Form.ABSOLUTE, id="K-g", needs_gpu=True)
+    assert claim_needs_runs(_compound(claim(id="K-1"), gpu), device_has_gpu=False)
+    assert not claim_needs_runs(_compound(gpu, replace(gpu, id="K-h")), device_has_gpu=False)
+    assert _compound(claim(id="K-1"), claim(id="K-2", b=C)).recipes() == (A, B, C)
+
+
+# ---------------------------------------------------------------------------------------------- INVALID
+
+
+def test_a_diverged_run_makes_the_claim_invalid_naming_seed_arm_and_note():
+    res = paired([0.05, 0.05, 0.05])
+    res[B.key][2] = run(B, 2, float("nan"), diverged=True, note="loss became NaN in epoch 3")
+    dec = judge(claim(), res, last_look=False)
+    assert dec.verdict is Verdict.INVALID and dec.final
+    assert dec.reason == "seed 2 of arm toy/16 diverged: loss became NaN in epoch 3"
+
+
+def test_a_run_at_chance_or_with_a_nan_accuracy_counts_as_diverged():
+    res = paired([0.05, 0.05, 0.05])
+    res[A.key][1] = run(A, 1, 0.10)
+    assert "seed 1 of arm toy/8 is at chance" in judge(claim(), res, last_look=False).reason
+    res[A.key][1] = run(A, 1, float("nan"))
+    assert judge(claim(), res, last_look=False).reason == "seed 1 of arm toy/8 diverged (no note)"
+
+
+def test_a_seed_present_in_one_arm_only_makes_the_claim_invalid():
+    res = paired([0.05, 0.05, 0.05])
+    del res[B.key][1]
+    dec = judge(claim(), res, last_look=False)
+    assert dec.verdict is Verdict.INVALID and dec.reason == "seed 1 has a run in arm toy/8 but not in arm toy/16"
+    res = paired([0.05, 0.05, 0.05])
+    del res[A.key][0]
+    assert judge(claim(), res, last_look=False).reason == "seed 0 has a run in arm toy/16 but not in arm toy/8"
+
+
+def test_a_metric_the_runs_cannot_give_makes_the_claim_invalid():
+    dec = judge(claim(metric=Metric("acc_at_epoch", 5)), paired([0.05, 0.05, 0.05]), last_look=False)
+    assert dec.verdict is Verdict.INVALID and "trained 2 epochs, fewer than the 5" in dec.reason
+
+
+# ---------------------------------------------------------------------------------------------- metric
+
+
+def test_metrics_read_final_per_epoch_and_mean_accuracy():
+    r = run(A, 0, 0.8, per_epoch=[0.5, 0.7, 0.8])
+    assert Metric().value(r) == 0.8
+    assert Metric("acc_at_epoch", 2).value(r) == 0.7
+    assert Metric("acc_auc").value(r) == pytest.approx(2.0 / 3)
+    assert Metric.parse("acc") == Metric() and Metric.parse("acc_at_epoch:2") == Metric("acc_at_epoch", 2)
+    assert Metric("acc_at_epoch", 2).label() == "acc_at_epoch:2"
+    for bad in ("top5", "acc_at_epoch:x", "acc_auc:3"):
+        with pytest.raises(ValueError, match="metric"):
+            Metric.parse(bad)
+    with pytest.raises(ValueError, match="epoch >= 1"):
+        Metric("acc_at_epoch")
+
+
+def test_the_metric_decides_what_is_compared():
+    # A ends level with B but was far ahead after epoch 1: a convergence claim holds, a final-accuracy one does not
+    res = {A.key: {s: run(A, s, 0.70, per_epoch=[0.60 + 0.001 * s, 0.70]) for s in range(3)},
+           B.key: {s: run(B, s, 0.70, per_epoch=[0.50, 0.70]) for s in range(3)}}
+    assert judge(claim(metric="acc_at_epoch:1"), res, last_look=False).verdict is Verdict.SUPPORTED
+    assert judge(claim(), res, last_look=False).verdict is Verdict.REFUTED
+
+
+# ---------------------------------------------------------------------------------------------- sequential design
+
+
+def test_judging_all_seeds_at_once_gives_the_verdict_of_the_look_by_look_process():
+    rng = np.random.default_rng(5)
+    for i in range(40):
+        d = rng.normal(rng.choice([0.0, 0.005, 0.01, 0.02]), 0.01, 12)
+        c = claim([Form.SUPERIORITY, Form.NONINFERIORITY, Form.EQUIVALENCE][i % 3])
+        for n in c.looks:  # what the scheduler does: stop at the first final look
+            step = judge(c, paired(d[:n]), last_look=n == 12)
+            if step.final:
+                break
+        once = judge(c, paired(d), last_look=True)
+        assert (once.verdict, once.n, once.reason, once.p_seq) == (step.verdict, step.n, step.reason, step.p_seq)
+
+
+def test_a_supported_claim_has_a_sequential_p_within_its_alpha_and_holm_can_use_it():
+    sup = judge(claim(), paired([0.05, 0.051, 0.049]), last_look=False)
+    inc = judge(claim(), paired(WIDE), last_look=True)
+    assert sup.p_seq <= 0.05 < inc.p_seq
+    assert stats.holm({"sup": sup.p_seq, "inc": inc.p_seq}, 0.05) == {"sup": True, "inc": False}
+
+
+def _simulated_claims(form: Form, true_d: float, sims: int, seed: int, delta: float = 0.01) -> list[Verdict]:
+    """Judge `sims` simulated claims with normal paired differences (σ_d = 1 pp) through the real judge."""
+    d = true_d + 0.01 * np.random.default_rng(seed).standard_normal((sims, 12))
+    c = claim(form, delta=delta)
+    b_runs = {s: run(B, s, BASE_ACC) for s in range(12)}
+    out = []
+    for row in d:
+        res = {A.key: {s: run(A, s, BASE_ACC + x) for s, x in enumerate(row)}, B.key: b_runs}
+        out.append(judge(c, res, last_look=True).verdict)
+    return out
+
+
+@pytest.mark.parametrize("form,true_d", [(Form.SUPERIORITY, 0.0), (Form.NONINFERIORITY, -0.01),
+                                         (Form.EQUIVALENCE, 0.01)])
+def test_false_support_rate_stays_within_alpha_at_the_null_boundary(form, true_d):
+    sims = 1000
+    verdicts = _simulated_claims(form, true_d, sims, seed=11)
+    rate = sum(v is Verdict.SUPPORTED for v in verdicts) / sims
+    assert rate <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / sims)
+
+
+def test_the_same_engine_supports_a_true_effect_of_one_sigma_most_of_the_time():
+    verdicts = _simulated_claims(Form.SUPERIORITY, 0.01, 400, seed=12, delta=0.005)
+    assert sum(v is Verdict.SUPPORTED for v in verdicts) / 400 > 0.75  # the spec's design power is 0.86
+
+
+def test_sign_flip_p_sits_beside_the_interval_and_flags_fragile_verdicts():
+    one_against = [0.05, 0.06, 0.055, 0.05, -0.001]
+    dec = judge(claim(looks=(5,)), paired(one_against), last_look=True)
+    assert dec.verdict is Verdict.SUPPORTED and dec.sign_flip_p == 2 / 32 and dec.fragile
+    agree = judge(claim(looks=(5,)), paired([0.05, 0.06, 0.055, 0.05, 0.001]), last_look=True)
+    assert agree.verdict is Verdict.SUPPORTED and agree.sign_flip_p == 1 / 32 and not agree.fragile
+    # three seeds all ahead, but too spread for the t interval: the sign-flip test at its floor disagrees
+    spread = judge(claim(looks=(3,)), paired([0.001, 0.1, 0.002]), last_look=True)
+    assert spread.verdict is Verdict.INCONCLUSIVE and spread.fragile
+    assert dec.p_a_gt_b == 0.8 and agree.p_a_gt_b == 1.0
+
+
+# ---------------------------------------------------------------------------------------------- before any run
+
+
+def test_the_pilot_sigma_predicts_claims_the_budget_cannot_resolve():
+    c = claim(Form.EQUIVALENCE)
+    empty = {A.key: {}, B.key: {}}
+    under = judge(c, empty, last_look=False, sigma_d_pilot=0.02)
+    assert under.verdict is Verdict.INCONCLUSIVE and under.final and under.n == 0
+    assert under.seeds_needed == stats.seeds_needed(0.02, 0.01, "equivalence") > 12
+    assert under.reason.startswith(f"predicted underpowered: needs ~{under.seeds_needed} seeds at σ_d = 2.00 pp")
+    fine = judge(c, empty, last_look=False, sigma_d_pilot=0.004)
+    assert fine.verdict is Verdict.INCONCLUSIVE and not fine.final
+    assert not judge(c, empty, last_look=False).final  # no pilot: no prediction
+    compound = _compound(claim(id="K-1"), claim(Form.EQUIVALENCE, id="K-2", b=C))
+    assert not judge(compound, {}, last_look=False, sigma_d_pilot=0.01).final  # K-1 fits in 12 seeds, K-2 needs 14
+    assert judge(compound, {}, last_look=False, sigma_d_pilot=0.03).final  # neither part can
+
+
+def test_next_look_walks_the_design_and_stops_after_the_last():
+    c = claim()
+    assert [next_look(c, n) for n in (0, 3, 4, 5, 8, 12)] == [3, 5, 5, 8, 12, None]
+
+
+def test_margin_ok_compares_delta_with_the_test_set_noise_floor():
+    assert margin_ok(claim(delta=0.005), 0.70, 10_000)  # floor 0.46 pp
+    assert not margin_ok(claim(delta=0.01), 0.70, 2_000)  # floor 1.02 pp
+    assert margin_ok(claim(Form.ABSOLUTE), 0.70, 100)
+
+
+def test_decision_to_dict_is_json_ready_with_its_parts():
+    dec = judge(_compound(claim(id="K-1"), claim(id="K-2", b=C)),
+                _two_arms([0.05, 0.051, 0.049], [0.04, 0.041, 0.039]), last_look=False)
+    data = json.loads(json.dumps(dec.to_dict()))
+    assert data["verdict"] == "SUPPORTED" and [p["claim_id"] for p in data["parts"]] == ["K-1", "K-2"]
+    assert set(data) == {f.name for f in fields(Decision)}
+
+
+# ---------------------------------------------------------------------------------------------- the spec itself
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"delta": 1.0}, "accuracy units"),
+    ({"alpha": 0.7}, "alpha"),
+    ({"looks": (5, 3)}, "increasing"),
+    ({"b": None}, "needs a Recipe as arm b"),
+    ({"form": "better"}, "unknown form 'better'"),
+    ({"threshold": 0.9}, "absolute claims only"),
+    ({"metric": "top5"}, "unknown metric"),
+    ({"expected": "TRUE"}, "unknown expected verdict"),
+    ({"form": Form.ABSOLUTE, "threshold": 90.0, "b": None}, "threshold in (0, 1)"),
+    ({"form": Form.ABSOLUTE, "threshold": 0.9}, "b must be None"),
+    ({"form": Form.COMPOUND, "a": None, "b": None}, "needs parts"),
+])
+def test_a_malformed_claim_is_refused_with_one_sentence_naming_it(kwargs, message):
+    base = {"id": "T-9", "source": "test", "quote": "q", "form": Form.SUPERIORITY, "a": A, "b": B}
+    with pytest.raises(ValueError, match="claim T-9: .*" + message.replace("(", r"\(").replace(")", r"\)")):
+        Claim(**{**base, **kwargs})
+
+
+def test_text_forms_of_form_metric_and_expected_are_the_same_claim():
+    typed = claim(Form.EQUIVALENCE, metric=Metric("acc_at_epoch", 3), expected=Verdict.SUPPORTED)
+    text = claim("equivalence", metric="acc_at_epoch:3", expected="SUPPORTED")
+    assert text == typed and text.key == typed.key and text.form is Form.EQUIVALENCE
+
+
+def test_the_claim_key_changes_with_every_field():
+    base = claim(time_limit_s=None)
+    other = {"id": "T-2", "source": "other", "quote": "Other words.", "form": Form.NONINFERIORITY, "a": C, "b": C,
+             "delta": 0.02, "metric": Metric("acc_auc"), "alpha": 0.1, "looks": (5, 10), "needs_gpu": True,
+             "expected": Verdict.REFUTED, "note": "a confound"}
+    keys = {base.key}
+    for name, value in other.items():
+        keys.add(replace(base, **{name: value}).key)
+    absolute = claim(Form.ABSOLUTE)
+    keys |= {absolute.key, replace(absolute, threshold=0.91).key, replace(absolute, time_limit_s=300.0).key}
+    keys.add(_compound(base, replace(base, id="T-3")).key)
+    keys.add(_compound(base, replace(base, id="T-4")).key)
+    assert len(keys) == len(other) + 6
+    renamed = replace(base, a=Recipe("toy", kw(width=8), name="another name"))
+    assert renamed.key == base.key  # recipes count by their key, not their label
+
+
+def test_the_claim_key_is_the_same_in_another_process():
+    code = ("from tests.test_spec import claim, _compound, Form\n"
+            "print(claim(Form.EQUIVALENCE, note='n').key, _compound(claim(id='a'), claim(id='b')).key)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"})
+    here = f"{claim(Form.EQUIVALENCE, note='n').key} {_compound(claim(id='a'), claim(id='b')).key}"
+    assert out.stdout.split() == here.split()

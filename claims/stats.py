@@ -259,7 +259,7 @@ def design_power(form: str, sigma_d: float, delta: float, n: int, alpha_look: fl
         raise ValueError(f"power needs sigma_d >= 0 and delta > 0, got {sigma_d} and {delta}")
     if sigma_d == 0:
         return 1.0
-    tcrit = st.t.ppf(1 - alpha_look, n - 1)
+    tcrit = _t_quantile(1 - alpha_look, n - 1)
     if form in _ONE_SIDED:
         return float(st.nct.sf(tcrit, n - 1, delta * math.sqrt(n) / sigma_d))
     if form == "equivalence":
@@ -267,21 +267,19 @@ def design_power(form: str, sigma_d: float, delta: float, n: int, alpha_look: fl
     raise ValueError(f"no power calculation for form '{form}'")
 
 
-def _tost_power(sigma: float, delta: float, n: int, tcrit: float) -> float:
-    """P(|d̄| + t·s/√n < Δ) at a true difference 0: integrate over s (chi-square with n - 1 df)."""
+def _tost_power(sigma: float, delta: float, n: int, tcrit: float, nodes: int = 201) -> float:
+    """P(|d̄| + t·s/√n < Δ) at a true difference 0: Simpson's rule over w = s·√(n-1)/σ, chi-distributed with n - 1
+    df (finite density at 0 even for 1 df), on its bulk up to where the half-width alone exceeds Δ."""
     df = n - 1
-    v_max = (delta * math.sqrt(n) / (tcrit * sigma)) ** 2 * df  # beyond it the half-width alone exceeds Δ
-
-    def inside(v: float) -> float:
-        room = delta - tcrit * sigma * math.sqrt(v / df) / math.sqrt(n)
-        return (2 * st.norm.cdf(room * math.sqrt(n) / sigma) - 1) * st.chi2.pdf(v, df)
-
-    # the chi-square mass sits near df: integrate over its bulk only, or quad misses it when v_max is far out
-    lo, hi = st.chi2.ppf(1e-12, df), min(v_max, st.chi2.ppf(1 - 1e-12, df))
+    w_max = delta * math.sqrt(n) * math.sqrt(df) / (tcrit * sigma)
+    # the chi law's bulk: within 8 of √df holds all but ~1e-12 of it (its SD is at most 0.76)
+    lo, hi = max(0.0, math.sqrt(df) - 8.0), min(w_max, math.sqrt(df) + 8.0)
     if hi <= lo:
         return 0.0
-    value, _ = integrate.quad(inside, lo, hi, limit=200)
-    return float(min(max(value, 0.0), 1.0))
+    w = np.linspace(lo, hi, nodes)
+    room = delta - tcrit * sigma * w / math.sqrt(df * n)  # how far |d̄| may go for both bounds to fit
+    inside = (2 * st.norm.cdf(room * math.sqrt(n) / sigma) - 1) * st.chi.pdf(w, df)
+    return float(min(max(integrate.simpson(inside, x=w), 0.0), 1.0))
 
 
 def seeds_needed(sigma_d: float, delta: float, form: str, looks: Sequence[int] = DEFAULT_LOOKS, alpha: float = 0.05,
@@ -294,9 +292,12 @@ def seeds_needed(sigma_d: float, delta: float, form: str, looks: Sequence[int] =
     if not 0 < power < 1:
         raise ValueError(f"power must lie in (0, 1), not {power}")
     a = pocock_alpha(looks, alpha)
-    if design_power(form, sigma_d, delta, budget, a) < power:
-        return None
-    lo, hi = 2, budget  # power grows with n: binary search for the first n that reaches the target
+    hi = 2
+    while design_power(form, sigma_d, delta, hi, a) < power:  # power grows with n: double, then bisect
+        if hi >= budget:
+            return None
+        hi = min(2 * hi, budget)
+    lo = max(2, hi // 2)
     while lo < hi:
         mid = (lo + hi) // 2
         if design_power(form, sigma_d, delta, mid, a) >= power:

@@ -98,6 +98,14 @@ def test_tost_power_at_a_true_difference_of_zero_reproduces_the_spec_table(n, po
         assert stats.design_power("equivalence", 1.0, ratio, n, 0.05) == pytest.approx(expected, abs=tol)
 
 
+def test_tost_power_agrees_with_a_simulation_of_the_two_bounds():
+    n, ratio, a = 4, 1.5, 0.03
+    d = np.random.default_rng(4).standard_normal((50_000, n))
+    _, lower, upper = stats.paired_bounds(d, a)
+    simulated = np.mean((lower > -ratio) & (upper < ratio))
+    assert stats.design_power("equivalence", 1.0, ratio, n, a) == pytest.approx(simulated, abs=0.01)
+
+
 def test_sequential_p_is_alpha_at_the_per_look_level_and_monotone():
     a = stats.pocock_alpha(LOOKS, 0.05)
     assert stats.sequential_p([a], LOOKS) == pytest.approx(0.05, abs=1e-4)

@@ -23,9 +23,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from claims.store import RunStore
-from tricks.apply import apply_tricks, load_recipe, main, rescale_epochs
+from tricks.apply import (
+    Outcome,
+    Plan,
+    apply_tricks,
+    decision_dict,
+    judge_comparison,
+    load_recipe,
+    main,
+    rescale_epochs,
+    verdict_text,
+)
 from tricks.registry import TrickError
-from tricks.train import Phase, Recipe, TrickUse, kw
+from tricks.train import Phase, Recipe, RunResult, TrickUse, kw
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -244,6 +254,30 @@ def test_epochs_rescale_a_published_two_phase_schedule():
     assert [p.epochs for p in rescale_epochs(r, 3).phases] == [1, 2]
     assert [p.epochs for p in rescale_epochs(r, 12).phases] == [4, 8]
     assert [(p.schedule, p.epochs) for p in rescale_epochs(r, 1).phases] == [("sgdr", 1)]
+
+
+def _result(recipe: Recipe, seed: int, acc: float) -> RunResult:
+    return RunResult(recipe_key=recipe.key, recipe_name=recipe.name, seed=seed, profile="smoke", code_version="test",
+                     acc=acc, loss=1 - acc, acc_per_epoch=[acc], loss_per_epoch=[1 - acc], train_loss_per_epoch=[1.0],
+                     params_used=1000, wall_s=1.0, img_per_s=100.0, device="cpu:test", threads=1, versions={},
+                     dataset="synthetic (sha256 0)")
+
+
+def test_compare_asks_the_engine_about_superiority_by_delta_over_the_paired_seeds():
+    pytest.importorskip("claims.spec", reason="claims/spec.py has not landed yet")
+    base = load_recipe("pal2021b/baseline")
+    plan = Plan(replace(base, bs=128, name="with"), base, (0, 1, 2), "smoke", 0.01)
+    gains = {0: 0.050, 1: 0.060, 2: 0.055}  # five to six points on every seed: clearly above Δ = 1 point
+    outcomes = [Outcome(arm, r, _result(r, s, 0.5 + (gains[s] if arm == "trick" else 0.0) + 0.01 * s), False)
+                for s in plan.seeds for arm, r in (("trick", plan.recipe), ("baseline", base))]
+    d = judge_comparison(plan, outcomes)
+    out = decision_dict(plan, d)
+    assert out["verdict"] == "SUPPORTED" and out["n"] == 3 and out["delta"] == 0.01
+    assert out["mean"] == pytest.approx(0.055) and out["lower"] > 0 and out["alpha_look"] == 0.05
+    assert "verdict SUPPORTED: A − B = +5.50 pp" in verdict_text(plan, d) and "Δ = 1 pp" in verdict_text(plan, d)
+    flat = [Outcome(o.arm, o.recipe, replace(o.result, acc=0.5 + 0.001 * o.result.seed * (o.arm == "trick")), False)
+            for o in outcomes]  # no gain: the upper bound falls below Δ
+    assert decision_dict(plan, judge_comparison(plan, flat))["verdict"] == "REFUTED"
 
 
 # ------------------------------------------------------------------------------------------------ training

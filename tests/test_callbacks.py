@@ -1,0 +1,438 @@
+"""Tests of tricks/callbacks.py on tiny synthetic data: each callback's effect, its order, lr_find and get_preds."""
+
+from __future__ import annotations
+
+import math
+import random
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.progress import ProgressCallback
+from fastai.callback.schedule import SchedExp
+from fastai.callback.training import BnFreeze as FastaiBnFreeze
+from fastai.data.core import DataLoaders, TfmdDL
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.optimizer import SGD, Adam
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from tricks.callbacks import (
+    BnFreeze,
+    ClipGradValue,
+    DivergenceGuard,
+    ExpLRDecay,
+    GradientClip,
+    GradNormRecorder,
+    L1Penalty,
+    ThroughputRecorder,
+    WeightDecayFrom,
+    l1_weights,
+)
+
+torch.set_num_threads(1)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+BS, N_TRAIN, N_VALID = 8, 32, 16  # 4 training batches per epoch
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_dls(seed: int = 0, n_train: int = N_TRAIN, n_valid: int = N_VALID, bs: int = BS) -> DataLoaders:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_train + n_valid, 3, 6, 6, generator=g)
+    y = torch.randint(0, 4, (n_train + n_valid,), generator=g)
+    train = TfmdDL(TensorDataset(x[:n_train], y[:n_train]), bs=bs, shuffle=True, num_workers=0)
+    valid = TfmdDL(TensorDataset(x[n_train:], y[n_train:]), bs=bs, num_workers=0)
+    return DataLoaders(train, valid, device="cpu")
+
+
+def tiny_net(bn: bool = True) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), *([nn.BatchNorm2d(4)] if bn else []), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
+
+
+def tiny_learner(tmp_path: Path, cbs=(), model: nn.Module | None = None, opt_func=SGD, seed: int = 0,
+                 **kwargs) -> Learner:
+    random.seed(seed)  # fastai's DataLoader shuffles with Python's random
+    torch.manual_seed(seed)
+    learn = Learner(tiny_dls(seed, **kwargs), model if model is not None else tiny_net(),
+                    loss_func=CrossEntropyLossFlat(), opt_func=opt_func, lr=0.1, cbs=list(cbs), path=tmp_path)
+    learn.remove_cb(ProgressCallback)
+    learn.logger = lambda *a, **k: None
+    return learn
+
+
+class Probe(Callback):
+    """Records `fn(learn)` at one event; the order decides which callbacks have already acted."""
+
+    def __init__(self, event: str, fn, order: float, training_only: bool = True):
+        self.order, self.fn, self.training_only, self.seen = order, fn, training_only, []
+        setattr(self, event, self._record)
+
+    def _record(self) -> None:
+        if self.learn.training or not self.training_only:
+            self.seen.append(self.fn(self.learn))
+
+
+def state_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------------------------- ClipGradValue
+
+
+@settings(max_examples=10, deadline=None)
+@given(clip=st.floats(1e-4, 0.05), seed=st.integers(0, 1000))
+def test_clip_grad_value_bounds_every_gradient_at_the_step(tmp_path_factory, clip, seed):
+    max_grad = lambda lr: max(p.grad.abs().max().item() for p in lr.model.parameters())  # noqa: E731
+    before = Probe("before_step", max_grad, order=10.9)  # before clipping (order 11)
+    after = Probe("before_step", max_grad, order=20)
+    learn = tiny_learner(tmp_path_factory.mktemp("clip"), [ClipGradValue(clip), before, after], seed=seed)
+    learn.fit(1)
+    assert len(after.seen) == N_TRAIN // BS
+    assert all(g <= clip * (1 + 1e-6) for g in after.seen)  # float32 rounding of clip
+    assert max(before.seen) > clip  # the gradients did need clipping: the bound above is the callback's doing
+
+
+def test_gradient_clip_is_fastais_own_class():
+    from fastai.callback import training
+
+    assert GradientClip is training.GradientClip
+
+
+# --------------------------------------------------------------------------------------------- ExpLRDecay
+
+
+@settings(max_examples=8, deadline=None)
+@given(gamma=st.floats(0.1, 1.5), epochs=st.integers(1, 3))
+def test_exp_lr_decay_follows_gamma_power_epoch_with_fit(tmp_path_factory, gamma, epochs):
+    learn = tiny_learner(tmp_path_factory.mktemp("exp"), [ExpLRDecay(gamma)])
+    learn.fit(epochs, 0.05)
+    n = N_TRAIN // BS
+    expected = [0.05 * gamma ** (i // n) for i in range(epochs * n)]
+    assert learn.recorder.lrs == pytest.approx(expected, rel=1e-12)
+    assert learn.opt.hypers[-1]["lr"] == pytest.approx(0.05)  # the undecayed LR is back after the fit
+
+
+def test_exp_lr_decay_matches_pytorch_exponential_lr_of_doc_000(tmp_path):
+    learn = tiny_learner(tmp_path, [ExpLRDecay(0.8)], n_train=BS)  # one batch per epoch
+    learn.fit(10, 2e-3)
+    published = [2e-3, 1.6e-3, 1.28e-3, 1.024e-3, 8.19e-4, 6.55e-4, 5.24e-4, 4.19e-4, 3.36e-4, 2.68e-4]
+    assert learn.recorder.lrs == pytest.approx(published, rel=2e-3)
+
+
+def test_exp_lr_decay_multiplies_the_one_cycle_schedule(tmp_path):
+    plain = tiny_learner(tmp_path)
+    plain.fit_one_cycle(3, 0.1)
+    decayed = tiny_learner(tmp_path, [ExpLRDecay(0.5)])
+    decayed.fit_one_cycle(3, 0.1)
+    n = N_TRAIN // BS
+    expected = [lr * 0.5 ** (i // n) for i, lr in enumerate(plain.recorder.lrs)]
+    assert decayed.recorder.lrs == pytest.approx(expected, rel=1e-12)
+    assert decayed.recorder.hps["lr"] == pytest.approx(expected, rel=1e-12)  # what ParamScheduler logged too
+
+
+def test_exp_lr_decay_acts_on_every_param_group(tmp_path):
+    def two_groups(m: nn.Module) -> list[list[nn.Parameter]]:
+        return [list(m[0].parameters()) + list(m[1].parameters()), list(m[-1].parameters())]
+
+    probe = Probe("before_step", lambda lr: [h["lr"] for h in lr.opt.hypers], order=70)
+    learn = tiny_learner(tmp_path, [ExpLRDecay(0.5), probe])
+    learn.splitter = two_groups
+    learn.fit(2, slice(1e-3, 1e-2))
+    n = N_TRAIN // BS
+    assert probe.seen[0] == pytest.approx([1e-3, 1e-2])
+    assert probe.seen[n] == pytest.approx([5e-4, 5e-3])
+
+
+# --------------------------------------------------------------------------------------------- WeightDecayFrom
+
+
+@settings(max_examples=8, deadline=None)
+@given(start=st.integers(0, 3), epochs=st.integers(1, 4), coupled=st.booleans())
+def test_weight_decay_from_is_zero_before_start_epoch_and_wd_after(tmp_path_factory, start, epochs, coupled):
+    probe = Probe("before_step", lambda lr: (lr.epoch, lr.opt.hypers[0]["wd"]), order=70)
+
+    def opt(params, lr):
+        return Adam(params, lr, wd=0.01, decouple_wd=not coupled)  # fastai's default wd is 0.01, not 0
+
+    learn = tiny_learner(tmp_path_factory.mktemp("wd"), [WeightDecayFrom(1e-4, start), probe], opt_func=opt)
+    learn.fit(epochs, 1e-3)
+    assert len(probe.seen) == epochs * (N_TRAIN // BS)
+    for epoch, wd in probe.seen:
+        assert wd == (1e-4 if epoch >= start else 0.0)
+
+
+def test_weight_decay_from_decays_the_weights_from_start_epoch_only(tmp_path):
+    # the same seeded run with and without the callback: identical weights until start_epoch, different after
+    runs = {}
+    for use in (False, True):
+        snaps = Probe("after_epoch", lambda lr: state_of(lr.model)["4.weight"], order=70, training_only=False)
+        cbs = [WeightDecayFrom(0.5, start_epoch=1), snaps] if use else [snaps]
+        learn = tiny_learner(tmp_path, cbs, opt_func=lambda p, lr: SGD(p, lr, wd=0.0), model=tiny_net(bn=False))
+        learn.fit(2, 0.05)
+        runs[use] = snaps.seen
+    assert torch.equal(runs[False][0], runs[True][0])
+    assert not torch.allclose(runs[False][1], runs[True][1])
+
+
+# --------------------------------------------------------------------------------------------- BnFreeze
+
+
+def test_fastai_bnfreeze_leaves_stats_changing_on_a_from_scratch_model(tmp_path):
+    learn = tiny_learner(tmp_path, [FastaiBnFreeze()])
+    before = state_of(learn.model)
+    learn.fit(1)
+    after = state_of(learn.model)
+    assert not torch.equal(before["1.running_mean"], after["1.running_mean"])
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_bnfreeze_keeps_running_stats_fixed_through_a_fit(tmp_path, affine):
+    learn = tiny_learner(tmp_path, [BnFreeze(affine=affine)])
+    before = state_of(learn.model)
+    learn.fit(2)
+    after = state_of(learn.model)
+    for k in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
+        assert torch.equal(before[k], after[k]), k
+    assert not torch.equal(before["0.weight"], after["0.weight"])  # the rest of the model did train
+    assert torch.equal(before["1.weight"], after["1.weight"]) == affine
+    assert all(p.requires_grad for p in learn.model.parameters())  # affine freezing ends with the fit
+
+
+# --------------------------------------------------------------------------------------------- L1Penalty
+
+
+def test_l1_weights_skip_biases_and_norm_layers():
+    m = tiny_net()
+    assert {id(p) for p in l1_weights(m)} == {id(m[0].weight), id(m[-1].weight)}
+
+
+@pytest.mark.parametrize("l1", [1e-3, 0.5])
+def test_l1_penalty_raises_the_training_loss_by_l1_sum_abs_w_and_not_validation(tmp_path, l1):
+    def record(learn: Learner) -> tuple[bool, float, float, float]:
+        raw = learn.loss_func(learn.pred, *learn.yb).item()
+        pen = l1 * sum(p.abs().sum().item() for p in l1_weights(learn.model))
+        return learn.training, learn.loss.item() - raw, learn.loss_grad.item() - raw, pen
+
+    probe = Probe("after_loss", record, order=8, training_only=False)
+    learn = tiny_learner(tmp_path, [L1Penalty(l1), probe])
+    learn.fit(1)
+    train = [s for s in probe.seen if s[0]]
+    valid = [s for s in probe.seen if not s[0]]
+    assert len(train) == N_TRAIN // BS and len(valid) == N_VALID // BS
+    for _, logged, differentiated, pen in train:
+        assert logged == pytest.approx(pen, rel=1e-4, abs=1e-6)
+        assert differentiated == pytest.approx(pen, rel=1e-4, abs=1e-6)
+    assert all(logged == 0 and differentiated == 0 for _, logged, differentiated, _ in valid)
+
+
+def test_l1_penalty_adds_l1_sign_w_to_the_weight_gradient(tmp_path):
+    l1 = 0.3
+
+    def grad_excess(learn: Learner) -> torch.Tensor:
+        w = learn.model[-1].weight
+        ref = torch.autograd.grad(learn.loss_func(learn.model(*learn.xb), *learn.yb), w)[0]
+        return (w.grad - ref) / (l1 * torch.sign(w.detach()))
+
+    probe = Probe("before_step", grad_excess, order=20)
+    learn = tiny_learner(tmp_path, [L1Penalty(l1), probe], model=tiny_net(bn=False))
+    learn.fit(1)
+    for ratio in probe.seen:
+        assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------- DivergenceGuard
+
+
+class NanAt(nn.Module):
+    """Wraps a model; its k-th training forward pass (from 0) outputs NaN."""
+
+    def __init__(self, inner: nn.Module, k: int, value: float = float("nan")):
+        super().__init__()
+        self.inner, self.k, self.value, self.calls = inner, k, value, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if self.training:
+            self.calls += 1
+            if self.calls - 1 == self.k:
+                out = out * self.value
+        return out
+
+
+@settings(max_examples=10, deadline=None)
+@given(k=st.integers(0, 7))
+def test_divergence_guard_stops_the_fit_on_nan_without_exception(tmp_path_factory, k):
+    model = NanAt(tiny_net(), k)
+    learn = tiny_learner(tmp_path_factory.mktemp("nan"), [DivergenceGuard()], model=model)
+    learn.fit(3)  # 12 steps; must return normally
+    n = N_TRAIN // BS
+    assert learn.diverged is True
+    assert learn.diverged_reason == f"training loss was nan at epoch {k // n}, batch {k % n} (counting from 0)"
+    assert model.calls == k + 1  # no batch runs after the one that diverged
+
+
+def test_divergence_guard_stops_when_the_only_batch_of_the_first_epoch_is_nan(tmp_path):
+    model = NanAt(tiny_net(), 0)
+    learn = tiny_learner(tmp_path, [DivergenceGuard()], model=model, n_train=BS)
+    learn.fit(2)
+    assert learn.diverged and "epoch 0, batch 0" in learn.diverged_reason
+    assert model.calls == 1 and len(learn.recorder.values) == 0
+
+
+def test_divergence_guard_stops_on_an_absurdly_large_loss(tmp_path):
+    model = NanAt(tiny_net(), 2, value=1e9)
+    learn = tiny_learner(tmp_path, [DivergenceGuard(max_loss=1e4)], model=model)
+    learn.fit(2)
+    assert learn.diverged and "above max_loss 10000" in learn.diverged_reason and "batch 2" in learn.diverged_reason
+
+
+def test_divergence_guard_leaves_a_healthy_fit_alone(tmp_path):
+    learn = tiny_learner(tmp_path, [DivergenceGuard()])
+    learn.fit(2)
+    assert learn.diverged is False and learn.diverged_reason == "" and len(learn.recorder.values) == 2
+
+
+# --------------------------------------------------------------------------------------------- recorders
+
+
+def test_throughput_recorder_records_one_value_per_step(tmp_path):
+    learn = tiny_learner(tmp_path, [ThroughputRecorder(warmup=2)])
+    learn.fit(2)
+    assert len(learn.throughput) == 2 * N_TRAIN // BS
+    assert all(v > 0 and math.isfinite(v) for v in learn.throughput)
+    assert 0 < learn.img_per_s < float("inf")
+
+
+def test_throughput_summary_excludes_warmup_steps(tmp_path):
+    rec = ThroughputRecorder(warmup=3)
+    learn = tiny_learner(tmp_path, [rec])
+    learn.fit(1)
+    assert learn.img_per_s == pytest.approx(sum(rec._sizes[3:]) / sum(rec._times[3:]))
+
+
+@pytest.mark.parametrize("every", [1, 3])
+def test_grad_norm_recorder_records_the_norm_before_clipping(tmp_path, every):
+    norm = lambda lr: torch.sqrt(sum((p.grad ** 2).sum() for p in lr.model.parameters())).item()  # noqa: E731
+    raw = Probe("before_step", norm, order=10.2)
+    clipped = Probe("before_step", norm, order=12)
+    # GradientClip and ClipGradValue both act at order 11, after the recorder
+    learn = tiny_learner(tmp_path, [GradientClip(max_norm=1e-3), ClipGradValue(1e-4), GradNormRecorder(every), raw,
+                                    clipped])
+    learn.fit(2)
+    steps = 2 * N_TRAIN // BS
+    assert len(learn.grad_norms) == math.ceil(steps / every)
+    assert learn.grad_norms == pytest.approx(raw.seen[::every], rel=1e-5)
+    assert all(r > c for r, c in zip(raw.seen, clipped.seen, strict=True))
+
+
+# --------------------------------------------------------------------------------------------- lr_find, get_preds
+
+ALL_CALLBACKS = [BnFreeze, lambda: BnFreeze(affine=True), ClipGradValue, L1Penalty, ExpLRDecay, WeightDecayFrom,
+                 DivergenceGuard, ThroughputRecorder, GradNormRecorder, GradientClip]
+IDS = ["BnFreeze", "BnFreeze-affine", "ClipGradValue", "L1Penalty", "ExpLRDecay", "WeightDecayFrom",
+       "DivergenceGuard", "ThroughputRecorder", "GradNormRecorder", "GradientClip"]
+
+
+@pytest.mark.parametrize("make", ALL_CALLBACKS, ids=IDS)
+def test_callback_is_harmless_under_lr_find(tmp_path, make):
+    cb = make()
+    others = [c() for c in (DivergenceGuard, ThroughputRecorder, GradNormRecorder) if not isinstance(cb, c)]
+    learn = tiny_learner(tmp_path, [cb, *others])
+    learn.fit(1)
+    fit_state, fit_extras = state_of(learn.model), (learn.diverged, list(learn.throughput), list(learn.grad_norms))
+    hypers = [dict(h) for h in learn.opt.hypers]
+    learn.lr_find(start_lr=1e-5, end_lr=10, num_it=10, show_plot=False)
+    sched = SchedExp(1e-5, 10)
+    assert learn.recorder.lrs == pytest.approx([sched(i / 10) for i in range(len(learn.recorder.lrs))])
+    assert same_state(fit_state, state_of(learn.model))  # lr_find put the model back
+    assert [dict(h) for h in learn.opt.hypers] == hypers
+    assert (learn.diverged, learn.throughput, learn.grad_norms) == fit_extras  # the recorders stood aside
+    assert all(p.requires_grad for p in learn.model.parameters())
+    learn.fit(1)  # and a fit after lr_find still runs
+    assert len(learn.recorder.values) == 1
+
+
+@pytest.mark.parametrize("make", ALL_CALLBACKS, ids=IDS)
+def test_callback_is_a_no_op_under_get_preds(tmp_path, make):
+    cb = make()
+    learn = tiny_learner(tmp_path, [cb])
+    ref = tiny_learner(tmp_path)
+    preds, targs = learn.get_preds()  # before any fit: no optimizer yet
+    ref_preds, _ = ref.get_preds()
+    assert torch.equal(preds, ref_preds) and len(targs) == N_VALID
+    learn.fit(1)
+    state, hypers = state_of(learn.model), [dict(h) for h in learn.opt.hypers]
+    extras = {k: list(v) if isinstance(v, list) else v for k, v in vars(learn).items()
+              if k in ("throughput", "img_per_s", "grad_norms", "diverged", "diverged_reason")}
+    learn.get_preds()
+    learn.validate()
+    assert same_state(state, state_of(learn.model)) and [dict(h) for h in learn.opt.hypers] == hypers
+    assert extras == {k: getattr(learn, k) for k in extras}
+
+
+# --------------------------------------------------------------------------------------------- standalone use
+
+
+def test_plain_fastai_learner_with_only_clip_grad_value(tmp_path):
+    code = f"""
+import torch
+from fastai.data.core import DataLoaders, TfmdDL
+from fastai.learner import Learner
+from fastai.losses import CrossEntropyLossFlat
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from tricks.callbacks import ClipGradValue
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+x, y = torch.randn(48, 3, 6, 6), torch.randint(0, 4, (48,))
+dls = DataLoaders(TfmdDL(TensorDataset(x[:32], y[:32]), bs=8, shuffle=True),
+                  TfmdDL(TensorDataset(x[32:], y[32:]), bs=8), device="cpu")
+model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(64, 4))
+learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), cbs=ClipGradValue(0.01), path=r"{tmp_path}")
+with learn.no_bar(), learn.no_logging():
+    learn.fit(2, 1e-2)
+assert len(learn.recorder.values) == 2
+print("ok", sorted(m for m in __import__("sys").modules if m == "tricks" or m.startswith("tricks.")))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "ok ['tricks', 'tricks.callbacks', 'tricks.registry']"
+
+
+def test_importing_tricks_callbacks_does_not_import_claims():
+    code = "import sys, tricks.callbacks; print(sorted(m for m in sys.modules if m.split('.')[0] == 'claims'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("make", [lambda: ClipGradValue(0), lambda: L1Penalty(-1), lambda: ExpLRDecay(0),
+                                  lambda: WeightDecayFrom(start_epoch=-1), lambda: DivergenceGuard(0),
+                                  lambda: GradNormRecorder(0), lambda: ThroughputRecorder(-1)])
+def test_callbacks_reject_impossible_arguments(make):
+    with pytest.raises(ValueError, match="must be"):
+        make()
+
+
+def test_get_preds_after_a_diverged_fit_keeps_the_verdict(tmp_path):
+    learn = tiny_learner(tmp_path, [DivergenceGuard()], model=NanAt(tiny_net(), 1))
+    learn.fit(2)
+    reason = learn.diverged_reason
+    learn.get_preds()
+    assert learn.diverged is True and learn.diverged_reason == reason != ""

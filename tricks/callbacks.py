@@ -1,0 +1,396 @@
+"""Callbacks fastai lacks, for the training tricks of the source documents.
+
+Each is a plain fastai `Callback`, usable in any Learner (`from tricks.callbacks import ClipGradValue`), and is
+registered by name for the command line. Where they sit among fastai's own callbacks (lower `order` runs first):
+
+    TrainEvalCallback -10 | BnFreeze -9 | L1Penalty 5 | GradientAccumulation 6 | DivergenceGuard 9 |
+    MixedPrecision 10 | GradNormRecorder 10.5 | GradientClip, ClipGradValue 11 | Recorder 50 |
+    ThroughputRecorder 51 | ParamScheduler/LRFinder 60 | ExpLRDecay, WeightDecayFrom 61
+
+Under `lr_find` (which runs its own LR schedule, then restores model and optimizer) the LR decay and the recorders
+stand aside; the others act as they would at the start of a fit. `get_preds` and `validate` run no training
+events but do fire `before_fit`/`after_fit` around their one validation epoch, so per-fit state here starts at the
+fit's first `before_train`, not at `before_fit`, and every callback is a no-op there.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from fastai.callback.core import Callback, CancelFitException, TrainEvalCallback
+from fastai.callback.fp16 import MixedPrecision
+from fastai.callback.schedule import LRFinder, ParamScheduler
+from fastai.callback.training import GradientAccumulation, GradientClip
+from fastai.learner import Recorder
+from fastai.torch_core import find_bs, norm_bias_params
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from tricks.registry import register
+
+__all__ = ["BnFreeze", "ClipGradValue", "DivergenceGuard", "ExpLRDecay", "GradNormRecorder", "GradientClip",
+           "L1Penalty", "ThroughputRecorder", "WeightDecayFrom"]
+
+# fastai's norm-clipping callback, offered under its own name next to ClipGradValue
+register(kind="callback", description="Clip the global gradient norm to max_norm (fastai's own GradientClip).")(
+    GradientClip)
+
+
+def _in_lr_find(learn: Any) -> bool:
+    """Whether the current fit is an `lr_find` mock run."""
+    return any(isinstance(cb, LRFinder) for cb in learn.cbs)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+class FitScoped(Callback):
+    """A callback whose state lives for one training fit: `start_fit` at its first `before_train`, `end_fit` after it.
+
+    `get_preds` and `validate` fire `before_fit`/`after_fit` too but never `before_train`, so they touch no state.
+    """
+
+    _fitting = False
+    in_lr_find = False
+
+    def start_fit(self) -> None:
+        """Set up per-fit state; `self.in_lr_find` says whether this fit is an lr_find mock run."""
+
+    def end_fit(self) -> None:
+        """Tear down per-fit state; also runs after a cancelled fit."""
+
+    def before_train(self) -> None:
+        if not self._fitting:
+            self._fitting, self.in_lr_find = True, _in_lr_find(self.learn)
+            self.start_fit()
+
+    def after_fit(self) -> None:
+        if self._fitting:
+            self._fitting = False
+            self.end_fit()
+
+
+@register(kind="callback")
+class BnFreeze(FitScoped):
+    """Keep every BatchNorm layer's running statistics fixed during training (BN layers run in eval mode).
+
+    fastai's own `BnFreeze` only acts on BN layers whose parameters are frozen (transfer learning), so on a model
+    trained from scratch it does nothing; this one acts on every `_BatchNorm` layer. Frozen stats mean the layer
+    normalizes with its running statistics (0 and 1 on a fresh model) instead of the batch's. `affine=True` also
+    freezes the BN weight and bias (requires_grad off for the fit, restored after it).
+    """
+
+    order = TrainEvalCallback.order + 1  # after TrainEvalCallback.before_train has put the whole model in train mode
+
+    def __init__(self, affine: bool = False):
+        self.affine = affine
+        self._saved: list[tuple[nn.Parameter, bool]] = []
+
+    def _bn_layers(self) -> list[_BatchNorm]:
+        return [m for m in self.learn.model.modules() if isinstance(m, _BatchNorm)]
+
+    def start_fit(self) -> None:
+        self._saved = []
+        if self.affine:
+            for bn in self._bn_layers():
+                for p in bn.parameters(recurse=False):
+                    self._saved.append((p, p.requires_grad))
+                    p.requires_grad_(False)
+
+    def before_train(self) -> None:
+        super().before_train()
+        for bn in self._bn_layers():
+            bn.eval()
+
+    def end_fit(self) -> None:
+        for p, rg in self._saved:
+            p.requires_grad_(rg)
+        self._saved = []
+
+
+@register(kind="callback")
+class ClipGradValue(Callback):
+    """Clip every gradient element to [-clip, clip] between backward and step (`clip_grad_value_`, doc 004).
+
+    fastai's `GradientClip` clips the global norm instead. Runs after MixedPrecision has unscaled the gradients.
+    """
+
+    order = MixedPrecision.order + 1  # MixedPrecision.before_step unscales the gradients first
+    run_valid = False
+
+    def __init__(self, clip: float = 0.1):
+        _check(clip > 0, f"ClipGradValue clip must be positive, got {clip}")
+        self.clip = clip
+
+    def before_step(self) -> None:
+        nn.utils.clip_grad_value_(self.learn.model.parameters(), self.clip)
+
+
+@register(kind="callback")
+class L1Penalty(FitScoped):
+    """Add l1·sum|w| over the weights (not biases, not norm layers) to the training loss.
+
+    Both the loss that is differentiated and the loss the Recorder logs carry the penalty; validation loss does not.
+    Runs before GradientAccumulation rescales the loss, so accumulation counts the penalty once per step.
+    """
+
+    order = GradientAccumulation.order - 1
+    run_valid = False
+
+    def __init__(self, l1: float = 1e-5):
+        _check(l1 >= 0, f"L1Penalty l1 must be non-negative, got {l1}")
+        self.l1 = l1
+        self._weights: list[nn.Parameter] = []
+
+    def start_fit(self) -> None:
+        self._weights = l1_weights(self.learn.model)
+
+    def after_loss(self) -> None:
+        if not (self._fitting and self.training and self._weights and self.l1 > 0):
+            return
+        penalty = self.l1 * sum(p.abs().sum() for p in self._weights)
+        self.learn.loss_grad = self.learn.loss_grad + penalty
+        self.learn.loss = self.learn.loss + penalty.detach()
+
+
+def l1_weights(model: nn.Module) -> list[nn.Parameter]:
+    """The trainable parameters an L1 penalty acts on: all but biases and normalization-layer parameters."""
+    skip = {id(p) for p in norm_bias_params(model, with_bias=True)}
+    return [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
+
+
+@register(kind="callback")
+class ExpLRDecay(FitScoped):
+    """Per-epoch exponential LR decay: epoch e runs at gamma^e times the LR otherwise in force (PyTorch ExponentialLR).
+
+    With a plain `fit(n, lr)` that is lr·gamma^e, as PyTorch's ExponentialLR stepped after each epoch (doc 000);
+    after a ParamScheduler (e.g. `fit_one_cycle`) it multiplies the scheduled LR. Per param group. The undecayed LR
+    is put back after each batch, so the optimizer leaves the fit with the LR it came in with.
+    """
+
+    order = ParamScheduler.order + 1  # decay what the scheduler set for this batch
+    run_valid = False
+
+    def __init__(self, gamma: float = 0.8):
+        _check(gamma > 0, f"ExpLRDecay gamma must be positive, got {gamma}")
+        self.gamma = gamma
+        self._undecayed: list[float] | None = None
+
+    def before_batch(self) -> None:
+        if not (self._fitting and self.training) or self.in_lr_find:  # lr_find drives the LR itself
+            return
+        self._undecayed = [h["lr"] for h in self.learn.opt.hypers]
+        factor = self.gamma ** self.epoch
+        self.learn.opt.set_hyper("lr", [lr * factor for lr in self._undecayed])
+
+    def _restore(self) -> None:
+        if self._undecayed is not None:
+            self.learn.opt.set_hyper("lr", self._undecayed)
+            self._undecayed = None
+
+    def after_batch(self) -> None:
+        self._restore()
+
+    def end_fit(self) -> None:
+        self._restore()  # a fit cancelled mid-batch skips after_batch
+
+
+@register(kind="callback")
+class WeightDecayFrom(FitScoped):
+    """Weight decay off before epoch `start_epoch` (0-based) and `wd` from then on, through the optimizer's wd.
+
+    Doc 000 set wd=1e-4 after epoch 2, active in epochs 3-10: start_epoch=2. Whether it is coupled L2 or decoupled
+    is the optimizer's choice (fastai's `decouple_wd`). Set before every batch, so it wins over a wd schedule.
+    """
+
+    order = ParamScheduler.order + 1
+    run_valid = False
+
+    def __init__(self, wd: float = 1e-4, start_epoch: int = 2):
+        _check(wd >= 0, f"WeightDecayFrom wd must be non-negative, got {wd}")
+        _check(start_epoch >= 0, f"WeightDecayFrom start_epoch must be 0 or more, got {start_epoch}")
+        self.wd, self.start_epoch = wd, start_epoch
+
+    def start_fit(self) -> None:
+        if "wd" not in self.learn.opt.hypers[0]:
+            raise ValueError(f"WeightDecayFrom needs an optimizer with a 'wd' hyper-parameter; "
+                             f"{type(self.learn.opt).__name__} has {', '.join(self.learn.opt.hypers[0])}")
+
+    def before_batch(self) -> None:
+        if self._fitting and self.training:
+            self.learn.opt.set_hyper("wd", self.wd if self.epoch >= self.start_epoch else 0.0)
+
+
+@register(kind="callback")
+class DivergenceGuard(FitScoped):
+    """Stop the fit cleanly when the training loss is not finite or above max_loss; sets `learn.diverged`.
+
+    `learn.diverged_reason` says which loss, epoch and batch. To avoid a device sync per step, each batch's loss is
+    checked at the start of the next one (or at the end of the epoch's training), before that batch runs; so a bad
+    loss costs at most the one optimizer step it came with. Inactive under lr_find, which diverges on purpose.
+    """
+
+    order = MixedPrecision.order - 1  # stop in before_batch before MixedPrecision enters autocast
+
+    def __init__(self, max_loss: float = 1e4):
+        _check(max_loss > 0, f"DivergenceGuard max_loss must be positive, got {max_loss}")
+        self.max_loss = max_loss
+        self._pending: tuple[torch.Tensor, int, int] | None = None
+
+    @property
+    def _active(self) -> bool:
+        return self._fitting and not self.in_lr_find
+
+    def start_fit(self) -> None:
+        self._pending = None
+        if self._active:
+            self.learn.diverged, self.learn.diverged_reason = False, ""
+
+    def _reason(self) -> str:
+        """Check the pending loss; the reason it is bad, or '' when it is fine."""
+        if self._pending is None:
+            return ""
+        loss, epoch, batch = self._pending
+        self._pending = None
+        value = float(loss.detach().float().mean())
+        if math.isfinite(value) and abs(value) <= self.max_loss:
+            return ""
+        what = f"{value}" if not math.isfinite(value) else f"{value:.4g}, above max_loss {self.max_loss:g},"
+        return f"training loss was {what} at epoch {epoch}, batch {batch} (counting from 0)"
+
+    def _stop_if_bad(self) -> None:
+        reason = self._reason()
+        if reason:
+            self.learn.diverged, self.learn.diverged_reason = True, reason
+            raise CancelFitException()
+
+    def before_batch(self) -> None:
+        if self._active and self.training:
+            self._stop_if_bad()
+
+    def after_loss(self) -> None:
+        if self._active and self.training:
+            self._pending = (self.learn.loss, self.epoch, self.iter)
+
+    def after_train(self) -> None:
+        if self._active:
+            self._stop_if_bad()
+
+    def end_fit(self) -> None:
+        if not self.in_lr_find:  # a fit cancelled by someone else may leave one loss unchecked
+            reason = self._reason()
+            if reason:
+                self.learn.diverged, self.learn.diverged_reason = True, reason
+        self._pending = None
+
+
+@register(kind="callback")
+class ThroughputRecorder(FitScoped):
+    """Record training images/second per step (`learn.throughput`) and over the fit after `warmup` steps (`img_per_s`).
+
+    A step's time runs from the end of the previous step (or the start of the epoch's training) to the end of this
+    one, so it includes loading the batch; validation is not counted. On CUDA the device is synchronized once per
+    epoch, not per step. Inactive under lr_find.
+    """
+
+    order = Recorder.order + 1
+
+    def __init__(self, warmup: int = 5):
+        _check(warmup >= 0, f"ThroughputRecorder warmup must be 0 or more, got {warmup}")
+        self.warmup = warmup
+        self._t = 0.0
+        self._sizes: list[int] = []
+        self._times: list[float] = []
+
+    @property
+    def _active(self) -> bool:
+        return self._fitting and not self.in_lr_find
+
+    def start_fit(self) -> None:
+        self._sizes, self._times = [], []
+        if self._active:
+            self.learn.throughput, self.learn.img_per_s = [], float("nan")
+
+    def before_train(self) -> None:
+        super().before_train()
+        self._t = time.perf_counter()
+
+    def after_batch(self) -> None:
+        if not (self._active and self.training):
+            return
+        now = time.perf_counter()
+        self._sizes.append(find_bs(self.learn.yb) if len(self.learn.yb) else find_bs(self.learn.xb))
+        self._times.append(now - self._t)
+        self.learn.throughput.append(self._sizes[-1] / max(self._times[-1], 1e-12))
+        self._t = now
+
+    def after_train(self) -> None:
+        if not (self._active and self._times):
+            return
+        dev = next(self.learn.model.parameters()).device
+        if dev.type == "cuda":  # queued kernels of the last steps belong to this epoch's time
+            torch.cuda.synchronize(dev)
+            self._times[-1] += time.perf_counter() - self._t
+            self.learn.throughput[-1] = self._sizes[-1] / max(self._times[-1], 1e-12)
+
+    def end_fit(self) -> None:
+        if not self.in_lr_find and self._times:
+            skip = min(self.warmup, len(self._times) - 1)  # keep at least one step
+            self.learn.img_per_s = sum(self._sizes[skip:]) / max(sum(self._times[skip:]), 1e-12)
+
+
+@register(kind="callback")
+class GradNormRecorder(FitScoped):
+    """Record the global gradient L2 norm of every `every`-th step in `learn.grad_norms`, before any clipping.
+
+    It runs in before_step at order 10.5: after MixedPrecision (10) has unscaled the gradients and before
+    GradientClip and ClipGradValue (11) clip them, so it sees the raw gradient of the step. Steps that MixedPrecision
+    skips for overflow, and micro-batches of GradientAccumulation, are not steps and are not recorded. Norms are read
+    off the device at the end of each epoch's training (no sync per step). Inactive under lr_find.
+    """
+
+    order = MixedPrecision.order + 0.5
+    run_valid = False
+
+    def __init__(self, every: int = 1):
+        _check(every >= 1, f"GradNormRecorder every must be 1 or more, got {every}")
+        self.every = every
+        self._steps = 0
+        self._norms: list[torch.Tensor] = []
+
+    @property
+    def _active(self) -> bool:
+        return self._fitting and not self.in_lr_find
+
+    def start_fit(self) -> None:
+        self._steps, self._norms = 0, []
+        if self._active:
+            self.learn.grad_norms = []
+
+    def before_step(self) -> None:
+        if not (self._active and self.training):
+            return
+        if self._steps % self.every == 0:
+            grads = [p.grad for p in self.learn.model.parameters() if p.grad is not None]
+            if grads:
+                self._norms.append(nn.utils.get_total_norm(grads, norm_type=2.0).detach())
+            else:
+                self._norms.append(torch.tensor(0.0))
+        self._steps += 1
+
+    def _flush(self) -> None:
+        self.learn.grad_norms.extend(float(n) for n in self._norms)
+        self._norms = []
+
+    def after_train(self) -> None:
+        if self._active:
+            self._flush()
+
+    def end_fit(self) -> None:
+        if not self.in_lr_find:
+            self._flush()

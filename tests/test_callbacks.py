@@ -436,3 +436,24 @@ def test_get_preds_after_a_diverged_fit_keeps_the_verdict(tmp_path):
     reason = learn.diverged_reason
     learn.get_preds()
     assert learn.diverged is True and learn.diverged_reason == reason != ""
+
+
+class FailAt(NanAt):
+    """Its k-th training forward pass raises, as a crash inside a fit would."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.calls == self.k:
+            self.calls += 1
+            raise RuntimeError("boom")
+        return super().forward(x)
+
+
+def test_a_fit_after_one_that_raised_starts_afresh(tmp_path):
+    model = FailAt(tiny_net(), 5)
+    learn = tiny_learner(tmp_path, [BnFreeze(affine=True), ThroughputRecorder(), GradNormRecorder()], model=model)
+    with pytest.raises(RuntimeError, match="boom"):
+        learn.fit(2)
+    assert len(learn.throughput) == 5  # the steps before the crash
+    learn.fit(1)
+    assert len(learn.throughput) == len(learn.grad_norms) == N_TRAIN // BS
+    assert all(p.requires_grad for p in learn.model.parameters())

@@ -64,6 +64,11 @@ class FitScoped(Callback):
     def end_fit(self) -> None:
         """Tear down per-fit state; also runs after a cancelled fit."""
 
+    def before_fit(self) -> None:
+        if self._fitting:  # the last fit died of an exception, which skips after_fit: tidy up now
+            self._fitting = False
+            self.end_fit()
+
     def before_train(self) -> None:
         if not self._fitting:
             self._fitting, self.in_lr_find = True, _in_lr_find(self.learn)

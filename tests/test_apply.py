@@ -49,6 +49,12 @@ TINY = Recipe(model="tiny_cnn", opt="sgd", opt_kwargs=kw(mom=0.9, wd=0.0), phase
 # ------------------------------------------------------------------------------------------------ fixtures
 
 
+def needs_registry() -> None:
+    """Skip until the modules whose import fills the trick registry exist."""
+    for mod in ("tricks.callbacks", "tricks.transforms"):
+        pytest.importorskip(mod, reason=f"{mod.replace('.', '/')}.py has not landed yet")
+
+
 def _write_source(root: Path, n_train: int, n_test: int) -> Path:
     """A class-folder PNG source, 10 classes of 32x32 images whose colour depends on the class (learnable)."""
     import numpy as np
@@ -73,6 +79,7 @@ def source(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     """A tiny recipe as a JSON file, the test-only way in through `--recipe FILE.json`."""
+    needs_registry()
     pytest.importorskip("tricks.data", reason="tricks/data.py has not landed yet")
     models = pytest.importorskip("tricks.models", reason="tricks/models.py has not landed yet")
     recipe = TINY if "tiny_cnn" in getattr(models, "MODELS", {}) else replace(TINY, model="simple_net", loss="nll")
@@ -115,7 +122,7 @@ def assert_one_line_error(res_or_err, expected: str) -> None:
 
 
 def test_list_shows_every_trick_and_named_recipe(env):
-    pytest.importorskip("tricks.callbacks", reason="tricks/callbacks.py has not landed yet")
+    needs_registry()
     from tricks.recipes import RECIPES
     from tricks.registry import all_tricks
 
@@ -133,7 +140,7 @@ def test_list_shows_every_trick_and_named_recipe(env):
 
 
 def test_an_unknown_trick_exits_2_with_the_registrys_suggestion(env):
-    pytest.importorskip("tricks.callbacks", reason="tricks/callbacks.py has not landed yet")
+    needs_registry()
     res = cli("--cb", "BnFreez", env=env)
     assert_one_line_error(res, "unknown trick 'BnFreez'; did you mean BnFreeze")
 
@@ -174,7 +181,7 @@ def test_a_bad_option_value_exits_2_in_one_line(env):
     (["--recipe", "missing.json"], "cannot read recipe file missing.json"),
 ])
 def test_usage_errors_exit_2_with_one_sentence(argv, expected, capsys, monkeypatch, tmp_path):
-    pytest.importorskip("tricks.callbacks", reason="tricks/callbacks.py has not landed yet")
+    needs_registry()
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert_one_line_error(capsys.readouterr().err, expected)
@@ -204,7 +211,7 @@ def test_corrupt_data_exits_2_with_the_data_modules_message(tiny, tmp_path, caps
 
 
 def test_the_registrys_kind_routes_a_trick_to_callbacks_or_transforms():
-    pytest.importorskip("tricks.transforms", reason="tricks/transforms.py has not landed yet")
+    needs_registry()
     base = load_recipe("pal2021b/baseline")
     r = apply_tricks(base, ["BnFreeze", "dropout_conv:p=0.3"])
     assert r.callbacks == base.callbacks + (TrickUse("BnFreeze"),)
@@ -215,13 +222,13 @@ def test_the_registrys_kind_routes_a_trick_to_callbacks_or_transforms():
 
 def test_a_trick_applied_here_gives_the_claims_suites_recipe_key():
     """`--cb bn_before_relu` on doc 001's baseline is the suite's pal2021b/bn_before_relu: the runs are shared."""
-    pytest.importorskip("tricks.transforms", reason="tricks/transforms.py has not landed yet")
+    needs_registry()
     mine = apply_tricks(load_recipe("pal2021b/baseline"), ["bn_before_relu"])
     assert mine.key == load_recipe("pal2021b/bn_before_relu").key
 
 
 def test_a_callbacks_own_argument_check_is_a_usage_error():
-    pytest.importorskip("tricks.callbacks", reason="tricks/callbacks.py has not landed yet")
+    needs_registry()
     with pytest.raises(TrickError, match="option --cb ClipGradValue:clip=-1 is invalid"):
         apply_tricks(load_recipe("pal2021b/baseline"), ["ClipGradValue:clip=-1"])
 

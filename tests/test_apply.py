@@ -188,10 +188,15 @@ def test_usage_errors_exit_2_with_one_sentence(argv, expected, capsys, monkeypat
 
 
 def test_a_corrupt_recipe_file_or_store_exits_2(capsys, tmp_path):
+    pytest.importorskip("tricks.models", reason="tricks/models.py has not landed yet")
     bad = tmp_path / "bad.json"
     bad.write_text('{"model": "tf_cnn", "phases": [{"lr": 0.1}]}')
     assert main(["--recipe", str(bad)]) == 2
     assert_one_line_error(capsys.readouterr().err, f"recipe file {bad} does not hold a Recipe")
+    unknown = tmp_path / "unknown_model.json"
+    unknown.write_text(json.dumps(replace(TINY, model="tiny_cnm").to_dict()))
+    assert main(["--recipe", str(unknown)]) == 2
+    assert_one_line_error(capsys.readouterr().err, "unknown model 'tiny_cnm'")
     folder = tmp_path / "a_folder"
     folder.mkdir()
     assert main(["--store", str(folder), "--recipe", "pal2021b/baseline"]) == 2

@@ -256,6 +256,13 @@ def _check_device(device: str | None) -> None:
         raise UsageError(f"--device {device}: no Apple MPS device is available here")
 
 
+def _check_model(recipe: Recipe) -> None:
+    """Build the recipe's model once, so an unknown model or option is reported before any data is loaded."""
+    from tricks.models import build_model
+
+    build_model(recipe.model, **dict(recipe.model_kwargs))  # TrickError names the model or option
+
+
 # ------------------------------------------------------------------------------------------------ progress
 
 
@@ -563,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         plan = make_plan(args)
         _check_device(args.device)
+        _check_model(plan.recipe)
         session = Session(plan, args)
         store = None
         if not args.no_store:

@@ -192,7 +192,9 @@ def test_subtract_mean_toggles_the_mean_of_whitened_patches():
 
 
 def test_kmeans_one_iteration_is_a_lloyd_step_from_the_0_1_gaussian_init():
-    x = torch.randn(103, 5)
+    # seeded: an unseeded draw can put a point on a near-tie between two centroids, where the two distance formulas
+    # may pick different (equally near) clusters
+    x = torch.randn(103, 5, generator=torch.Generator().manual_seed(11))
     init = 0.1 * torch.randn(9, 5, generator=torch.Generator().manual_seed(7))
     c = kmeans_centroids(x, 9, iters=1, batch=7, generator=torch.Generator().manual_seed(7))
     labels = torch.cdist(x, init).argmin(1)

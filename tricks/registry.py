@@ -19,7 +19,7 @@ from typing import Any, Literal
 Kind = Literal["callback", "transform", "data"]
 
 # modules whose import fills the registry; kept here so `all_tricks()` needs no caller to import them first
-_TRICK_MODULES = ("tricks.callbacks", "tricks.transforms")
+_TRICK_MODULES = ("tricks.callbacks", "tricks.transforms", "tricks.features")
 
 
 class TrickError(ValueError):
@@ -86,8 +86,10 @@ class Trick:
         if self.kind == "callback":
             return self.factory(**kwargs)
 
-        def apply(model, _f=self.factory, _kw=dict(kwargs)):
-            return _f(model, **_kw)
+        factory, bound = self.factory, dict(kwargs)
+
+        def apply(model):
+            return factory(model, **bound)
 
         apply.__name__ = self.name
         apply.__doc__ = self.description
@@ -99,7 +101,7 @@ _REGISTRY: dict[str, Trick] = {}
 
 def _type_of(annotation: Any, default: Any) -> type:
     if isinstance(annotation, str):  # postponed annotations
-        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation.split("|")[0].strip(), None)
+        annotation = {"int": int, "float": float, "bool": bool, "str": str}.get(annotation.split("|")[0].strip())
     origin = typing.get_origin(annotation)
     if origin is not None:  # Optional[float], float | None, tuple[int, ...]
         if origin in (tuple, list):

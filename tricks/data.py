@@ -1,0 +1,640 @@
+"""CIFAR-10 from any of its real sources, decoded once into uint8 tensors, served by fastai loaders that augment and
+normalize whole batches on the training device.
+
+Sources (`load_cifar10(source)`; `source` None reads `$TRICKS_DATA`, and without it fastai's `untar_data(URLs.CIFAR)`
+downloads the dataset):
+
+- a folder or `.tgz`/`.tar` in the class-folder layout `train/<class>/*`, `test/<class>/*` (fastai's `URLs.CIFAR`
+  archive, the offline JPEG copy), any image format PIL reads;
+- torchvision's `cifar-10-batches-py` folder, or its `cifar-10-python.tar.gz`.
+
+The decoded arrays are cached under `$TRICKS_CACHE` (default `$XDG_CACHE_HOME/tricks`, else `~/.cache/tricks`), keyed
+by the source's content: an archive by the sha256 of its bytes, a folder by its listing (paths, sizes, modification
+times). `CifarArrays.digest` is the sha256 of the decoded pixels and labels, so two packagings of the same images
+(the archive and its extracted folder) are the same copy of the dataset in a report.
+
+`cifar_dls(arrays, ...)` gives fastai `DataLoaders` over those tensors: the whole split lives on the device, and each
+batch is gathered, reflect-padded, cropped, flipped and normalized in a few tensor operations, driven by a generator
+seeded from the run's seed (same seed, same batches and augmentations).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import pickle
+import re
+import tarfile
+import warnings
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+
+__all__ = ["DataError", "CifarArrays", "load_cifar10", "cifar_dls", "TensorImageDL", "Augment", "class_balanced",
+           "cache_dir", "CIFAR10_CLASSES"]
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+CACHE_FORMAT = 1  # bump when the cache file's contents change meaning
+
+
+class DataError(Exception):
+    """A user-facing problem with a CIFAR-10 source: the message is one sentence naming the path or file."""
+
+
+@dataclass(frozen=True, eq=False)
+class CifarArrays:
+    """CIFAR-10 as tensors: images uint8 (N, 3, 32, 32), labels int64, class names, and where they came from."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: tuple[str, ...]
+    source: str  # what the copy is, for reports: e.g. "class folders (JPEG) /data/cifar10-jpeg.tgz"
+    digest: str  # sha256 of the decoded pixels and labels
+    stats: tuple[tuple[float, ...], tuple[float, ...]] = field(default=((), ()))  # training mean, std per channel
+
+    def __repr__(self) -> str:
+        return (f"CifarArrays({len(self.x_train)} train, {len(self.x_test)} test, {len(self.classes)} classes, "
+                f"{self.source}, sha256 {self.digest[:12]})")
+
+
+# --------------------------------------------------------------------------------------------------- sources
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets are cached: `$TRICKS_CACHE`, else `$XDG_CACHE_HOME/tricks`, else `~/.cache/tricks`."""
+    if os.environ.get("TRICKS_CACHE"):
+        return Path(os.environ["TRICKS_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tricks"
+
+
+def _default_source() -> Path:
+    """fastai's download of `URLs.CIFAR` (class folders of PNGs), for users with internet access."""
+    from fastai.data.external import URLs, untar_data
+
+    try:
+        return Path(untar_data(URLs.CIFAR))
+    except Exception as e:
+        raise DataError(f"CIFAR-10 could not be downloaded ({_short(e)}); set TRICKS_DATA (or --data) to a local "
+                        "copy") from None
+
+
+def _short(e: BaseException) -> str:
+    return " ".join(str(e).split())[:200] or type(e).__name__
+
+
+def _resolve(source: str | os.PathLike | None) -> Path:
+    if source is None or str(source) == "":
+        source = os.environ.get("TRICKS_DATA") or None
+    if source is None:
+        return _default_source()
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"CIFAR-10 source {path} does not exist")
+    return path.resolve()
+
+
+def _is_archive(path: Path) -> bool:
+    return path.is_file() and (path.name.endswith((".tgz", ".tar.gz", ".tar", ".tar.bz2", ".tar.xz")))
+
+
+def _source_key(path: Path) -> str:
+    """The cache key: sha256 of an archive's bytes, or of a folder's listing (relative paths, sizes, mtimes)."""
+    h = hashlib.sha256(f"cifar10-cache-v{CACHE_FORMAT}\0".encode())
+    if path.is_file():
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        return h.hexdigest()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            p = Path(root) / name
+            st = p.stat()
+            h.update(f"{p.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+
+
+class _Files:
+    """The files of a folder or an archive, by relative path, readable as bytes (an archive is read in one pass)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.archive = path.is_file()
+        self._blobs: dict[str, bytes] = {}
+        if self.archive:
+            if not _is_archive(path):
+                raise DataError(f"{path} is neither a folder nor a .tgz/.tar archive")
+            try:
+                with tarfile.open(path) as tar:
+                    for m in tar:  # in archive order: a compressed tar cannot seek back cheaply
+                        f = tar.extractfile(m) if m.isfile() else None
+                        if f is not None:
+                            self._blobs[m.name.removeprefix("./")] = f.read()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+                raise DataError(f"{path} is not a readable tar archive ({_short(e)})") from None
+            self.names = sorted(self._blobs)
+        else:
+            self.names = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+        self.name_set = set(self.names)
+
+    def read(self, name: str) -> bytes:
+        if self.archive:
+            return self._blobs[name]
+        try:
+            return (self.path / name).read_bytes()
+        except OSError as e:
+            raise DataError(f"{self.where(name)} could not be read ({_short(e)})") from None
+
+    def where(self, name: str) -> str:
+        return f"{self.path}:{name}" if self.archive else str(self.path / name)
+
+
+_SPLIT_RE = re.compile(r"^(?P<prefix>(?:.*/)?)(?P<split>train|test)/(?P<cls>[^/]+)/(?P<file>[^/]+)$")
+_BATCHES = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5")
+
+
+def _layout(files: _Files) -> tuple[str, str]:
+    """('batches', prefix) for torchvision's layout, ('folders', prefix) for train/<class>/ + test/<class>/."""
+    for name in files.names:
+        if name.endswith("/data_batch_1") or name == "data_batch_1":
+            prefix = name[: -len("data_batch_1")]
+            if all(prefix + b in files.name_set for b in (*_BATCHES, "test_batch")):
+                return "batches", prefix
+            raise DataError(f"{files.where(prefix or '.')} holds data_batch_1 but not all of data_batch_1..5 and "
+                            "test_batch")
+    prefixes = {m.group("prefix") for n in files.names if (m := _SPLIT_RE.match(n))}
+    if not prefixes:
+        raise DataError(f"{files.path} is neither class folders (train/<class>/*, test/<class>/*) nor torchvision's "
+                        "cifar-10-batches-py")
+    prefix = min(prefixes, key=len)  # the shallowest train/ and test/ pair
+    return "folders", prefix
+
+
+def _as_tensor(blob: bytes) -> torch.Tensor:
+    with warnings.catch_warnings():  # read-only bytes: the decoders only read them
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.frombuffer(blob, dtype=torch.uint8)
+
+
+def _decode_one(where: str, blob: bytes) -> torch.Tensor | str:
+    """One image as uint8 (3, H, W) by torchvision's decoders, PIL for other formats; or why it cannot be read."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    try:
+        return decode_image(_as_tensor(blob), mode=ImageReadMode.RGB)
+    except (RuntimeError, ValueError):
+        pass
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1).copy())
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        return f"{where} is not a readable image ({_short(e)})"
+
+
+def _decode_all(items: list[tuple[str, bytes]]) -> np.ndarray:
+    """Decode images into one uint8 array (N, 3, 32, 32); the first bad or wrongly sized image raises DataError.
+
+    JPEGs go through torchvision's batched libjpeg-turbo decoder (about 5x PIL here, the same pixels); the rest, and
+    any JPEG the batch decoder rejects, one by one.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    out: list[torch.Tensor | str | None] = [None] * len(items)
+    jpegs = [i for i, (_, blob) in enumerate(items) if blob[:3] == b"\xff\xd8\xff"]
+    if jpegs:
+        try:
+            for i, img in zip(jpegs, decode_jpeg([_as_tensor(items[i][1]) for i in jpegs], mode=ImageReadMode.RGB),
+                              strict=True):
+                out[i] = img
+        except (RuntimeError, ValueError):
+            pass  # a damaged JPEG among them: decode one by one to name it
+    for i, o in enumerate(out):
+        if o is None:
+            out[i] = _decode_one(*items[i])
+    for (where, _), o in zip(items, out, strict=True):
+        if isinstance(o, str):
+            raise DataError(o)
+        assert o is not None
+        if tuple(o.shape[1:]) != (32, 32):
+            raise DataError(f"{where} is {o.shape[2]}x{o.shape[1]}, not 32x32")
+    return torch.stack(out).numpy() if out else np.zeros((0, 3, 32, 32), np.uint8)  # type: ignore[arg-type]
+
+
+def _read_folders(files: _Files, prefix: str) -> dict[str, Any]:
+    by_split: dict[str, dict[str, list[str]]] = {"train": {}, "test": {}}
+    for name in files.names:
+        m = _SPLIT_RE.match(name)
+        if m is None or m.group("prefix") != prefix or m.group("file").startswith("."):
+            continue
+        if os.path.splitext(m.group("file"))[1].lower() not in IMAGE_EXTS:
+            continue
+        by_split[m.group("split")].setdefault(m.group("cls"), []).append(name)
+    for split in ("train", "test"):
+        if not by_split[split]:
+            raise DataError(f"{files.where(prefix + split)} holds no images")
+    train_cls, test_cls = sorted(by_split["train"]), sorted(by_split["test"])
+    if train_cls != test_cls:
+        only = sorted(set(train_cls) ^ set(test_cls))
+        raise DataError(f"{files.path}: train/ and test/ name different classes ({', '.join(only)} in one only)")
+    if len(train_cls) != 10:
+        raise DataError(f"{files.where(prefix + 'train')} has {len(train_cls)} class folders; CIFAR-10 has 10")
+    out: dict[str, Any] = {"classes": tuple(train_cls)}
+    for split in ("train", "test"):
+        items, labels = [], []
+        for c, cls in enumerate(train_cls):
+            names = sorted(by_split[split][cls])
+            items += [(files.where(n), files.read(n)) for n in names]
+            labels += [c] * len(names)
+        out[f"x_{split}"] = _decode_all(items)
+        out[f"y_{split}"] = np.asarray(labels, dtype=np.int64)
+    return out
+
+
+def _unpickle(files: _Files, name: str) -> dict:
+    try:
+        d = pickle.loads(files.read(name), encoding="bytes")
+        if not isinstance(d, dict):
+            raise ValueError("not a dict")
+        return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+    except (pickle.UnpicklingError, ValueError, EOFError, TypeError, AttributeError, IndexError) as e:
+        raise DataError(f"{files.where(name)} is not a CIFAR-10 batches file ({_short(e)})") from None
+
+
+def _read_batches(files: _Files, prefix: str) -> dict[str, Any]:
+    meta = _unpickle(files, prefix + "batches.meta") if prefix + "batches.meta" in files.name_set else {}
+    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", CIFAR10_CLASSES))
+    if len(classes) != 10:
+        raise DataError(f"{files.where(prefix + 'batches.meta')} names {len(classes)} classes; CIFAR-10 has 10")
+    out: dict[str, Any] = {"classes": classes}
+    for split, names in (("train", _BATCHES), ("test", ("test_batch",))):
+        xs, ys = [], []
+        for n in names:
+            d = _unpickle(files, prefix + n)
+            try:
+                x = np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                y = np.asarray(d["labels"], dtype=np.int64)
+            except (KeyError, ValueError) as e:
+                raise DataError(f"{files.where(prefix + n)} is not a CIFAR-10 batches file ({_short(e)})") from None
+            if len(x) != len(y) or len(x) == 0 or y.min() < 0 or y.max() > 9:
+                raise DataError(f"{files.where(prefix + n)} has {len(x)} images, {len(y)} labels in "
+                                f"[{y.min() if len(y) else '-'}, {y.max() if len(y) else '-'}]; not CIFAR-10")
+            xs.append(x)
+            ys.append(y)
+        out[f"x_{split}"], out[f"y_{split}"] = np.concatenate(xs), np.concatenate(ys)
+    return out
+
+
+def _decode(path: Path) -> dict[str, Any]:
+    files = _Files(path)
+    kind, prefix = _layout(files)
+    d = _read_batches(files, prefix) if kind == "batches" else _read_folders(files, prefix)
+    if kind == "batches":
+        d["source"] = f"torchvision batches {path}"
+    else:
+        suffixes = {os.path.splitext(n)[1].lower() for n in files.names}
+        exts = sorted({e.lstrip(".").upper().replace("JPG", "JPEG") for e in suffixes & IMAGE_EXTS})
+        d["source"] = f"class folders ({'/'.join(exts)}) {path}"
+    h = hashlib.sha256()
+    for k in ("x_train", "y_train", "x_test", "y_test"):
+        h.update(np.ascontiguousarray(d[k]).tobytes())
+    h.update("\0".join(d["classes"]).encode())
+    d["digest"] = h.hexdigest()
+    d["stats"] = channel_stats(d["x_train"])
+    return d
+
+
+def channel_stats(x: np.ndarray | torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (population) std of uint8 images (N, C, H, W), in [0, 1] units, exact, from histograms."""
+    x = np.asarray(x)
+    v = np.arange(256, dtype=np.float64) / 255.0
+    means, stds = [], []
+    for c in range(x.shape[1]):
+        h = np.bincount(np.ascontiguousarray(x[:, c]).ravel(), minlength=256).astype(np.float64)
+        n = h.sum()
+        m = float((h * v).sum() / n)
+        means.append(m)
+        stds.append(float(np.sqrt(max((h * v * v).sum() / n - m * m, 0.0))))
+    return tuple(means), tuple(stds)
+
+
+# --------------------------------------------------------------------------------------------------- cache
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (two suites decode a source once, not twice)."""
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+_MEMO: dict[str, CifarArrays] = {}  # per process: a worker loads a source once for all its runs
+
+
+def _arrays(d: dict[str, Any]) -> CifarArrays:
+    t = {k: torch.as_tensor(d[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+    return CifarArrays(**t, classes=tuple(d["classes"]), source=d["source"], digest=d["digest"],
+                       stats=(tuple(d["stats"][0]), tuple(d["stats"][1])))
+
+
+def load_cifar10(source: str | os.PathLike | None = None, *, cache: bool = True) -> CifarArrays:
+    """CIFAR-10 from `source` (a folder, an archive, None for `$TRICKS_DATA` or the download), decoded once and cached.
+
+    Raises DataError, with one sentence naming the path or file, for a missing path, an unknown layout, a number of
+    classes other than 10, train and test classes that differ, an unreadable or non-32x32 image, or an empty split.
+    """
+    path = _resolve(source)
+    key = _source_key(path)
+    if key in _MEMO:
+        return _MEMO[key]
+    if not cache:
+        return _arrays(_decode(path))
+    entry = cache_dir() / f"cifar10-{key[:32]}.pt"
+    try:
+        with _locked(entry.with_suffix(".lock")):
+            d = _read_cache(entry)
+            if d is None:
+                d = _decode(path)
+                _write_cache(entry, d)
+    except OSError as e:  # a read-only or full cache folder: decode without caching
+        if isinstance(e, DataError):
+            raise
+        d = _decode(path)
+    arrays = _arrays(d)
+    _MEMO[key] = arrays
+    return arrays
+
+
+def _read_cache(entry: Path) -> dict[str, Any] | None:
+    if not entry.exists():
+        return None
+    try:
+        d = torch.load(entry, map_location="cpu", weights_only=False)
+        if d.get("format") != CACHE_FORMAT:
+            return None
+        return d
+    except Exception:  # a damaged entry is decoded again and replaced
+        return None
+
+
+def _write_cache(entry: Path, d: dict[str, Any]) -> None:
+    """Write atomically: a temporary file renamed into place, removed if anything (Ctrl-C included) interrupts."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    payload = {**{k: torch.as_tensor(np.ascontiguousarray(d[k])) for k in ("x_train", "y_train", "x_test", "y_test")},
+               "classes": list(d["classes"]), "source": d["source"], "digest": d["digest"],
+               "stats": d["stats"], "format": CACHE_FORMAT}
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, entry)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+# ------------------------------------------------------------------------------------------------ loaders
+
+
+def class_balanced(labels: torch.Tensor, count: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices of `count` items, the same number from each class: random with `generator`, else the first ones."""
+    classes = torch.unique(labels)
+    per = count // len(classes)
+    if per < 1:
+        raise ValueError(f"a class-balanced subset of {count} needs at least one item of each of {len(classes)} "
+                         "classes")
+    picks = []
+    for c in classes:
+        idx = torch.nonzero(labels == c).flatten()
+        if generator is not None:
+            idx = idx[torch.randperm(len(idx), generator=generator)]
+        picks.append(idx[:per])
+    return torch.sort(torch.cat(picks)).values
+
+
+def _subset_count(subset: float | int | None, n: int) -> int | None:
+    if subset is None:
+        return None
+    if isinstance(subset, float) and subset <= 1.0:
+        if subset <= 0:
+            raise ValueError(f"a training subset fraction must be positive, not {subset}")
+        return max(1, round(subset * n))
+    count = int(subset)
+    if count < 1:
+        raise ValueError(f"a subset count must be positive, not {subset}")
+    return min(count, n)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Batched augmentation: pad `pad` pixels (mode reflect or symmetric) + random crop back to size; flip p."""
+
+    pad: int = 4
+    flip: float = 0.5
+    mode: str = "reflect"  # reflect: "dcb|abcd|cba" (torchvision); symmetric: "cba|abcd|dcb" (OpenCV BORDER_REFLECT)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("reflect", "symmetric"):
+            raise ValueError(f"unknown padding mode '{self.mode}' (reflect, symmetric)")
+        if self.pad < 0 or not 0 <= self.flip <= 1:
+            raise ValueError(f"augmentation needs pad >= 0 and 0 <= flip <= 1 (got pad {self.pad}, flip {self.flip})")
+
+    def source_index(self, size: int, device: torch.device) -> torch.Tensor:
+        """For each position of the padded axis (size + 2 pad), the source pixel it copies."""
+        q = torch.arange(-self.pad, size + self.pad, device=device)
+        if self.mode == "reflect":
+            q = torch.where(q < 0, -q, q)
+            q = torch.where(q > size - 1, 2 * (size - 1) - q, q)
+        else:
+            q = torch.where(q < 0, -q - 1, q)
+            q = torch.where(q > size - 1, 2 * size - 1 - q, q)
+        return q.clamp(0, size - 1)
+
+
+class TensorImageDL(DataLoader):
+    """A fastai DataLoader over tensors already on the device: whole batches gathered, augmented and normalized.
+
+    `x` is uint8 images (N, C, H, W) (or float features (N, D), passed through as they are), `y` labels. `mean` and
+    `std` (per channel, in [0, 1] units) normalize after scaling to [0, 1]; without them images are scaled to [0, 1].
+    `seed` fixes the generator of order and augmentation: the same seed gives the same batches.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
+                 augment: Augment | None = None, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None, seed: int | None = 0, gen_state: torch.Tensor | None = None,
+                 device: Any = None, **kwargs: Any):
+        device = torch.device(device) if device is not None else x.device
+        self.x, self.y = x.to(device), y.to(device)
+        self.augment, self.mean, self.std, self.seed = augment, mean, std, seed
+        self.gen = torch.Generator()
+        if gen_state is not None:
+            self.gen.set_state(gen_state)
+        else:
+            self.gen.manual_seed(int(seed or 0))
+        kwargs.pop("dataset", None)
+        kwargs.pop("indexed", None)
+        super().__init__(dataset=_Split(self.x, self.y), bs=bs, shuffle=shuffle, drop_last=drop_last, indexed=True,
+                         device=device, **kwargs)
+        self._prepare()
+
+    def _prepare(self) -> None:
+        dev = self.x.device
+        self.images = self.x.dtype == torch.uint8 and self.x.dim() == 4
+        if not self.images:
+            return
+        c = self.x.shape[1]
+        mean = torch.tensor(self.mean if self.mean is not None else [0.0] * c, dtype=torch.float32, device=dev)
+        std = torch.tensor(self.std if self.std is not None else [1.0] * c, dtype=torch.float32, device=dev)
+        self._scale = (1.0 / (255.0 * std)).view(1, c, 1, 1)  # (x/255 - mean)/std = x*scale - shift
+        self._shift = (mean / std).view(1, c, 1, 1)
+        if self.augment is not None:
+            h, w = self.x.shape[2:]
+            self._rows = self.augment.source_index(h, dev)
+            self._cols = self.augment.source_index(w, dev)
+            self._ch = torch.arange(c, device=dev).view(1, c, 1, 1)
+
+    def new(self, dataset: Any = None, cls: Any = None, **kwargs: Any) -> TensorImageDL:
+        """A copy (fastai's `new`) that keeps the tensors, augmentation, normalization and generator state."""
+        mine = dict(x=self.x, y=self.y, augment=self.augment, mean=self.mean, std=self.std, seed=self.seed,
+                    gen_state=self.gen.get_state())
+        return super().new(dataset, cls, **{**mine, **kwargs})
+
+    def get_idxs(self) -> torch.Tensor:
+        if self.shuffle:
+            return torch.randperm(self.n, generator=self.gen)
+        return torch.arange(self.n)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.before_iter()
+        idxs = torch.as_tensor(self.get_idxs(), dtype=torch.long)
+        n = len(idxs)
+        aug = self._draw(n) if self.augment is not None and self.images else None
+        idxs = idxs.to(self.x.device)
+        stop = n - n % self.bs if self.drop_last else n
+        for i in range(0, stop, self.bs):
+            b = idxs[i:i + self.bs]
+            yield self.after_batch((self._images(b, None if aug is None else [a[i:i + self.bs] for a in aug]),
+                                    self.y[b]))
+        self.after_iter()
+
+    def _draw(self, n: int) -> list[torch.Tensor]:
+        """An epoch's crop offsets and flips, drawn at once from the generator."""
+        a = self.augment
+        assert a is not None
+        dy = torch.randint(0, 2 * a.pad + 1, (n,), generator=self.gen)
+        dx = torch.randint(0, 2 * a.pad + 1, (n,), generator=self.gen)
+        flip = torch.rand(n, generator=self.gen) < a.flip
+        return [t.to(self.x.device) for t in (dy, dx, flip)]
+
+    def _images(self, b: torch.Tensor, aug: list[torch.Tensor] | None) -> torch.Tensor:
+        if not self.images:
+            return self.x[b]
+        if aug is None:
+            xb = self.x[b]
+        else:
+            dy, dx, flip = aug
+            h, w = self.x.shape[2:]
+            rows = self._rows[dy[:, None] + torch.arange(h, device=b.device)]  # (B, H): source row of each row
+            cols = self._cols[dx[:, None] + torch.arange(w, device=b.device)]  # (B, W)
+            cols = torch.where(flip[:, None], cols.flip(1), cols)
+            xb = self.x[b.view(-1, 1, 1, 1), self._ch, rows[:, None, :, None], cols[:, None, None, :]]
+        return torch.addcmul(-self._shift, xb.float(), self._scale)
+
+    def to(self, device: Any) -> TensorImageDL:
+        """Move the tensors (and the loader) to `device`."""
+        self.device = device
+        if hasattr(self, "x"):
+            self.x, self.y = self.x.to(self.device), self.y.to(self.device)
+            self.dataset = _Split(self.x, self.y)
+            self._prepare()
+        return self
+
+
+class _Split:
+    """The dataset behind a TensorImageDL: indexable (image, label) pairs; for class labels it names fastai's loss,
+    so `Learner(dls, model)` needs no `loss_func`."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        self.x, self.y = x, y
+        if not torch.is_floating_point(y):
+            from fastai.losses import CrossEntropyLossFlat
+
+            self.loss_func = CrossEntropyLossFlat()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def _norm_stats(normalize: Any, arrays: Any) -> tuple[Sequence[float] | None, Sequence[float] | None]:
+    if normalize is None or normalize is False:
+        return None, None
+    if normalize in ("train", True):
+        stats = getattr(arrays, "stats", ((), ()))
+        if stats and stats[0]:
+            return stats
+        return channel_stats(arrays.x_train)
+    try:
+        mean, std = normalize
+        mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    except (TypeError, ValueError):
+        raise ValueError(f"normalize must be None, 'train' or ((mean, ...), (std, ...)), not {normalize!r}") from None
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        raise ValueError(f"normalize needs as many means as positive stds, not {normalize!r}")
+    return mean, std
+
+
+def cifar_dls(arrays: Any, bs: int = 64, *, val_bs: int | None = None, augment: bool | Augment = False,
+              normalize: Any = None, seed: int = 0, train_subset: float | int | None = None,
+              test_subset: int | None = None, device: Any = None) -> DataLoaders:
+    """fastai DataLoaders (train, valid = the test set) over `arrays`, on `device`, seeded by `seed`.
+
+    `augment`: True for reflect-pad 4 + random crop + horizontal flip, or an `Augment`. `normalize`: None, "train"
+    (training-set mean and std) or ((mean...), (std...)). `train_subset`: a fraction (<= 1.0) or a count, class-
+    balanced, drawn with the seed; `test_subset`: the first `count` test images, class-balanced, the same every seed.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    rng = np.random.SeedSequence([int(seed), 0x7A11]).generate_state(2)
+    x_tr, y_tr, x_te, y_te = arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test
+    n_train = _subset_count(train_subset, len(x_tr))
+    if n_train is not None and n_train < len(x_tr):
+        idx = class_balanced(y_tr, n_train, torch.Generator().manual_seed(int(rng[0])))
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    n_test = _subset_count(test_subset, len(x_te))
+    if n_test is not None and n_test < len(x_te):
+        idx = class_balanced(y_te, n_test)
+        x_te, y_te = x_te[idx], y_te[idx]
+    mean, std = _norm_stats(normalize, arrays)
+    aug = Augment() if augment is True else (augment or None)
+    train = TensorImageDL(x_tr, y_tr, bs=bs, shuffle=True, drop_last=False, augment=aug, mean=mean, std=std,
+                          seed=int(rng[1]), device=dev)
+    valid = TensorImageDL(x_te, y_te, bs=val_bs or bs, shuffle=False, mean=mean, std=std, device=dev)
+    dls = DataLoaders(train, valid, device=dev)
+    dls.c = len(getattr(arrays, "classes", ())) or int(torch.max(arrays.y_train)) + 1
+    dls.vocab = list(getattr(arrays, "classes", ()))
+    return dls

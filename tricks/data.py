@@ -39,8 +39,8 @@ import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
-__all__ = ["DataError", "CifarArrays", "load_cifar10", "cifar_dls", "TensorImageDL", "Augment", "class_balanced",
-           "cache_dir", "CIFAR10_CLASSES"]
+__all__ = ["DataError", "CifarArrays", "load_cifar10", "cifar_dls", "subsets", "TensorImageDL", "Augment",
+           "class_balanced", "channel_stats", "cache_dir", "CIFAR10_CLASSES"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -217,6 +217,8 @@ def _decode_all(items: list[tuple[str, bytes]]) -> np.ndarray:
     """
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                            category=DeprecationWarning)  # still there in the pinned torchvision 0.29
     out: list[torch.Tensor | str | None] = [None] * len(items)
     jpegs = [i for i, (_, blob) in enumerate(items) if blob[:3] == b"\xff\xd8\xff"]
     if jpegs:
@@ -479,16 +481,18 @@ class TensorImageDL(DataLoader):
 
     `x` is uint8 images (N, C, H, W) (or float features (N, D), passed through as they are), `y` labels. `mean` and
     `std` (per channel, in [0, 1] units) normalize after scaling to [0, 1]; without them images are scaled to [0, 1].
+    `mean_image` (C, H, W), in 0-255 units, instead subtracts a mean image from the raw pixels (no scaling).
     `seed` fixes the generator of order and augmentation: the same seed gives the same batches.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                  augment: Augment | None = None, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, seed: int | None = 0, gen_state: torch.Tensor | None = None,
-                 device: Any = None, **kwargs: Any):
+                 device: Any = None, mean_image: torch.Tensor | None = None, **kwargs: Any):
         device = torch.device(device) if device is not None else x.device
         self.x, self.y = x.to(device), y.to(device)
         self.augment, self.mean, self.std, self.seed = augment, mean, std, seed
+        self.mean_image = mean_image
         self.gen = torch.Generator()
         if gen_state is not None:
             self.gen.set_state(gen_state)
@@ -506,10 +510,14 @@ class TensorImageDL(DataLoader):
         if not self.images:
             return
         c = self.x.shape[1]
-        mean = torch.tensor(self.mean if self.mean is not None else [0.0] * c, dtype=torch.float32, device=dev)
-        std = torch.tensor(self.std if self.std is not None else [1.0] * c, dtype=torch.float32, device=dev)
-        self._scale = (1.0 / (255.0 * std)).view(1, c, 1, 1)  # (x/255 - mean)/std = x*scale - shift
-        self._shift = (mean / std).view(1, c, 1, 1)
+        if self.mean_image is not None:  # raw 0-255 pixels minus the training mean image (cs231n, doc 002)
+            self._scale = torch.ones(1, c, 1, 1, device=dev)
+            self._shift = self.mean_image.to(dev, torch.float32).unsqueeze(0)
+        else:
+            mean = torch.tensor(self.mean if self.mean is not None else [0.0] * c, dtype=torch.float32, device=dev)
+            std = torch.tensor(self.std if self.std is not None else [1.0] * c, dtype=torch.float32, device=dev)
+            self._scale = (1.0 / (255.0 * std)).view(1, c, 1, 1)  # (x/255 - mean)/std = x*scale - shift
+            self._shift = (mean / std).view(1, c, 1, 1)
         if self.augment is not None:
             h, w = self.x.shape[2:]
             self._rows = self.augment.source_index(h, dev)
@@ -519,7 +527,7 @@ class TensorImageDL(DataLoader):
     def new(self, dataset: Any = None, cls: Any = None, **kwargs: Any) -> TensorImageDL:
         """A copy (fastai's `new`) that keeps the tensors, augmentation, normalization and generator state."""
         mine = dict(x=self.x, y=self.y, augment=self.augment, mean=self.mean, std=self.std, seed=self.seed,
-                    gen_state=self.gen.get_state())
+                    gen_state=self.gen.get_state(), mean_image=self.mean_image)
         return super().new(dataset, cls, **{**mine, **kwargs})
 
     def get_idxs(self) -> torch.Tensor:
@@ -592,7 +600,7 @@ class _Split:
 
 
 def _norm_stats(normalize: Any, arrays: Any) -> tuple[Sequence[float] | None, Sequence[float] | None]:
-    if normalize is None or normalize is False:
+    if normalize is None or normalize is False or normalize == "mean_image":
         return None, None
     if normalize in ("train", True):
         stats = getattr(arrays, "stats", ((), ()))
@@ -609,31 +617,45 @@ def _norm_stats(normalize: Any, arrays: Any) -> tuple[Sequence[float] | None, Se
     return mean, std
 
 
+def subsets(arrays: Any, seed: int, train_subset: float | int | None = None, test_subset: int | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x_train, y_train, x_test, y_test) cut to a class-balanced training subset drawn with `seed` (a fraction
+    <= 1.0 or a count) and the first `test_subset` test images, class-balanced, the same for every seed."""
+    x_tr, y_tr, x_te, y_te = arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test
+    n_train = _subset_count(train_subset, len(x_tr))
+    if n_train is not None and n_train < len(x_tr):
+        draw = int(np.random.SeedSequence([int(seed), 0x7A11]).generate_state(2)[0])
+        idx = class_balanced(y_tr, n_train, torch.Generator().manual_seed(draw))
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    n_test = _subset_count(test_subset, len(x_te))
+    if n_test is not None and n_test < len(x_te):
+        idx = class_balanced(y_te, n_test)
+        x_te, y_te = x_te[idx], y_te[idx]
+    return x_tr, y_tr, x_te, y_te
+
+
 def cifar_dls(arrays: Any, bs: int = 64, *, val_bs: int | None = None, augment: bool | Augment = False,
               normalize: Any = None, seed: int = 0, train_subset: float | int | None = None,
               test_subset: int | None = None, device: Any = None) -> DataLoaders:
     """fastai DataLoaders (train, valid = the test set) over `arrays`, on `device`, seeded by `seed`.
 
     `augment`: True for reflect-pad 4 + random crop + horizontal flip, or an `Augment`. `normalize`: None, "train"
-    (training-set mean and std) or ((mean...), (std...)). `train_subset`: a fraction (<= 1.0) or a count, class-
-    balanced, drawn with the seed; `test_subset`: the first `count` test images, class-balanced, the same every seed.
+    (training-set mean and std), ((mean...), (std...)), or "mean_image" (raw pixels minus the training mean image).
+    `train_subset`: a fraction (<= 1.0) or a count, class-balanced, drawn with the seed; `test_subset`: the first
+    `count` test images, class-balanced, the same every seed.
     """
     dev = torch.device(device) if device is not None else torch.device("cpu")
-    rng = np.random.SeedSequence([int(seed), 0x7A11]).generate_state(2)
-    x_tr, y_tr, x_te, y_te = arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test
-    n_train = _subset_count(train_subset, len(x_tr))
-    if n_train is not None and n_train < len(x_tr):
-        idx = class_balanced(y_tr, n_train, torch.Generator().manual_seed(int(rng[0])))
-        x_tr, y_tr = x_tr[idx], y_tr[idx]
-    n_test = _subset_count(test_subset, len(x_te))
-    if n_test is not None and n_test < len(x_te):
-        idx = class_balanced(y_te, n_test)
-        x_te, y_te = x_te[idx], y_te[idx]
     mean, std = _norm_stats(normalize, arrays)
+    mean_image = None
+    if normalize == "mean_image":  # of the whole training set, before any subset (as the original's)
+        mean_image = sum(x.double().sum(0) for x in arrays.x_train.split(4096)) / len(arrays.x_train)
+    x_tr, y_tr, x_te, y_te = subsets(arrays, seed, train_subset, test_subset)
     aug = Augment() if augment is True else (augment or None)
+    loader_seed = int(np.random.SeedSequence([int(seed), 0x7A11]).generate_state(2)[1])
     train = TensorImageDL(x_tr, y_tr, bs=bs, shuffle=True, drop_last=False, augment=aug, mean=mean, std=std,
-                          seed=int(rng[1]), device=dev)
-    valid = TensorImageDL(x_te, y_te, bs=val_bs or bs, shuffle=False, mean=mean, std=std, device=dev)
+                          seed=loader_seed, device=dev, mean_image=mean_image)
+    valid = TensorImageDL(x_te, y_te, bs=val_bs or bs, shuffle=False, mean=mean, std=std, device=dev,
+                          mean_image=mean_image)
     dls = DataLoaders(train, valid, device=dev)
     dls.c = len(getattr(arrays, "classes", ())) or int(torch.max(arrays.y_train)) + 1
     dls.vocab = list(getattr(arrays, "classes", ()))

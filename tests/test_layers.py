@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tricks.layers import BnLayer, ResBlock, conv_block, dense_head, pal_res_block, resnet9_res_block
+from tricks.layers import (
+    BnLayer,
+    RandnDropout,
+    ResBlock,
+    conv_block,
+    dense_head,
+    pal_res_block,
+    resnet9_res_block,
+)
 from tricks.registry import TrickError
 
 torch.set_num_threads(1)
@@ -206,3 +214,52 @@ def test_dense_head_layout():
     assert [type(m) for m in head] == [nn.Flatten, nn.Linear, nn.Tanh, nn.Dropout, nn.Linear, nn.Tanh, nn.Dropout,
                                        nn.Linear, nn.LogSoftmax]
     assert [type(m) for m in dense_head(12, (), log_softmax=False, flatten=False)] == [nn.Linear]
+
+
+def test_dense_head_uses_the_given_dropout_layer():
+    head = dense_head(12, (5,), 4, dropout=0.3, dropout_layer=RandnDropout)
+    (drop,) = [m for m in head if isinstance(m, (nn.Dropout, RandnDropout))]
+    assert isinstance(drop, RandnDropout) and drop.p == 0.3
+
+
+# ------------------------------------------------------------------------------------------- RandnDropout
+
+PHI = {0.3: 0.6179114, 0.5: 0.6914625, 0.7: 0.7580363}  # the standard normal CDF at p
+
+
+@pytest.mark.parametrize("p", sorted(PHI))
+def test_randn_dropout_keeps_a_unit_with_probability_phi_of_p_and_scales_it_by_one_over_p(p):
+    torch.manual_seed(0)
+    n = 1_000_000
+    out = RandnDropout(p).train()(torch.ones(n))
+    kept = out != 0
+    sd = (PHI[p] * (1 - PHI[p]) / n) ** 0.5  # about 0.00046
+    assert abs(kept.float().mean().item() - PHI[p]) < 5 * sd
+    assert min(abs(kept.float().mean().item() - q) for q in (p, 1 - p)) > 0.05  # neither p nor 1 - p
+    torch.testing.assert_close(out[kept], torch.full((int(kept.sum()),), 1 / p))
+
+
+def test_randn_dropout_draws_a_fresh_mask_each_call_and_keeps_the_input_shape():
+    torch.manual_seed(0)
+    layer = RandnDropout(0.5).train()
+    x = torch.randn(4, 8, 5)
+    a, b = layer(x), layer(x)
+    assert a.shape == x.shape and not torch.equal(a, b)
+    zeroed = a == 0
+    torch.testing.assert_close(a[~zeroed], x[~zeroed] / 0.5)
+
+
+def test_randn_dropout_is_the_identity_in_eval():
+    x = torch.randn(3, 7)
+    layer = RandnDropout(0.3).eval()
+    assert torch.equal(layer(x), x)
+
+
+@pytest.mark.parametrize("p", [0.0, -0.5, float("nan")])
+def test_randn_dropout_rejects_a_p_it_cannot_divide_by(p):
+    with pytest.raises(TrickError, match=f"option p={p} is invalid"):
+        RandnDropout(p)
+
+
+def test_randn_dropout_shows_p_in_its_repr():
+    assert repr(RandnDropout(0.7)) == "RandnDropout(p=0.7)"

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from tricks.layers import BnLayer, ResBlock
+from tricks.layers import BnLayer, RandnDropout, ResBlock
 from tricks.models import MODELS, build_model
 from tricks.registry import TrickError
 from tricks.transforms import params_registered, params_used
@@ -31,11 +31,17 @@ SPEC = [
     ("conv_net", {"padding": 1}, 37_490, 37_490, True),
     ("conv_bn_net", {}, 155_970, 155_970, True),  # includes BnLayer's m and a
     ("conv_bn_net", {"deeper": True}, 462_570, 462_570, True),
+    ("conv_bn_net", {"first_k": 3}, 155_490, 155_490, True),  # a 3x3 first conv: 480 fewer weights
+    ("conv_bn_net", {"first_k": 7}, 156_690, 156_690, True),
     ("jovian_cnn", {}, 5_851_338, 5_851_338, False),  # §5.1
     ("resnet9", {}, 6_575_370, 6_575_370, False),  # §5.2
     ("resnet9", {"dropout": 0.2}, 6_575_370, 6_575_370, False),
+    ("resnet9", {"residual": False}, 6_575_370, 6_575_370, False),  # the ablation: same layers, no shortcuts
+    ("resnet9", {"bn": False}, 6_570_890, 6_570_890, False),  # 6,575,370 less 2 x 2,240 BatchNorm weights
+    ("resnet9", {"bn": False, "residual": False}, 6_570_890, 6_570_890, False),
     ("two_layer_net", {}, 1_079_060, 1_079_060, False),  # §3.1, H=350
     ("two_layer_net", {"hidden": 500}, 1_541_510, 1_541_510, False),
+    ("two_layer_net", {"hidden": 500, "dropout": 0.5, "dropout_mask": "randn"}, 1_541_510, 1_541_510, False),
 ]
 
 
@@ -161,7 +167,65 @@ def test_unknown_model_name_suggests_close_names():
     ("tf_cnn", {"residual": True, "padding": 0}, "residual=True needs padding=1"),
     ("two_layer_net", {"act": "swish"}, "act='swish' is invalid"),
     ("conv_bn_net", {"bn_eval": "ema"}, "eval_stats='ema' is invalid"),
+    ("conv_bn_net", {"first_k": 4}, "first_k=4 is invalid: the first kernel must be odd and positive"),
+    ("conv_bn_net", {"first_k": 0}, "first_k=0 is invalid"),
+    ("conv_bn_net", {"first_k": -1}, "first_k=-1 is invalid"),
+    ("two_layer_net", {"dropout_mask": "gauss"}, "dropout_mask='gauss' is invalid: two_layer_net takes bernoulli"),
 ])
 def test_bad_model_options_raise_one_sentence(name, kwargs, message):
     with pytest.raises(TrickError, match=message):
         build_model(name, **kwargs)
+
+
+def test_two_layer_net_dropout_mask_chooses_the_dropout_layer():
+    def drops(**kw):
+        kw = {"hidden": 8, "dropout": 0.3, **kw}
+        return [m for m in build_model("two_layer_net", **kw).modules() if isinstance(m, (nn.Dropout, RandnDropout))]
+
+    (bern,) = drops()
+    assert type(bern) is nn.Dropout and bern.p == 0.3
+    assert drops(dropout_mask="bernoulli")[0].__class__ is nn.Dropout
+    (randn,) = drops(dropout_mask="randn")
+    assert isinstance(randn, RandnDropout) and randn.p == 0.3
+    assert drops(dropout=0.0, dropout_mask="randn") == []  # no dropout, no layer, whatever the mask
+
+
+def _copy_weights(src: nn.Module, dst: nn.Module) -> None:
+    """The same tensors in the same order (the two layouts name their modules differently)."""
+    src_state, dst_state = src.state_dict(), dst.state_dict()
+    assert [v.shape for v in src_state.values()] == [v.shape for v in dst_state.values()]
+    dst.load_state_dict(dict(zip(dst_state, src_state.values(), strict=True)))
+
+
+def test_resnet9_without_residual_drops_both_identity_shortcuts_and_nothing_else():
+    torch.manual_seed(0)
+    res, plain = build_model("resnet9").eval(), build_model("resnet9", residual=False).eval()
+    assert not any(isinstance(m, ResBlock) for m in plain.modules())
+    _copy_weights(res, plain)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        h = plain.conv2(plain.conv1(x))
+        assert torch.equal(plain.res1(h), res.res1.main(h))  # the same stage minus the identity
+        torch.testing.assert_close(res.res1(h), plain.res1(h) + h)
+        assert not torch.allclose(res(x), plain(x), atol=1e-3)
+    def layers(model):
+        return [type(m) for m in model.modules() if not list(m.children()) and not isinstance(m, nn.Identity)]
+
+    assert layers(res) == layers(plain)  # the same conv, BN, ReLU, pool and linear layers in the same order
+
+
+def test_resnet9_without_bn_has_no_batchnorm_and_keeps_its_shortcuts():
+    model = build_model("resnet9", bn=False)
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert isinstance(model.res1, ResBlock) and isinstance(model.res1.shortcut, nn.Identity)
+    assert isinstance(model.res2, ResBlock) and isinstance(model.res2.shortcut, nn.Identity)
+    assert all(c.bias is not None for c in model.modules() if isinstance(c, nn.Conv2d))
+    plain = build_model("resnet9", bn=False, residual=False)
+    assert not any(isinstance(m, (ResBlock, nn.modules.batchnorm._BatchNorm)) for m in plain.modules())
+
+
+def test_conv_bn_net_first_kernel_keeps_the_same_padding_layout():
+    for k in (3, 5, 7):
+        first = build_model("conv_bn_net", first_k=k).features[0]
+        assert isinstance(first, nn.Conv2d) and first.kernel_size == (k, k) and first.padding == (k // 2, k // 2)
+    assert build_model("conv_bn_net").features[0].kernel_size == (5, 5)  # the original's 5x5 by default

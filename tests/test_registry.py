@@ -69,8 +69,6 @@ def test_parse_spec_converts_options_to_the_parameter_types(text, expected):
     assert all(type(v) is type(expected[1][k]) for k, v in kwargs.items())
 
 
-@pytest.mark.xfail(strict=True, reason="registry bug: parse_spec strips the spec but not the name before ':' "
-                   "(fix: `name = name.strip()` after the partition)")
 def test_parse_spec_ignores_spaces_between_name_and_colon():
     assert parse_spec("WeightDecayFrom :start_epoch=1") == ("WeightDecayFrom", {"start_epoch": 1})
 

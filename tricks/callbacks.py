@@ -32,7 +32,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tricks.registry import register
 
 __all__ = ["BnFreeze", "ClipGradValue", "DivergenceGuard", "ExpLRDecay", "GradNormRecorder", "GradientClip",
-           "L1Penalty", "ThroughputRecorder", "WeightDecayFrom"]
+           "L1Penalty", "ThroughputRecorder", "ValidateSubsetUntil", "WeightDecayFrom"]
 
 # fastai's norm-clipping callback, offered under its own name next to ClipGradValue
 register(kind="callback", description="Clip the global gradient norm to max_norm (fastai's own GradientClip).")(
@@ -399,3 +399,32 @@ class GradNormRecorder(FitScoped):
     def end_fit(self) -> None:
         if not self.in_lr_find:
             self._flush()
+
+
+class ValidateSubsetUntil(Callback):
+    """Validate on a smaller loader (`small`) after every epoch but the last of `total_epochs`, counted across fits.
+
+    Per-epoch accuracy curves then cost a fraction of a full test pass while the final epoch still reports the whole
+    validation set. Only training epochs count: `get_preds`, `validate` and `lr_find` see the full loader.
+    """
+
+    order = Recorder.order - 1
+    training_fit = False
+
+    def __init__(self, small: Any, total_epochs: int):
+        _check(total_epochs >= 1, f"ValidateSubsetUntil total_epochs must be at least 1, got {total_epochs}")
+        self.small, self.total, self.done = small, total_epochs, 0
+
+    def before_validate(self) -> None:
+        if self.training_fit and self.done < self.total - 1:
+            self.learn.dl = self.small
+
+    def before_train(self) -> None:
+        self.training_fit = not _in_lr_find(self.learn)
+
+    def before_fit(self) -> None:
+        self.training_fit = False  # get_preds / validate: no before_train, so the full loader stays
+
+    def after_epoch(self) -> None:
+        if self.training_fit:
+            self.done += 1

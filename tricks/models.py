@@ -9,7 +9,6 @@ log_softmax (docs 000, 001, 003) and logits otherwise (docs 002, 004); cross-ent
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,8 +17,17 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from tricks.layers import BnLayer, BnPlace, EvalStats, conv_block, dense_head, resnet9_res_block
-from tricks.registry import TrickError
+from tricks.layers import (
+    BnLayer,
+    BnPlace,
+    EvalStats,
+    RandnDropout,
+    ResBlock,
+    conv_block,
+    dense_head,
+    resnet9_res_block,
+)
+from tricks.registry import TrickError, suggestions
 
 __all__ = ["MODELS", "PalCodeNet", "build_model"]
 
@@ -102,14 +110,18 @@ def conv_net(padding: int = 0) -> nn.Sequential:
 
 
 @_model
-def conv_bn_net(deeper: bool = False, bn_eval: EvalStats = "last_batch") -> nn.Sequential:
+def conv_bn_net(deeper: bool = False, bn_eval: EvalStats = "last_batch", first_k: int = 5) -> nn.Sequential:
     """Doc 003's ConvBnNet: 5x5 conv to 10 channels, BnLayers 20-40-80-160 (stride 2), max pool, Linear (155,970).
 
     `deeper=True` is ConvBnNet2 (462,570): a stride-1 BnLayer at the same width after each stride-2 one. `bn_eval`
-    chooses the BnLayers' eval statistics (the original's last batch, or running averages).
+    chooses the BnLayers' eval statistics (the original's last batch, or running averages). `first_k` is the first
+    conv's kernel (odd; "same" padding), for the lesson's remark on a large first kernel.
     """
+    if first_k < 1 or first_k % 2 == 0:
+        raise TrickError(f"option first_k={first_k} is invalid: the first kernel must be odd and positive")
     chans = (10, 20, 40, 80, 160)
-    layers: list[nn.Module] = [nn.Conv2d(3, chans[0], 5, padding=2)]  # no activation after it, as in the original
+    # no activation after the first conv, as in the original
+    layers: list[nn.Module] = [nn.Conv2d(3, chans[0], first_k, padding=first_k // 2)]
     for ci, co in pairwise(chans):
         layers.append(BnLayer(ci, co, stride=2, eval_stats=bn_eval))
         if deeper:
@@ -129,37 +141,54 @@ def jovian_cnn() -> nn.Sequential:
 
 
 @_model
-def resnet9(dropout: float = 0.0) -> nn.Sequential:
+def resnet9(dropout: float = 0.0, residual: bool = True, bn: bool = True) -> nn.Sequential:
     """Doc 004's ResNet9 (6,575,370): Conv-BN-ReLU blocks 64-128-[res 128]-256-512-[res 512], max pool 4, Linear.
 
     The residual stages add an identity shortcut with no ReLU after the add; `dropout` before the Linear (copies of
-    the original disagree on a Dropout(0.2) there). Outputs logits.
+    the original disagree on a Dropout(0.2) there). For the tutorial's proposed ablation, `residual=False` drops the
+    two shortcuts (same layers, same parameters) and `bn=False` every BatchNorm. Outputs logits.
     """
+    place: BnPlace = "before" if bn else None
+
     def block(ci: int, co: int, pool: bool) -> nn.Sequential:
-        return conv_block(ci, co, bn="before", pool=pool)
+        return conv_block(ci, co, bn=place, pool=pool)
+
+    def stage(c: int) -> nn.Module:
+        if residual and bn:
+            return resnet9_res_block(c)
+        main = nn.Sequential(block(c, c, False), block(c, c, False))
+        return ResBlock(main) if residual else main
 
     head = nn.Sequential(nn.MaxPool2d(4), nn.Flatten(), *([nn.Dropout(dropout)] if dropout > 0 else []),
                          nn.Linear(512, 10))
     return nn.Sequential(OrderedDict(
-        conv1=block(3, 64, False), conv2=block(64, 128, True), res1=resnet9_res_block(128),  # 32 -> 16
-        conv3=block(128, 256, True), conv4=block(256, 512, True), res2=resnet9_res_block(512),  # 16 -> 8 -> 4
+        conv1=block(3, 64, False), conv2=block(64, 128, True), res1=stage(128),  # 32 -> 16
+        conv3=block(128, 256, True), conv4=block(256, 512, True), res2=stage(512),  # 16 -> 8 -> 4
         head=head))
 
 
 _ACTS: dict[str, Callable[[], nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh}
 
 
+_MASKS: dict[str, type[nn.Module]] = {"bernoulli": nn.Dropout, "randn": RandnDropout}
+
+
 @_model
 def two_layer_net(d_in: int = 3072, hidden: int = 350, n_out: int = 10, act: str = "relu",
-                  dropout: float = 0.0) -> nn.Sequential:
+                  dropout: float = 0.0, dropout_mask: str = "bernoulli") -> nn.Sequential:
     """Doc 002's cs231n TwoLayerNet: Flatten -> Linear(hidden) -> act -> [Dropout] -> Linear(n_out), logits.
 
     Takes (N, 3, 32, 32) pixels or (N, d_in) features (d_in=6400 for the K-means features); `act` is relu,
-    leaky_relu (slope 0.01, the report's) or tanh. 1,079,060 parameters at the defaults.
+    leaky_relu (slope 0.01, the report's) or tanh; `dropout_mask` "randn" is doc 002's bugged mask (RandnDropout).
+    1,079,060 parameters at the defaults.
     """
     if act not in _ACTS:
         raise TrickError(f"option act={act!r} is invalid: two_layer_net takes {', '.join(_ACTS)}")
-    return _net(None, dense_head(d_in, (hidden,), n_out, act=_ACTS[act], dropout=dropout, log_softmax=False))
+    if dropout_mask not in _MASKS:
+        raise TrickError(f"option dropout_mask={dropout_mask!r} is invalid: two_layer_net takes "
+                         f"{', '.join(_MASKS)}")
+    return _net(None, dense_head(d_in, (hidden,), n_out, act=_ACTS[act], dropout=dropout, log_softmax=False,
+                                 dropout_layer=_MASKS[dropout_mask]))
 
 
 @_model
@@ -172,7 +201,7 @@ def tiny_cnn(width: int = 8, hidden: int = 16) -> nn.Sequential:
 def build_model(name: str, **kwargs) -> nn.Module:
     """The model built by `MODELS[name](**kwargs)`; an unknown name or option raises TrickError."""
     if name not in MODELS:
-        close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.5)
+        close = suggestions(name, list(MODELS))
         hint = f"did you mean {' or '.join(close)}?" if close else f"known models: {', '.join(sorted(MODELS))}"
         raise TrickError(f"unknown model '{name}'; {hint}")
     builder = MODELS[name]

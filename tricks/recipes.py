@@ -31,11 +31,11 @@ def _add(name: str, recipe: Recipe, description: str) -> Recipe:
 
 def get_recipe(name: str) -> Recipe:
     """The named recipe; an unknown name raises ValueError suggesting the closest names."""
-    import difflib
+    from tricks.registry import suggestions
 
     if name in RECIPES:
         return RECIPES[name]
-    close = difflib.get_close_matches(name, list(RECIPES), n=3, cutoff=0.5)
+    close = suggestions(name, list(RECIPES))
     hint = f"; did you mean {' or '.join(close)}?" if close else "; `python -m tricks.apply --list` lists them"
     raise ValueError(f"unknown recipe '{name}'{hint}")
 
@@ -44,7 +44,7 @@ def get_recipe(name: str) -> Recipe:
 # The text's net: the TensorFlow tutorial CNN (3 valid convs, 122,570 params). The code ran a 2-conv net whose third
 # conv is defined but never called; those runs are the `@code` recipes.
 _A_NET = dict(model="tf_cnn", model_kwargs=kw(padding=0))
-_A_CODE_NET = dict(model="pal2021_code_net")
+_A_CODE_NET = dict(model="pal2021_code_net", model_kwargs=())
 _A_BASE = Recipe(**_A_NET, opt="adam", opt_kwargs=TORCH_ADAM, phases=(Phase("constant", 10, 1e-3),), bs=64)
 _A_SCHED = (Phase("exp_decay", 10, 2e-3, kw(gamma=0.8)),)  # ExponentialLR(0.8) stepped after each epoch
 # the author meant every later step to keep normalized inputs (cell 30 rebinds the datasets); the code never did
@@ -117,6 +117,9 @@ _add("fastai2018/conv_net2", replace(_C_BASE, model="conv_net", model_kwargs=kw(
                                      phases=_fit(1e-1, 2, 1e-1, 2)), "ConvNet with padding 1, 4 epochs")
 _add("fastai2018/conv_bn_net", replace(_C_BASE, model="conv_bn_net", phases=_fit(3e-2, 2, 1e-1, 4)),
      "5x5 conv + 4 BnLayers (BN after ReLU, last-batch stats in eval; 155,970), 6 epochs")
+_add("fastai2018/conv_bn_net_k3", replace(_C_BASE, model="conv_bn_net", model_kwargs=kw(first_k=3),
+                                          phases=_fit(3e-2, 2, 1e-1, 4)),
+     "ConvBnNet with a 3x3 first conv instead of 5x5 (155,490)")
 _add("fastai2018/conv_bn_net2", replace(_C_BASE, model="conv_bn_net", model_kwargs=kw(deeper=True),
                                         phases=_fit(1e-2, 2, 1e-2, 2)), "ConvBnNet + stride-1 BnLayers (462,570)")
 # BN placement under this document's own recipe (it advises BN after the ReLU; doc 001 found before >= after)
@@ -142,3 +145,73 @@ _add("jovian/resnet9-no_wd", replace(_D_RESNET, opt_kwargs=TORCH_ADAM), "ResNet9
 _add("jovian/resnet9-no_clip", replace(_D_RESNET, callbacks=()), "ResNet9 recipe without gradient value clipping")
 _add("jovian/resnet9-no_one_cycle", replace(_D_RESNET, phases=(Phase("constant", 8, 1e-3),)),
      "ResNet9 recipe at a constant Adam 1e-3 instead of one-cycle")
+
+# ------------------------------------------------------------------ doc 000 extras: the remarks the notebook never ran
+_add("pal2021a/l2_from_start", _A_WD,
+     "lr_schedule + coupled L2 1e-4 from the first epoch: the dropout arms' recipe without dropout")
+_add("pal2021a/kaiming_only", replace(_A_BASE, transforms=(TrickUse("kaiming_uniform"),)),
+     "baseline + Kaiming-uniform init alone (for the convergence remark)")
+_add("pal2021a/sgd", replace(_A_BASE, opt="sgd", opt_kwargs=kw(mom=0.9, wd=0.0), phases=(Phase("constant", 10, 5e-2),)),
+     "baseline with SGD (momentum 0.9) at 5e-2 instead of Adam (LeCun's remark; never run in the notebook)")
+
+# ------------------------------------------------------------------ doc 002: he2016 (cs231n TwoLayerNet, numpy)
+# Raw 0-255 pixels minus the training mean image, weights 1e-4·N(0,1), L2 0.5·reg·|W|² on weights only (coupled, no
+# biases), batch 100, learning rate x decay once per epoch. Iterations become epochs of 50,000 images (1e4 iterations
+# at batch 100 = 20 epochs). The original drew batches with replacement and kept the best-validation weights; here
+# batches are a shuffled pass and the last epoch's weights are tested (on the 10,000 test images, not its 1,000).
+_E_INIT = (TrickUse("small_normal", kw(std=1e-4)),)
+
+
+def _he(hidden: int, lr: float, decay: float, reg: float, epochs: int, opt: str = "sgd", mom: float = 0.0,
+        act: str = "relu", dropout: float = 0.0, mask: str = "bernoulli", init: tuple[TrickUse, ...] = _E_INIT,
+        **more: object) -> Recipe:
+    opt_kwargs = {"sgd": kw(mom=mom, wd=reg), "nesterov": kw(mom=mom, wd=reg),
+                  "rmsprop": kw(sqr_mom=0.99, mom=0.0, eps=1e-8, wd=reg, decouple_wd=False)}[opt]
+    model = dict(hidden=hidden, act=act, dropout=dropout, dropout_mask=mask, **more)
+    return Recipe(model="two_layer_net", model_kwargs=kw(**model), transforms=init, opt=opt, opt_kwargs=opt_kwargs,
+                  wd_bn_bias=False, phases=(Phase("exp_decay", epochs, lr, kw(gamma=decay)),), bs=100,
+                  normalize="mean_image")
+
+
+_E_NAIVE = _he(350, 1e-3, 0.95, 0.05, 20)
+_add("he2016/naive", _E_NAIVE, "H 350, SGD 1e-3, decay 0.95, L2 0.05, 20 epochs (1e4 iterations)")
+for h in (150, 500):
+    _add(f"he2016/hidden{h}", _he(h, 1e-3, 0.95, 0.05, 20), f"the naive recipe with {h} hidden units")
+for act in ("leaky_relu", "tanh"):
+    _add(f"he2016/naive_{act}", _he(350, 1e-3, 0.95, 0.05, 20, act=act), f"the naive recipe with {act} units")
+# update methods: H 500, lr 1e-4, decay 0.95, reg 0.8, 1000 iterations (2 epochs), momentum 0.9 (report/parameters)
+for name, opt, mom in (("sgd", "sgd", 0.0), ("momentum", "sgd", 0.9), ("nesterov", "nesterov", 0.9),
+                       ("rmsprop", "rmsprop", 0.0)):
+    _add(f"he2016/{name}_1k", _he(500, 1e-4, 0.95, 0.8, 2, opt, mom), f"H 500, {name}, 1000 iterations (2 epochs)")
+_add("he2016/momentum_long", _he(350, 1e-3, 0.95, 0.05, 20, "sgd", 0.9),
+     "the naive (tuned SGD) recipe with momentum 0.9, trained as long (1e4 iterations)")
+# dropout: H 500, lr 1e-4, decay 0.95, leaky ReLU, momentum 0.9, 1e4 iterations; the slide's p is the keep
+# probability of cs231n's inverted dropout, so p = 0.5 is nn.Dropout(0.5) and p = 0.3 is nn.Dropout(0.7)
+_E_DROP = dict(hidden=500, lr=1e-4, decay=0.95, reg=0.8, epochs=20, opt="sgd", mom=0.9, act="leaky_relu")
+_add("he2016/no_dropout", _he(**_E_DROP), "the dropout recipe (H 500, momentum, leaky ReLU) without dropout")
+for keep in (0.3, 0.5, 0.7):
+    _add(f"he2016/dropout_p{int(keep * 10)}", _he(**_E_DROP, dropout=round(1 - keep, 2)),
+         f"the dropout recipe, keep probability {keep} (nn.Dropout({round(1 - keep, 2)}))")
+    _add(f"he2016/dropout_p{int(keep * 10)}@code", _he(**_E_DROP, dropout=keep, mask="randn"),
+         f"the original's mask (randn < {keep}) / {keep}: keeps a unit with probability Phi({keep}), not {keep}")
+# init schemes on the dropout recipe (p = 0.5), as the report ran them
+for name in ("lecun_normal", "xavier_normal", "kaiming_normal"):
+    _add(f"he2016/init_{name}", _he(**_E_DROP, dropout=0.5, init=(TrickUse(name),)),
+         f"the dropout recipe (keep 0.5) with {name.replace('_', '-')} init instead of 1e-4·N(0,1)")
+# K-means features (Coates et al. 2011, the mean-subtraction fix on) into H 200; 7e4 iterations at batch 128 = 179
+# epochs; dropout "0.3" is the keep probability. The net's input width follows the features (6,400 = 4 x 1,600
+# centroids here; scaled profiles use fewer centroids)
+# Heavy: on a CPU its feature extraction takes minutes a run even at the default profile's size, and at the smoke
+# profile's the net stays at chance (from its 1e-4 init, a few hundred steps on 128-d features do not leave zero)
+_E_KMEANS = replace(_he(200, 5e-4, 0.99, 0.0, 179, "sgd", 0.95, dropout=0.7), bs=128, normalize=None,
+                    features="kmeans", features_kwargs=kw(subtract_mean=True), heavy=True)
+_add("he2016/kmeans", _E_KMEANS, "whitened K-means triangle features (1,600 centroids, 6,400-d) into H 200, 179 epochs")
+_add("he2016/kmeans@code", replace(_E_KMEANS, features_kwargs=kw(subtract_mean=False)),
+     "the original pipeline: ZCA applied without subtracting the patch mean first")
+
+# ------------------------------------------------------------------ doc 004 extras: the rest of the proposed ablation
+_add("jovian/resnet9-no_residual", replace(_D_RESNET, model_kwargs=kw(residual=False)),
+     "ResNet9 recipe without its two identity shortcuts (same layers and parameters)")
+_add("jovian/resnet9-no_bn", replace(_D_RESNET, model_kwargs=kw(bn=False)), "ResNet9 recipe without BatchNorm")
+_add("jovian/resnet9-sgd", replace(_D_RESNET, opt="sgd", opt_kwargs=kw(mom=0.9, wd=1e-4)),
+     "ResNet9 recipe with SGD (momentum 0.9, cycled 0.95-0.85 by one-cycle) in place of Adam")

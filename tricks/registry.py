@@ -170,16 +170,26 @@ def get_trick(name: str) -> Trick:
     lower = {k.lower(): k for k in _REGISTRY}
     if name.lower() in lower:
         return _REGISTRY[lower[name.lower()]]
-    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
-    close += [lower[c] for c in difflib.get_close_matches(name.lower(), list(lower), n=3, cutoff=0.5)
-              if lower[c] not in close]
-    hint = f"; did you mean {' or '.join(close[:3])}?" if close else "; `python -m tricks.apply --list` lists them"
+    close = suggestions(name, list(_REGISTRY))
+    hint = f"; did you mean {' or '.join(close)}?" if close else "; `python -m tricks.apply --list` lists them"
     raise TrickError(f"unknown trick '{name}'{hint}")
+
+
+def suggestions(name: str, known: list[str], n: int = 3, cutoff: float = 0.6, within: float = 0.1) -> list[str]:
+    """The known names closest to `name`, case-insensitively: at most n, each within `within` of the best match's
+    similarity, so a clear best match is offered alone."""
+    scored = sorted(((difflib.SequenceMatcher(None, name.lower(), k.lower()).ratio(), k) for k in known),
+                    key=lambda t: -t[0])
+    if not scored or scored[0][0] < cutoff:
+        return []
+    best = scored[0][0]
+    return [k for r, k in scored[:n] if r >= cutoff and r >= best - within]
 
 
 def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
     """Parse `NAME[:k=v,...]` into the trick's canonical name and typed keyword arguments."""
     name, _, rest = text.strip().partition(":")
+    name = name.strip()
     if not name:
         raise TrickError(f"option '{text}' is malformed: it needs a trick name before any ':'")
     trick = get_trick(name)

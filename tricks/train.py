@@ -65,7 +65,9 @@ class Recipe:
     features_kwargs: Params = ()
     name: str = field(default="", compare=False)
     description: str = field(default="", compare=False)
-    heavy: bool = field(default=False, compare=False)  # too slow for a CPU at full scale: profiles shrink it more
+    # ResNet9-sized: hours a run on a CPU, and chance accuracy at a scaled profile's size there, so scaled profiles
+    # train it only on a GPU (the paper profile trains it anywhere)
+    heavy: bool = field(default=False, compare=False)
 
     @property
     def epochs(self) -> int:
@@ -124,11 +126,10 @@ class Profile:
     test_subset: int | None = None  # first-k class-balanced test images, the same for every seed
     epoch_scale: float = 1.0  # each phase keeps max(1, round(epochs * scale)) epochs
     description: str = ""
-    heavy: Profile | None = None  # how recipes marked heavy (ResNet9-sized) are scaled instead
-
-    def resolve(self, recipe: Recipe) -> Profile:
-        """The profile that applies to this recipe: the heavy sub-profile for heavy recipes, when there is one."""
-        return self.heavy if recipe.heavy and self.heavy is not None else self
+    cpu_skips_heavy: bool = False  # without a GPU, recipes marked heavy are not trained (their claims say why)
+    curve_test: int | None = None  # epochs before the last are evaluated on the first k (class-balanced) test images
+    max_seeds: int | None = None  # the suite's seed cap under this profile unless --max-seeds says otherwise
+    features_kwargs: Params = ()  # overrides of a data trick's options (e.g. fewer K-means centroids)
 
     def scale(self, recipe: Recipe) -> Recipe:
         """The recipe's epochs as this profile trains them (data subsets are applied by `run`)."""
@@ -141,17 +142,17 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "paper": Profile("paper", description="the published recipes exactly: full data, published epochs"),
     "default": Profile(
-        "default", train_subset=10_000, epoch_scale=1.0,
-        description="10,000 training images (class-balanced, drawn per seed), full test set, published epochs",
-        heavy=Profile("default", train_subset=2_000, test_subset=2_000, epoch_scale=0.25,
-                      description="ResNet9-sized recipes: 2,000 training and 2,000 test images, a quarter of the "
-                                  "epochs")),
+        "default", train_subset=5_000, epoch_scale=0.5, curve_test=1_000, max_seeds=5, cpu_skips_heavy=True,
+        features_kwargs=kw(n_centroids=400, n_patches=100_000, iters=20),
+        description="5,000 training images (class-balanced, drawn per seed), half the epochs, the full test set at "
+                    "the end (1,000 test images for the epochs before), at most 5 seeds per arm, 400 K-means "
+                    "centroids; ResNet9-sized recipes only on a GPU"),
     "smoke": Profile(
-        "smoke", train_subset=2_000, test_subset=2_000, epoch_scale=0.2,
-        description="2,000 training and 2,000 test images, a fifth of the epochs: checks the whole path, decides "
-                    "only huge effects",
-        heavy=Profile("smoke", train_subset=400, test_subset=500, epoch_scale=0.125,
-                      description="ResNet9-sized recipes: 400 training and 500 test images, one epoch")),
+        "smoke", train_subset=4_000, test_subset=1_000, epoch_scale=0.1, max_seeds=3, cpu_skips_heavy=True,
+        features_kwargs=kw(n_centroids=32, n_patches=10_000, iters=3),
+        description="4,000 training and 1,000 test images, a tenth of the epochs (at least one a phase), one look "
+                    "at 3 seeds, 32 K-means centroids: checks the whole path, decides only huge effects; "
+                    "ResNet9-sized recipes only on a GPU"),
 }
 
 
@@ -175,7 +176,7 @@ class RunResult:
     code_version: str
     acc: float  # final test accuracy in [0, 1]
     loss: float  # final test loss
-    acc_per_epoch: list[float]
+    acc_per_epoch: list[float]  # before the last epoch, on the profile's curve_test images when it has them
     loss_per_epoch: list[float]
     train_loss_per_epoch: list[float]
     params_used: int | None  # parameters the forward pass uses
@@ -217,6 +218,12 @@ def _code_version() -> str:
 
 
 CODE_VERSION = _code_version()
+
+
+def run_version(dataset_digest: str) -> str:
+    """The version a run is stored under: the training code's, plus the dataset copy it trained on (its digest),
+    since both decide its numbers; runs on the lossy JPEG copy and on the original PNGs never mix."""
+    return f"{CODE_VERSION}+data.{dataset_digest[:12]}"
 
 
 def versions() -> dict[str, str]:
@@ -266,10 +273,25 @@ def _opt_func(recipe: Recipe):
 
     from fastai.optimizer import SGD, Adam, RMSProp
 
-    opts = {"adam": Adam, "sgd": SGD, "rmsprop": RMSProp}
+    opts = {"adam": Adam, "sgd": SGD, "rmsprop": RMSProp, "nesterov": nesterov_sgd}
     if recipe.opt not in opts:
         raise ValueError(f"unknown optimizer '{recipe.opt}' (known: {', '.join(opts)})")
     return partial(opts[recipe.opt], **dict(recipe.opt_kwargs))
+
+
+def nesterov_sgd(params: Any, lr: float, mom: float = 0.9, wd: float = 0.0, decouple_wd: bool = False) -> Any:
+    """SGD with Nesterov momentum as a fastai Optimizer (fastai has none): buf = mom·buf + g; p -= lr·(g + mom·buf).
+
+    The same update as `torch.optim.SGD(nesterov=True)` and, at a constant learning rate, as cs231n's
+    `x += -mom·v_prev + (1 + mom)·v` (doc 002). `wd` is coupled L2 unless `decouple_wd`.
+    """
+    from fastai.optimizer import Optimizer, average_grad, l2_reg, weight_decay
+
+    def nesterov_step(p: Any, lr: float, mom: float, grad_avg: Any, **_: Any) -> None:
+        p.data.add_(p.grad.data + mom * grad_avg, alpha=-lr)
+
+    cbs = [weight_decay if decouple_wd else l2_reg, average_grad, nesterov_step]
+    return Optimizer(params, cbs, lr=lr, mom=mom, wd=wd)
 
 
 def _fit_phase(learn: Any, phase: Phase) -> None:
@@ -306,7 +328,10 @@ def build_learner(recipe: Recipe, dls: Any, *, extra_cbs: tuple = (), progress: 
     from tricks.models import build_model
     from tricks.registry import get_trick
 
-    model = build_model(recipe.model, **dict(recipe.model_kwargs))
+    model_kwargs = dict(recipe.model_kwargs)
+    if recipe.features and "d_in" in _builder_params(recipe.model):  # the input width follows the features
+        model_kwargs.setdefault("d_in", int(dls.train.x[0].numel()))
+    model = build_model(recipe.model, **model_kwargs)
     for t in recipe.transforms:
         model = get_trick(t.name).build(**dict(t.params))(model)
     cbs = [get_trick(c.name).build(**dict(c.params)) for c in recipe.callbacks]
@@ -314,9 +339,23 @@ def build_learner(recipe: Recipe, dls: Any, *, extra_cbs: tuple = (), progress: 
     loss = CrossEntropyLossFlat() if recipe.loss == "ce" else F.nll_loss
     learn = Learner(dls, model.to(dls.device), loss_func=loss, opt_func=_opt_func(recipe), metrics=accuracy,
                     cbs=cbs, wd_bn_bias=recipe.wd_bn_bias, train_bn=True)
-    if not progress and ProgressCallback in [type(c) for c in learn.cbs]:
-        learn.remove_cb(ProgressCallback)
+    if not progress:
+        if ProgressCallback in [type(c) for c in learn.cbs]:
+            learn.remove_cb(ProgressCallback)
+        learn.logger = _quiet  # the Recorder would print each epoch's row
     return learn
+
+
+def _builder_params(name: str) -> set[str]:
+    import inspect
+
+    from tricks.models import MODELS
+
+    return set(inspect.signature(MODELS[name]).parameters) if name in MODELS else set()
+
+
+def _quiet(*_: Any) -> None:
+    """A logger that drops fastai's per-epoch rows."""
 
 
 def seed_everything(seed: int) -> None:
@@ -341,16 +380,25 @@ def run(recipe: Recipe, seed: int, profile: Profile | str = "default", *, source
     from tricks.data import load_cifar10
     from tricks.transforms import params_used
 
-    prof = get_profile(profile).resolve(recipe)
+    prof = get_profile(profile)
     r = prof.scale(recipe)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if arrays is None:
         arrays = load_cifar10(source)
-    dls = _loaders(r, arrays, seed, prof, dev)
-    seed_everything(seed)  # after the data draw, so init and dropout do not depend on the loaders' internals
-    learn = build_learner(r, dls, extra_cbs=extra_cbs, progress=progress)
-    n_params = params_used(learn.model, input_shape=(2, *arrays.x_train.shape[1:]))
     t0 = time.perf_counter()
+    data, cut = arrays, prof
+    if r.features:  # computed on this seed's subsets only, which the loaders then take whole
+        data, cut = _features(r, arrays, seed, prof), replace(prof, train_subset=None, test_subset=None)
+    dls = _loaders(r, data, seed, cut, dev)
+    seed_everything(seed)  # after the data draw, so init and dropout do not depend on the loaders' internals
+    cbs = tuple(extra_cbs)
+    if prof.curve_test is not None and len(dls.valid.x) > prof.curve_test and r.epochs > 1:
+        from tricks.callbacks import ValidateSubsetUntil
+
+        small = _loaders(r, data, seed, replace(cut, test_subset=prof.curve_test), dev).valid
+        cbs += (ValidateSubsetUntil(small, r.epochs),)
+    learn = build_learner(r, dls, extra_cbs=cbs, progress=progress)
+    n_params = params_used(learn.model, input_shape=(2, *data.x_train.shape[1:]))
     learn.diverged, learn.diverged_reason = False, ""
     vals: list[list[float]] = []  # per epoch: train_loss, valid_loss, accuracy (the Recorder resets at each fit)
     for phase in r.phases:
@@ -362,7 +410,8 @@ def run(recipe: Recipe, seed: int, profile: Profile | str = "default", *, source
     acc = [float(v[2]) for v in vals]
     loss = [float(v[1]) for v in vals]
     return RunResult(
-        recipe_key=recipe.key, recipe_name=recipe.name, seed=seed, profile=prof.name, code_version=CODE_VERSION,
+        recipe_key=recipe.key, recipe_name=recipe.name, seed=seed, profile=prof.name,
+        code_version=run_version(arrays.digest),
         acc=acc[-1] if acc and not learn.diverged else float("nan"),
         loss=loss[-1] if loss and not learn.diverged else float("nan"),
         acc_per_epoch=acc, loss_per_epoch=loss, train_loss_per_epoch=[float(v[0]) for v in vals],
@@ -378,3 +427,21 @@ def _loaders(r: Recipe, arrays: Any, seed: int, prof: Profile, dev: Any) -> Any:
 
     return cifar_dls(arrays, bs=r.bs, val_bs=max(r.bs, 500), augment=r.augment, normalize=r.normalize, seed=seed,
                      train_subset=prof.train_subset, test_subset=prof.test_subset, device=dev)
+
+
+def _features(r: Recipe, arrays: Any, seed: int, prof: Profile) -> Any:
+    """The recipe's data trick (e.g. K-means features) on this seed's subsets of the images (the profile's cut).
+
+    The trick's own `seed` option, when it has one and neither recipe nor profile sets it, is the run's seed.
+    """
+    from dataclasses import replace as dc_replace
+
+    from tricks.data import subsets
+    from tricks.registry import get_trick
+
+    trick = get_trick(r.features)
+    opts = {**dict(r.features_kwargs), **dict(prof.features_kwargs)}
+    if "seed" in {p.name for p in trick.params}:
+        opts.setdefault("seed", seed)
+    x_tr, y_tr, x_te, y_te = subsets(arrays, seed, prof.train_subset, prof.test_subset)
+    return trick.build(**opts)(dc_replace(arrays, x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te))

@@ -47,6 +47,7 @@ class ClaimSession:
         self.items: list[pytest.Item] = []
         self.claims: dict[str, Any] = {}  # id -> Claim, in collection order
         self.item_errors: dict[str, str] = {}  # nodeid -> why the item is not a proper claim test
+        self.not_runnable: dict[str, Any] = {}  # id -> NotRunnable: claims listed with the reason they cannot run
         self.ran = False
         self.crash: str | None = None
         self.scheduler: Any = None
@@ -61,11 +62,21 @@ class ClaimSession:
     def opt(self, name: str) -> Any:
         return self.config.getoption(name)
 
+    @property
+    def max_seeds(self) -> int | None:
+        """--max-seeds, else the profile's own cap (smoke stops at its first look)."""
+        given = self.opt("max_seeds")
+        return given if given is not None else PROFILES[self.opt("profile")].max_seeds
+
     def collect(self, items: list[pytest.Item]) -> None:
         """Remember the selected claim tests and their claims (after -k/-m deselection)."""
         from claims.spec import Claim
 
         for item in items:
+            unrunnable = item.get_closest_marker("claims_not_runnable")
+            if unrunnable is not None and unrunnable.args:
+                nr = unrunnable.args[0]
+                self.not_runnable[nr.id] = nr
             marker = item.get_closest_marker("claims")
             if marker is None:
                 continue
@@ -101,20 +112,24 @@ class ClaimSession:
             pytest.exit(f"claims: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
         claims = list(self.claims.values())
         gpu = _device_has_gpu(claims)
-        executor = LocalExecutor(self.opt("workers"), run_fn=_run_fn(self.opt("run_fn")), source=_data(self.config))
+        run_fn = _run_fn(self.opt("run_fn"))
+        source = _data(self.config)
         profile = self.opt("profile")
+        needing = [c for c in claims if claim_needs_runs(c, gpu, profile)]
+        version = _data_version(source) if run_fn is None and needing else None
+        executor = LocalExecutor(self.opt("workers"), run_fn=run_fn, source=source)
         try:
             with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
-                needing = [c for c in claims if claim_needs_runs(c, gpu)]
                 baseline = _pilot_recipe(needing)
                 n_pilot = self.opt("pilot_seeds")
                 if baseline is not None and n_pilot:
                     try:
-                        self.pilot = pilot(baseline, store, executor, profile, n_pilot, progress=True)
+                        self.pilot = pilot(baseline, store, executor, profile, n_pilot, progress=True,
+                                           code_version=version)
                     except PilotError as e:  # the claims that share those runs report the failure themselves
                         self.pilot_error = str(e)
-                self.scheduler = Scheduler(claims, store, executor, profile, max_seeds=self.opt("max_seeds"),
-                                           device_has_gpu=gpu, progress=True,
+                self.scheduler = Scheduler(claims, store, executor, profile, max_seeds=self.max_seeds,
+                                           device_has_gpu=gpu, progress=True, code_version=version,
                                            sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d)
                 self.scheduler.run()
         except (KeyboardInterrupt, pytest.exit.Exception):
@@ -142,10 +157,10 @@ class ClaimSession:
             pytest.fail(text, pytrace=False)
         expected = getattr(claim, "expected", None)
         if expected is not None and _value(expected) != verdict:
-            capped = self.opt("max_seeds") is not None and self.opt("max_seeds") < max(claim.looks)
+            capped = self.max_seeds is not None and self.max_seeds < max(claim.looks)
             if verdict == "INCONCLUSIVE" and capped:
                 pytest.xfail(f"expected {_value(expected)}, got {text} (seed budget capped at "
-                             f"{self.opt('max_seeds')})")
+                             f"{self.max_seeds})")
             pytest.fail(f"expected {_value(expected)}, got {text}", pytrace=False)
         item.add_report_section("call", "claim", text)  # shown by `pytest -rP`
 
@@ -158,7 +173,8 @@ class ClaimSession:
         from claims.report import build_report, write_report
 
         try:
-            self.report = build_report(self.scheduler, pilot=self.pilot, alpha_family=FAMILY_ALPHA)
+            self.report = build_report(self.scheduler, pilot=self.pilot, alpha_family=FAMILY_ALPHA,
+                                       not_runnable=list(self.not_runnable.values()))
             if self.pilot_error is not None:
                 self.report.warnings.append(f"no A/A pilot: {self.pilot_error}")
             root = self.opt("report_dir")
@@ -181,11 +197,25 @@ def _claim_of(item: pytest.Item) -> Any:
 
 
 def _device_has_gpu(claims: list[Any]) -> bool:
-    if not any(getattr(c, "needs_gpu", False) for c in claims):
-        return False  # only GPU claims care; spare CPU sessions the torch import
+    if not any(getattr(c, "needs_gpu", False) or any(r.heavy for r in c.recipes()) for c in claims):
+        return False  # only GPU claims and heavy arms care; spare other sessions the torch import
     import torch
 
     return torch.cuda.is_available()
+
+
+def _data_version(source: str | None) -> str:
+    """Load (and cache) the dataset once here, before any worker starts, and return the store version of its runs.
+
+    A missing or corrupt dataset ends the session with the data module's one-sentence message.
+    """
+    from tricks.data import DataError, load_cifar10
+    from tricks.train import run_version
+
+    try:
+        return run_version(load_cifar10(source).digest)
+    except DataError as e:
+        pytest.exit(f"claims: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _pilot_recipe(claims: list[Any]) -> Any:
@@ -239,6 +269,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker, check the options, set up the session's claim registry."""
     config.addinivalue_line("markers", "claims(claim): a claim of a source document, judged by the claims engine")
+    config.addinivalue_line("markers", "claims_not_runnable(entry): a claim the suite cannot test here, listed in "
+                                       "the report with its reason")
     for name, low in (("max_seeds", 2), ("workers", 0), ("pilot_seeds", 0)):
         value = config.getoption(name)
         if value is not None and value < low:
@@ -255,7 +287,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Gather the claims of the selected tests, so that one scheduler judges them together."""
-    if any(item.get_closest_marker("claims") for item in session.items):
+    if any(item.get_closest_marker("claims") or item.get_closest_marker("claims_not_runnable")
+           for item in session.items):
         session.config.stash[_SESSION].collect(session.items)
 
 

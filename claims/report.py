@@ -73,6 +73,7 @@ class SuiteReport:
     wall_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    not_runnable: list[Any] = field(default_factory=list)  # claims.build.NotRunnable: id, source, quote, reason
 
     @property
     def looks(self) -> list[tuple[int, ...]]:
@@ -117,7 +118,8 @@ def _distinct(values: Sequence[Any]) -> str:
     return " + ".join(seen)
 
 
-def build_report(scheduler: Scheduler, *, pilot: PilotResult | None = None, alpha_family: float = 0.05) -> SuiteReport:
+def build_report(scheduler: Scheduler, *, pilot: PilotResult | None = None, alpha_family: float = 0.05,
+                 not_runnable: Sequence[Any] = ()) -> SuiteReport:
     """Gather a finished scheduler's claims, decisions, runs and provenance into a report, Holm applied."""
     from tricks.train import device_name, versions
 
@@ -137,6 +139,7 @@ def build_report(scheduler: Scheduler, *, pilot: PilotResult | None = None, alph
         versions=vers or versions(), device=_distinct([r.device for r in runs]) or device_name("cpu"),
         threads=_distinct(sorted({r.threads for r in runs})), dataset=_distinct([r.dataset for r in runs]),
         pilot=pilot, total=scheduler.total_compute(), wall_s=scheduler.wall_s, warnings=list(scheduler.warnings),
+        not_runnable=sorted(not_runnable, key=lambda c: c.id),
     )
 
 
@@ -149,12 +152,16 @@ def comparisons(claim: Any) -> list[Any]:
 
 
 def metric_value(claim: Any, res: RunResult) -> float:
-    """A run's value of the claim's metric: accuracy in percent, any other numeric RunResult field as it is."""
-    name = getattr(claim, "metric", None) or "acc"
-    if name not in _RESULT_FIELDS:
-        name = "acc"
-    value = float(getattr(res, name))
-    return 100.0 * value if name == "acc" else value
+    """A run's value of the claim's metric (final accuracy, accuracy at an epoch, mean accuracy), in percent."""
+    metric = getattr(claim, "metric", None)
+    if hasattr(metric, "value"):
+        return 100.0 * float(metric.value(res))
+    return 100.0 * float(res.acc)
+
+
+def pp(x: float | None) -> float | None:
+    """Accuracy units (the engine's fractions) as percentage points, for display."""
+    return None if x is None else 100.0 * float(x)
 
 
 def per_seed(claim: Any, results: Mapping[str, Mapping[int, RunResult]]) -> list[dict[str, Any]]:
@@ -176,8 +183,6 @@ def noise_floor_pp(report_profile: str, recipe: Recipe | None, acc_pp: float | N
     if recipe is None or acc_pp is None or math.isnan(acc_pp):
         return None
     prof = PROFILES.get(report_profile)
-    if prof is not None and hasattr(prof, "resolve"):
-        prof = prof.resolve(recipe)
     n_test = (prof.test_subset if prof is not None else None) or 10_000  # CIFAR-10's full test set
     p = min(max(acc_pp / 100.0, 0.0), 1.0)
     return 100.0 * math.sqrt(p * (1 - p) / n_test)
@@ -192,9 +197,10 @@ def _fmt(x: Any, nd: int = 2, sign: bool = False) -> str:
 
 
 def _interval(d: Any) -> str:
+    """d̄ [L, U] in pp (mean A for absolute claims, in %)."""
     if d is None or getattr(d, "mean", None) is None:
         return "—"
-    return f"{_fmt(d.mean, sign=True)} [{_fmt(d.lower, sign=True)}, {_fmt(d.upper, sign=True)}]"
+    return f"{_fmt(pp(d.mean), sign=True)} [{_fmt(pp(d.lower), sign=True)}, {_fmt(pp(d.upper), sign=True)}]"
 
 
 def _compute(c: Compute) -> str:
@@ -209,6 +215,11 @@ def _holm(row: ClaimRow) -> str:
 
 def _p(x: Any) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _metric(c: Any) -> str:
+    m = getattr(c, "metric", None)
+    return m.label() if hasattr(m, "label") else str(m or "final_acc")
 
 
 def _n(row: ClaimRow) -> str:
@@ -262,7 +273,7 @@ def rich_table(rep: SuiteReport) -> Any:
     for row in rep.rows:
         c, d = row.claim, row.decision
         style = _STYLE.get(row.verdict, "")
-        t.add_row(c.id, _value(c.form), _fmt(getattr(c, "delta", None), 1), _n(row), _interval(d),
+        t.add_row(c.id, _value(c.form), _fmt(pp(getattr(c, "delta", None)), 1), _n(row), _interval(d),
                   f"[{style}]{row.verdict}[/]\n{row.reason}" if style else f"{row.verdict}\n{row.reason}",
                   _holm(row), _p(getattr(d, "p_a_gt_b", None)), _compute(row.compute), rep.profile)
     return t
@@ -278,6 +289,8 @@ def print_report(rep: SuiteReport, console: Any = None) -> None:
     for w in rep.warnings:
         console.print(f"warning: {w}", style="yellow", markup=False)
     console.print(rich_table(rep))
+    for c in rep.not_runnable:
+        console.print(f"not runnable here: {c.id}: {c.reason}", markup=False, highlight=False)
 
 
 # ------------------------------------------------------------------------------------------------ markdown
@@ -300,17 +313,22 @@ def summary_markdown(rep: SuiteReport) -> str:
     ]
     for row in rep.rows:
         c, d = row.claim, row.decision
-        lines.append(f"| {c.id} | {_value(c.form)} | {_fmt(getattr(c, 'delta', None), 1)} | {_n(row)} | "
+        lines.append(f"| {c.id} | {_value(c.form)} | {_fmt(pp(getattr(c, 'delta', None)), 1)} | {_n(row)} | "
                      f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
                      f"{_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {rep.profile} |")
+    if rep.not_runnable:
+        lines += ["", f"Not runnable here ({len(rep.not_runnable)}): "
+                  + "; ".join(f"**{c.id}** ({_md_escape(c.reason)})" for c in rep.not_runnable)]
     return "\n".join(lines) + "\n"
 
 
 def _card(rep: SuiteReport, row: ClaimRow, plot: str | None) -> list[str]:
     c, d = row.claim, row.decision
     out = [f"### {c.id}: {row.verdict}", "", f"> {_md_escape(c.quote)}", "", f"— {_md_escape(c.source)}", ""]
-    out.append(f"Form {_value(c.form)}, Δ = {_fmt(getattr(c, 'delta', None), 1)} pp, α = {c.alpha}, looks at "
-               f"{', '.join(map(str, c.looks))}; profile **{rep.profile}**.")
+    out.append(f"Form {_value(c.form)}, Δ = {_fmt(pp(getattr(c, 'delta', None)), 1)} pp, α = {c.alpha}, looks at "
+               f"{', '.join(map(str, c.looks))}; metric {_metric(c)}; profile **{rep.profile}**.")
+    if getattr(c, "offset", 0.0):
+        out[-1] += f" Magnitude claim: the rules apply to A − B − {_fmt(pp(c.offset), 1)} pp."
     if getattr(c, "expected", None) is not None:
         out[-1] += f" Pinned expectation: {_value(c.expected)}."
     if getattr(c, "note", ""):
@@ -341,7 +359,7 @@ def _card(rep: SuiteReport, row: ClaimRow, plot: str | None) -> list[str]:
             out += [f"| {r['seed']} | {_fmt(r['a'])} | {_fmt(r['b'])} | {_fmt(r['d'], sign=True)} |" for r in rows]
         else:
             out += [f"{title}per seed, {rep.profile} profile (accuracy %): A = `{a_name}`, threshold "
-                    f"{_fmt(getattr(part, 'threshold', None))}", "", "| seed | A |", "| ---: | ---: |"]
+                    f"{_fmt(pp(getattr(part, 'threshold', None)))}", "", "| seed | A |", "| ---: | ---: |"]
             out += [f"| {r['seed']} | {_fmt(r['a'])} |" for r in rows]
         out.append("")
     if plot:
@@ -396,8 +414,10 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
             })
         claims.append({
             "id": c.id, "key": c.key, "source": c.source, "quote": c.quote, "form": _value(c.form),
-            "delta": getattr(c, "delta", None), "metric": getattr(c, "metric", None), "alpha": c.alpha,
+            "delta": getattr(c, "delta", None), "metric": _metric(c), "alpha": c.alpha,
             "looks": list(c.looks), "threshold": getattr(c, "threshold", None),
+            "offset": getattr(c, "offset", 0.0), "paper_only": getattr(c, "paper_only", False),
+            "note": getattr(c, "note", ""),
             "expected": None if getattr(c, "expected", None) is None else _value(c.expected),
             "a": None if c.a is None else c.a.key, "b": None if c.b is None else c.b.key,
             "parts": [{"id": p.id, "a": None if p.a is None else p.a.key, "b": None if p.b is None else p.b.key,
@@ -415,6 +435,8 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
         "versions": rep.versions, "device": rep.device, "threads": rep.threads, "dataset": rep.dataset,
         "pilot": None if rep.pilot is None else rep.pilot.to_dict(), "total_compute": rep.total.to_dict(),
         "wall_s": rep.wall_s, "holding": rep.holding, "warnings": rep.warnings, "claims": claims,
+        "not_runnable": [{"id": c.id, "source": c.source, "quote": c.quote, "reason": c.reason}
+                         for c in rep.not_runnable],
     })
 
 
@@ -446,7 +468,7 @@ def plot_claim(rep: SuiteReport, row: ClaimRow, path: Path) -> Path | None:
             xs = [r["seed"] for r in rows]
             ax_seed.plot(xs, [r["a"] for r in rows], "o", color="tab:blue")
             if getattr(part, "threshold", None) is not None:
-                ax_seed.axhline(part.threshold, color="tab:red", ls="--", lw=1, label="threshold")
+                ax_seed.axhline(pp(part.threshold), color="tab:red", ls="--", lw=1, label="threshold")
                 ax_seed.legend(fontsize=7)
             ax_seed.set_xlabel("seed")
         ax_seed.set_ylabel(f"accuracy % ({rep.profile})")
@@ -454,24 +476,25 @@ def plot_claim(rep: SuiteReport, row: ClaimRow, path: Path) -> Path | None:
 
         dd = d.parts[parts.index(part)] if d is not None and part is not row.claim and len(d.parts or ()) == \
             len(parts) else d
-        delta = getattr(part, "delta", None)
+        delta, centre = pp(getattr(part, "delta", None)), pp(getattr(part, "offset", 0.0)) or 0.0
         if part.b is not None:
-            for x in (0.0,):
-                ax_int.axvline(x, color="black", lw=1)
+            ax_int.axvline(0.0, color="black", lw=1)
             if delta:
-                ax_int.axvspan(-delta, delta, color="tab:orange", alpha=0.12, label=f"±Δ = {delta} pp")
-                for x in (-delta, delta):
+                ax_int.axvspan(centre - delta, centre + delta, color="tab:orange", alpha=0.12,
+                               label=f"{'offset ' if centre else ''}±Δ = {delta:g} pp")
+                for x in (centre - delta, centre + delta):
                     ax_int.axvline(x, color="tab:orange", ls="--", lw=1)
             means = [r["b"] for r in rows if r["b"] is not None]
             nf = noise_floor_pp(rep.profile, part.b, sum(means) / len(means) if means else None)
             if nf:
                 ax_int.axvspan(-nf, nf, color="grey", alpha=0.25, label=f"noise floor ±{nf:.2f} pp")
         elif getattr(part, "threshold", None) is not None:
-            ax_int.axvline(part.threshold, color="tab:red", ls="--", lw=1, label="threshold")
+            ax_int.axvline(pp(part.threshold), color="tab:red", ls="--", lw=1, label="threshold")
         if dd is not None and getattr(dd, "mean", None) is not None and not math.isnan(dd.mean):
-            lo = dd.lower if dd.lower is not None and math.isfinite(dd.lower) else dd.mean
-            hi = dd.upper if dd.upper is not None and math.isfinite(dd.upper) else dd.mean
-            ax_int.errorbar([dd.mean], [0], xerr=[[dd.mean - lo], [hi - dd.mean]], fmt="o", color="tab:blue",
+            mean = pp(dd.mean)
+            lo = pp(dd.lower) if dd.lower is not None and math.isfinite(dd.lower) else mean
+            hi = pp(dd.upper) if dd.upper is not None and math.isfinite(dd.upper) else mean
+            ax_int.errorbar([mean], [0], xerr=[[mean - lo], [hi - mean]], fmt="o", color="tab:blue",
                             capsize=5, label=f"d̄ with one-sided bounds, n = {dd.n}")
         ax_int.set_yticks([])
         ax_int.set_xlabel(f"{'A − B' if part.b is not None else 'mean A'} (pp, {rep.profile} profile)")

@@ -379,13 +379,16 @@ class Scheduler:
 
     def run(self) -> dict[str, Any]:
         """Rounds of looks until every claim is final; returns the decisions by claim id."""
-        from claims.spec import claim_needs_runs
+        from claims.spec import claim_needs_runs, judge_off_profile, off_profile
         from claims.spec import judge as spec_judge
 
         judge = self.judge or spec_judge
         t0 = time.perf_counter()
         for st in self.states.values():
-            if not claim_needs_runs(st.claim, self.device_has_gpu):
+            why = off_profile(st.claim, self.profile, self.device_has_gpu)
+            if why is not None:
+                st.decision, st.done = judge_off_profile(st.claim, why), True
+            elif not claim_needs_runs(st.claim, self.device_has_gpu, self.profile):
                 st.decision = judge(st.claim, {}, last_look=True, device_has_gpu=self.device_has_gpu,
                                     sigma_d_pilot=self.sigma_d_pilot)
                 st.done = True

@@ -23,10 +23,11 @@ from typing import Any
 import numpy as np
 
 from claims import stats
-from tricks.train import Recipe, RunResult
+from tricks.train import PROFILES, Recipe, RunResult
 
 CHANCE_ACC = 0.11  # 10 classes: a final accuracy at or below this is a diverged run
 SEED_SEARCH_BUDGET = 100_000  # seeds_needed looks this far before it gives up
+PAPER_PROFILE = "paper"  # the profile that trains the published recipes exactly
 
 
 class Form(str, Enum):
@@ -133,6 +134,8 @@ class Claim:
     parts: tuple[Claim, ...] = ()  # COMPOUND: intersection-union of these (each at alpha, no correction)
     expected: Verdict | None = None  # a pinned expected verdict (the test fails if the engine disagrees)
     note: str = ""  # bugs of the original, confounds, what the arm really tests
+    offset: float = 0.0  # paired forms: the rules apply to d - offset (a magnitude claim "A - B ≈ 14 pp")
+    paper_only: bool = False  # a published number: judged only under the paper profile (scaled runs cannot tell)
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -197,6 +200,10 @@ class Claim:
                 raise ValueError(f"{who}: time_limit_s must be positive, not {self.time_limit_s}")
         elif self.threshold is not None or self.time_limit_s is not None:
             raise ValueError(f"{who}: threshold and time_limit_s belong to absolute claims only")
+        if self.offset and form not in _PAIRED:
+            raise ValueError(f"{who}: an offset shifts paired differences, so a {form.value} claim takes none")
+        if not -1 < self.offset < 1:
+            raise ValueError(f"{who}: offset {self.offset} must lie in (-1, 1) (accuracy units)")
 
     @property
     def key(self) -> str:
@@ -229,13 +236,38 @@ def _canonical(x: Any) -> Any:
     return x
 
 
-def claim_needs_runs(claim: Claim, device_has_gpu: bool) -> bool:
-    """False when no run can inform the claim here: it needs a GPU and the device has none."""
+def claim_needs_runs(claim: Claim, device_has_gpu: bool, profile: str | None = None) -> bool:
+    """False when no run can inform the claim here: it needs a GPU and the device has none, or `profile` (when
+    given) cannot test it (see `off_profile`)."""
     if claim.needs_gpu and not device_has_gpu:
         return False
+    if off_profile(claim, profile, device_has_gpu) is not None:
+        return False
     if claim.form is Form.COMPOUND:
-        return any(claim_needs_runs(p, device_has_gpu) for p in claim.parts)
+        return any(claim_needs_runs(p, device_has_gpu, profile) for p in claim.parts)
     return True
+
+
+def off_profile(claim: Claim, profile: str | None, device_has_gpu: bool = False) -> str | None:
+    """Why `profile` cannot test the claim on this device, or None: a published number under a scaled profile, or
+    a heavy arm (ResNet9-sized, or K-means features) under a scaled profile without a GPU: on a CPU such runs take
+    hours at full size and learn nothing at a scaled size."""
+    if profile is None:
+        return None
+    if claim.paper_only and profile != PAPER_PROFILE:
+        return (f"a published number: judged only under the {PAPER_PROFILE} profile, and runs scaled by the "
+                f"{profile} profile cannot tell; no run was made")
+    prof = PROFILES.get(profile)
+    heavy = [r.name or r.key[:12] for r in claim.recipes() if r.heavy]
+    if heavy and prof is not None and prof.cpu_skips_heavy and not device_has_gpu:
+        return (f"needs a GPU under the {profile} profile: {heavy[0]} is a heavy recipe, too slow for a CPU at full "
+                f"size and uninformative at the profile's size; run it on a GPU, or with --profile {PAPER_PROFILE}")
+    return None
+
+
+def judge_off_profile(claim: Claim, reason: str) -> Decision:
+    """The final INCONCLUSIVE of a claim its profile cannot test here (`off_profile`'s reason): no run is made."""
+    return _bare(claim, Verdict.INCONCLUSIVE, reason, final=True)
 
 
 def next_look(claim: Claim, n_done: int) -> int | None:
@@ -263,7 +295,7 @@ class Decision:
     verdict: Verdict
     reason: str  # one sentence, e.g. "L = +1.20 pp > 0 at n = 5"
     n: int
-    mean: float | None  # d̄ (paired forms) or mean of A (absolute), at the look that decided
+    mean: float | None  # d̄ = mean(A - B) (paired forms; not shifted by an offset) or mean of A (absolute)
     lower: float | None  # one-sided (1 - α′) bounds at that look
     upper: float | None
     alpha_look: float | None  # α′, the per-look level of the claim's design
@@ -440,7 +472,7 @@ def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot
     va = np.array([claim.metric.value(a_runs[s]) for s in seeds])
     if rb is not None:
         b_runs = arms[1][1]
-        x = va - np.array([claim.metric.value(b_runs[s]) for s in seeds])
+        x = va - np.array([claim.metric.value(b_runs[s]) for s in seeds]) - claim.offset
     else:
         x = va
     wall = None
@@ -489,7 +521,7 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, n: int, m: int
     """The Decision at look m (m <= n seeds) with its statistics and a reason; `exact`: a verdict by the parameter
     rule, not the t interval, so it cannot be fragile."""
     alpha_look = stats.pocock_alpha(claim.looks, claim.alpha)
-    mean, lower, upper = stats.paired_bounds(x[:m], alpha_look)
+    mean, lower, upper = stats.paired_bounds(x[:m], alpha_look)  # of d - offset, as the rules read them
     support, refute = _rules(claim, x, wall)
     sf_support_p = [t.sign_flip_p(m) for t in support]
     sf_p = max(sf_support_p)
@@ -509,11 +541,12 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, n: int, m: int
     if reason is None:
         reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, seeds_needed, last_look, x, params)
     final = verdict is not Verdict.INCONCLUSIVE or last_look
+    off = claim.offset  # the Decision reports d itself: d̄ and its bounds with the offset added back
     return Decision(
-        claim_id=claim.id, verdict=verdict, reason=reason, n=m, mean=mean, lower=lower, upper=upper,
-        alpha_look=alpha_look, sign_flip_p=sf_p, fragile=sf_verdict is not verdict and not exact,
-        p_a_gt_b=stats.prob_a_gt_b(x[:m]) if paired else None, p_seq=p_seq, seeds_needed=seeds_needed, final=final,
-        **params,
+        claim_id=claim.id, verdict=verdict, reason=reason, n=m, mean=mean + off, lower=lower + off,
+        upper=upper + off, alpha_look=alpha_look, sign_flip_p=sf_p, fragile=sf_verdict is not verdict and not exact,
+        p_a_gt_b=stats.prob_a_gt_b(x[:m] + off) if paired else None, p_seq=p_seq, seeds_needed=seeds_needed,
+        final=final, **params,
     )
 
 
@@ -523,6 +556,8 @@ def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, 
     f, delta = claim.form, claim.delta
     at = f"at n = {m}"
     prefix = f"A uses {params['params_a']:,} < {params['params_b']:,} parameters and " if f is Form.FEWER_PARAMS else ""
+    if claim.offset:
+        at = f"for d − {_pp(claim.offset, False)} {at}"
     if f is Form.ABSOLUTE:
         thr = claim.threshold
         time_part = ""

@@ -35,7 +35,7 @@ from tricks.apply import (
     verdict_text,
 )
 from tricks.registry import TrickError
-from tricks.train import Phase, Recipe, RunResult, TrickUse, kw
+from tricks.train import Phase, Recipe, RunResult, TrickUse, kw, run_version
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -346,11 +346,11 @@ def test_runs_are_shared_with_the_claims_suites_store_both_ways(env, tiny, sourc
     res = cli(*tiny_args(tiny, source, store_path, "--seed", "4"), env=env)
     assert res.returncode == 0, res.stderr
     store = RunStore(store_path)
-    mine = store.get(recipe.key, 4, "smoke")
+    digest = load_cifar10(str(source)).digest
+    mine = store.get(recipe.key, 4, "smoke", run_version(digest))  # the suite's key: code and dataset versions
     assert mine is not None and mine.seed == 4
 
     # a run "the suite" stored (seed 5, made-up numbers): the command line must show it, not train it
-    digest = load_cifar10(str(source)).digest
     theirs = replace(mine, seed=5, acc=0.4242, wall_s=123.0, dataset=f"suite copy (sha256 {digest[:12]})")
     store.put(theirs, recipe)
     out = tmp_path / "out.json"
@@ -391,7 +391,9 @@ def test_a_diverged_run_exits_1_and_is_kept_in_the_store_and_json(env, tiny, sou
     recipe = load_recipe(str(tiny))
     recipe = replace(rescale_epochs(recipe, 1), phases=tuple(replace(p, lr=1e30) for p in rescale_epochs(recipe, 1)
                                                              .phases))
-    kept = RunStore(store).get(recipe.key, 0, "smoke")
+    from tricks.data import load_cifar10
+
+    kept = RunStore(store).get(recipe.key, 0, "smoke", run_version(load_cifar10(str(source)).digest))
     assert kept is not None and kept.diverged
 
 

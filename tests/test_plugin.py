@@ -102,7 +102,7 @@ from claims.spec import Claim, Form, Verdict
 from tests.claims_example.fake import fake_recipe
 
 SUBTLE = Claim(id="EX-7", source="example", quote="A one-point gain.", form=Form.SUPERIORITY,
-               a=fake_recipe("subtle", 0.01, jitter=0.03), b=fake_recipe("base"), delta=1.0, metric="acc",
+               a=fake_recipe("subtle", 0.01, jitter=0.03), b=fake_recipe("base"), delta=0.01, metric="acc",
                alpha=0.05, expected=Verdict.SUPPORTED)
 
 @pytest.mark.claims(SUBTLE)
@@ -122,7 +122,7 @@ from claims.spec import Claim, Form
 from tests.claims_example.fake import fake_recipe
 
 CLAIM = Claim(id="EX-8", source="example", quote="Five points.", form=Form.SUPERIORITY,
-              a=fake_recipe("trick", 0.05), b=fake_recipe("base", fail_seeds=(1001,)), delta=1.0, metric="acc",
+              a=fake_recipe("trick", 0.05), b=fake_recipe("base", fail_seeds=(1001,)), delta=0.01, metric="acc",
               alpha=0.05)
 
 @pytest.mark.claims(CLAIM)
@@ -153,3 +153,82 @@ def test_a_bad_option_is_one_clear_sentence_and_a_non_zero_exit(suite):
                                         "--report-dir", str(suite.path / "reports"), "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"claims: run store {folder} is a folder" in result.stdout.str() + result.stderr.str()
+
+
+# ---------------------------------------------------------------------------------------------- not runnable here
+
+
+def test_not_runnable_entries_are_printed_and_written_to_the_report_even_when_their_tests_skip(suite):
+    suite.makepyfile(test_not_runnable=(EXAMPLES / "example_not_runnable.py").read_text())
+    result = _run(suite, "--workers", "0", "--pilot-seeds", "0")
+    result.assert_outcomes(passed=2, skipped=3)
+    out = result.stdout.str()
+    printed = [line for line in out.splitlines() if line.startswith("not runnable here: ")]
+    assert printed == ["not runnable here: NR-1: a mechanism statement with no measurable form",
+                       "not runnable here: NR-2: needs CIFAR-100, which this suite does not load",
+                       "not runnable here: NR-3: reason 3", "not runnable here: NR-4: reason 4"]
+    assert "the report could not be written" not in out, out
+    (report_dir,) = [p for p in (suite.path / "reports").iterdir() if p.name != "latest"]
+    assert "Not runnable here (4): **NR-1** (a mechanism statement" in (report_dir / "summary.md").read_text()
+    data = json.loads((report_dir / "report.json").read_text())
+    assert [c["id"] for c in data["claims"]] == ["NR-0"]
+    assert data["not_runnable"][1] == {"id": "NR-2", "source": "example document, table 3",
+                                       "quote": "The trick also helps on CIFAR-100.",
+                                       "reason": "needs CIFAR-100, which this suite does not load"}
+    assert [c["id"] for c in data["not_runnable"]] == ["NR-1", "NR-2", "NR-3", "NR-4"]
+
+
+def test_a_deselected_not_runnable_entry_is_left_out(suite):
+    suite.makepyfile(test_not_runnable=(EXAMPLES / "example_not_runnable.py").read_text())
+    result = _run(suite, "--workers", "0", "--pilot-seeds", "0", "-k", "not NR-3 and not nr2")
+    result.assert_outcomes(passed=2, skipped=1, deselected=2)
+    printed = [line.split(":")[1].strip() for line in result.stdout.str().splitlines()
+               if line.startswith("not runnable here: ")]
+    assert printed == ["NR-1", "NR-4"]
+
+
+# ---------------------------------------------------------------------------------------------- the profile's seed cap
+
+CAPPED = """
+import pytest
+from claims.spec import Claim, Form, Verdict
+from tests.claims_example.fake import fake_recipe
+
+BASE = fake_recipe("base")
+NOISY = Claim(id="EX-9", source="example", quote="A noisy arm beats the baseline.", form=Form.SUPERIORITY,
+              a=fake_recipe("noisy", 0.0, jitter=0.05), b=BASE, delta=0.01, metric="acc", alpha=0.05)
+PINNED = Claim(id="EX-10", source="example", quote="A one-point gain.", form=Form.SUPERIORITY,
+               a=fake_recipe("subtle", 0.01, jitter=0.03), b=BASE, delta=0.01, metric="acc", alpha=0.05,
+               expected=Verdict.SUPPORTED)
+
+@pytest.mark.claims(NOISY)
+def test_ex9(claim_decision):
+    assert claim_decision.final
+
+@pytest.mark.claims(PINNED)
+def test_ex10(claim_decision):
+    pass
+"""
+
+
+def test_the_profiles_seed_cap_applies_unless_max_seeds_is_given(suite):
+    # the profile's cap, set here to 6 (looks 3 and 5) so that it cannot be mistaken for a default of the plugin
+    suite.makeconftest("import dataclasses\n"
+                       "from tricks.train import PROFILES\n"
+                       "PROFILES['smoke'] = dataclasses.replace(PROFILES['smoke'], max_seeds=6)\n"
+                       "from claims.plugin import *  # noqa: F403\n")
+    suite.makepyfile(test_capped=CAPPED)
+    noisy = fake_recipe("noisy", 0.0, jitter=0.05)
+    result = _run(suite, "--workers", "0", "--pilot-seeds", "0", "-rPx")
+    result.assert_outcomes(passed=1, xfailed=1)
+    out = result.stdout.str()
+    assert "EX-9: INCONCLUSIVE (smoke profile, n = 5)" in out
+    assert "seed budget capped at 6" in out  # the pinned verdict missed because of the profile's cap: an xfail
+    assert sorted(s for k, s in _calls(suite) if k == noisy.key) == [0, 1, 2, 3, 4]
+
+    (suite.path / "calls.log").unlink()
+    result = _run(suite, "--workers", "0", "--pilot-seeds", "0", "-rPx", "--max-seeds", "8")
+    out = result.stdout.str()
+    assert "EX-9: INCONCLUSIVE (smoke profile, n = 8)" in out
+    assert "seed budget capped at 8" in out or "EX-10" not in out
+    assert sorted(s for k, s in _calls(suite) if k == noisy.key) == [5, 6, 7]  # seeds 0-4 come from the store

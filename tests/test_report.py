@@ -9,11 +9,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from claims.build import NotRunnable
 from claims.report import (
     build_report,
     holm_status,
     main,
     print_report,
+    report_json,
+    report_markdown,
     spec_hash,
     summary_markdown,
     write_readme_summary,
@@ -31,9 +34,9 @@ def _claims():
 
     base = fake_recipe("base")
     big = Claim(id="R-1", source="Doc 9, table 2", quote="The trick | adds five points.", form=Form.SUPERIORITY,
-                a=fake_recipe("trick", 0.05), b=base, delta=1.0, metric="acc", alpha=0.05)
+                a=fake_recipe("trick", 0.05), b=base, delta=0.01, metric="acc", alpha=0.05)
     aa = Claim(id="R-2", source="Doc 9, text", quote="Renaming the baseline changes nothing.",
-               form=Form.EQUIVALENCE, a=fake_recipe("renamed"), b=base, delta=1.0, metric="acc", alpha=0.05)
+               form=Form.EQUIVALENCE, a=fake_recipe("renamed"), b=base, delta=0.01, metric="acc", alpha=0.05)
     return [big, aa], base
 
 
@@ -53,7 +56,7 @@ def test_spec_hash_is_stable_and_changes_with_any_claim():
 
     claims, _ = _claims()
     assert spec_hash(claims) == spec_hash(list(reversed(claims)))
-    assert spec_hash(claims) != spec_hash([replace(claims[0], delta=2.0), claims[1]])
+    assert spec_hash(claims) != spec_hash([replace(claims[0], delta=0.02), claims[1]])
 
 
 def test_holm_keeps_only_the_claims_that_survive_the_step_down():
@@ -150,10 +153,10 @@ def test_a_compound_claim_gets_a_table_and_a_plot_row_per_part(tmp_path):
     from claims.spec import Claim, Decision, Form, Verdict
 
     base, wide, res = fake_recipe("base"), fake_recipe("wide", 0.01, params=5000), fake_recipe("res", 0.05, params=900)
-    parts = tuple(Claim(id=f"P-{i}", source="doc", quote="part", form=Form.SUPERIORITY, a=res, b=b, delta=1.0,
+    parts = tuple(Claim(id=f"P-{i}", source="doc", quote="part", form=Form.SUPERIORITY, a=res, b=b, delta=0.01,
                         metric="acc", alpha=0.05) for i, b in enumerate((base, wide)))
     compound = Claim(id="P", source="Doc 1", quote="Residual beats wider with fewer parameters.", form=Form.COMPOUND,
-                     a=None, b=None, delta=1.0, metric="acc", alpha=0.05, parts=parts)
+                     a=None, b=None, delta=0.01, metric="acc", alpha=0.05, parts=parts)
 
     def judge(claim, results, **kw):
         def dec(cid, **more):
@@ -174,3 +177,69 @@ def test_a_compound_claim_gets_a_table_and_a_plot_row_per_part(tmp_path):
     assert [p["id"] for p in claim["parts"]] == ["P-0", "P-1"] and len(claim["parts"][1]["per_seed"]) == 3
     assert {a["recipe_name"] for a in claim["arms"]} == {"fake/base", "fake/wide", "fake/res"}
     assert (out / "plots" / "P.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------------------------------------- not runnable here
+
+NOT_RUNNABLE = [
+    NotRunnable("N-2", "Doc 9, table 5", "The trick also helps on CIFAR-100.", "needs CIFAR-100 [not loaded here]"),
+    NotRunnable("N-1", "Doc 9, text", "BatchNorm smooths the loss landscape.", "a mechanism | with no measurable form"),
+]
+
+
+def _console_text(rep) -> str:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    print_report(rep, Console(file=buf, width=200))
+    return buf.getvalue()
+
+
+def test_not_runnable_claims_are_listed_by_id_with_their_reason_in_the_markdown(report):
+    _, sched, _ = report
+    rep = build_report(sched, not_runnable=NOT_RUNNABLE)
+    assert [c.id for c in rep.not_runnable] == ["N-1", "N-2"]  # sorted by id
+    expected = ("Not runnable here (2): **N-1** (a mechanism \\| with no measurable form); "
+                "**N-2** (needs CIFAR-100 [not loaded here])")
+    summary = summary_markdown(rep)
+    assert expected in summary.splitlines()
+    assert summary.index("| R-2 |") < summary.index("Not runnable here")  # after the claims table
+    assert expected in report_markdown(rep)
+    assert [r.claim.id for r in rep.rows] == ["R-1", "R-2"]  # listed beside the judged claims, not among them
+
+
+def test_not_runnable_claims_are_printed_after_the_table(report):
+    _, sched, _ = report
+    text = _console_text(build_report(sched, not_runnable=NOT_RUNNABLE))
+    first = text.index("not runnable here: N-1: a mechanism | with no measurable form")
+    second = text.index("not runnable here: N-2: needs CIFAR-100 [not loaded here]")  # no rich markup applied
+    assert text.index("R-2") < first < second
+
+
+def test_not_runnable_claims_go_into_report_json_with_source_quote_and_reason(tmp_path):
+    # a suite of not-runnable entries only, so that the JSON does not depend on how judged claims are written
+    sched = Scheduler([], RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), "smoke",
+                      progress=False)
+    sched.run()
+    data = json.loads(json.dumps(report_json(build_report(sched, not_runnable=NOT_RUNNABLE))))
+    assert data["claims"] == []
+    assert data["not_runnable"] == [
+        {"id": "N-1", "source": "Doc 9, text", "quote": "BatchNorm smooths the loss landscape.",
+         "reason": "a mechanism | with no measurable form"},
+        {"id": "N-2", "source": "Doc 9, table 5", "quote": "The trick also helps on CIFAR-100.",
+         "reason": "needs CIFAR-100 [not loaded here]"},
+    ]
+    out = write_report(build_report(sched, not_runnable=NOT_RUNNABLE[:1]), tmp_path / "reports")
+    assert [c["id"] for c in json.loads((out / "report.json").read_text())["not_runnable"]] == ["N-2"]
+    assert "Not runnable here (1): **N-2**" in (out / "summary.md").read_text()
+
+
+def test_a_report_without_not_runnable_claims_says_nothing_about_them(report, tmp_path):
+    _, sched, _ = report
+    rep = build_report(sched)
+    assert rep.not_runnable == []
+    assert "Not runnable" not in summary_markdown(rep) and "not runnable" not in _console_text(rep)
+    empty = Scheduler([], RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), "smoke",
+                      progress=False)
+    empty.run()
+    assert report_json(build_report(empty))["not_runnable"] == []

@@ -150,7 +150,7 @@ def _claim(cid: str, a, b, form: str = "SUPERIORITY", **kw):
     spec = pytest.importorskip("claims.spec", reason="claims/spec.py (Claim, judge) has not landed yet")
     Claim, Form = spec.Claim, spec.Form
     return Claim(id=cid, source="test", quote=f"{cid} holds", form=Form[form], a=a, b=b,
-                 **{"delta": 1.0, "metric": "acc", "alpha": 0.05, **kw})
+                 **{"delta": 0.01, "metric": "acc", "alpha": 0.05, **kw})
 
 
 class ScriptedJudge:
@@ -187,11 +187,11 @@ def call_log(tmp_path, monkeypatch) -> Path:
     return log
 
 
-def _scheduler(tmp_path, claims, **kw):
+def _scheduler(tmp_path, claims, profile: str = "smoke", **kw):
     from claims.schedule import Scheduler
 
     kw = {"progress": False, "poll_s": 0.05, **kw}
-    return Scheduler(claims, RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), "smoke", **kw)
+    return Scheduler(claims, RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), profile, **kw)
 
 
 def test_a_baseline_shared_by_several_claims_trains_once_per_seed(tmp_path, call_log):
@@ -265,7 +265,7 @@ def test_a_failed_run_is_an_error_for_the_claims_that_need_it_only(tmp_path, cal
 
 
 def test_a_gpu_only_claim_is_judged_without_runs_on_a_cpu(tmp_path, call_log):
-    gpu = _claim("gpu", fake_recipe("resnet9"), None, form="ABSOLUTE", threshold=90.0, needs_gpu=True)
+    gpu = _claim("gpu", fake_recipe("resnet9"), None, form="ABSOLUTE", threshold=0.90, needs_gpu=True)
     calls: list[str] = []
 
     def judge(claim, results, **kw):
@@ -334,3 +334,49 @@ def test_the_pilot_judges_a_against_itself_and_runs_once_per_store(tmp_path, cal
     again = pilot(base, store, ex, "smoke", n=5)
     assert again == p and sum(_calls(call_log).values()) == 11
     assert store.count("smoke") == 10  # the repeat is compared, not stored
+
+
+def _profiles_trained(log: Path, recipe) -> set[str]:
+    """The profiles under which the fake run function trained `recipe` (the log's third field)."""
+    if not log.exists():
+        return set()
+    return {line.split()[2] for line in log.read_text().splitlines() if line.split()[0] == recipe.key}
+
+
+def test_a_paper_only_claim_under_a_scaled_profile_gets_no_runs_and_a_final_inconclusive(tmp_path, call_log):
+    base, paper_arm, arm = fake_recipe("base"), fake_recipe("published", 0.14), fake_recipe("arm", 0.05)
+    claims = [_claim("paper", paper_arm, base, paper_only=True), _claim("plain", arm, base)]
+    judge = ScriptedJudge({"plain": 3}, underpowered=frozenset({"paper"}))
+    decisions = _scheduler(tmp_path, claims, judge=judge, sigma_d_pilot=0.01).run()
+    d = decisions["paper"]
+    assert d.verdict.value == "INCONCLUSIVE" and d.final and d.n == 0
+    assert "smoke profile" in d.reason and "no run was made" in d.reason
+    assert not any(cid == "paper" for cid, _, _ in judge.calls)  # decided before the judge or the pilot prediction
+    calls = _calls(call_log)
+    assert not any(k == paper_arm.key for k, _ in calls)
+    assert sorted(s for k, s in calls if k == base.key) == [0, 1, 2]  # the plain claim still runs its baseline
+    assert decisions["plain"].verdict.value == "SUPPORTED"
+
+
+def test_a_paper_only_claim_is_run_and_judged_under_the_paper_profile(tmp_path, call_log):
+    base, paper_arm = fake_recipe("base"), fake_recipe("published", 0.05)
+    judge = ScriptedJudge({"paper": 3})
+    decisions = _scheduler(tmp_path, [_claim("paper", paper_arm, base, paper_only=True)], profile="paper",
+                           judge=judge).run()
+    assert decisions["paper"].verdict.value == "SUPPORTED" and decisions["paper"].n == 3
+    assert judge.calls == [("paper", 3, False)]
+    assert sorted(s for k, s in _calls(call_log) if k == paper_arm.key) == [0, 1, 2]
+    assert _profiles_trained(call_log, paper_arm) == {"paper"}
+
+
+def test_a_heavy_arm_under_a_scaled_profile_is_run_only_on_a_gpu(tmp_path, call_log):
+    from dataclasses import replace
+
+    base, heavy = fake_recipe("base"), replace(fake_recipe("resnet9-like", 0.05), heavy=True)
+    cpu = _scheduler(tmp_path, [_claim("heavy", heavy, base)], judge=ScriptedJudge({"heavy": 3})).run()
+    assert cpu["heavy"].verdict.value == "INCONCLUSIVE" and cpu["heavy"].final and cpu["heavy"].n == 0
+    assert cpu["heavy"].reason.startswith("needs a GPU under the smoke profile")
+    assert not call_log.exists()
+    gpu = _scheduler(tmp_path, [_claim("heavy", heavy, base)], judge=ScriptedJudge({"heavy": 3}),
+                     device_has_gpu=True).run()
+    assert gpu["heavy"].verdict.value == "SUPPORTED" and sum(1 for k, _ in _calls(call_log) if k == heavy.key) == 3

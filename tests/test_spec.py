@@ -22,10 +22,12 @@ from claims.spec import (
     Verdict,
     claim_needs_runs,
     judge,
+    judge_off_profile,
     margin_ok,
     next_look,
+    off_profile,
 )
-from tricks.train import Recipe, RunResult, kw
+from tricks.train import PROFILES, Recipe, RunResult, kw
 
 ROOT = Path(__file__).resolve().parents[1]
 A, B, C = (Recipe("toy", kw(width=w), name=f"toy/{w}") for w in (8, 16, 32))
@@ -400,3 +402,129 @@ def test_the_claim_key_is_the_same_in_another_process():
                          env={"PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"})
     here = f"{claim(Form.EQUIVALENCE, note='n').key} {_compound(claim(id='a'), claim(id='b')).key}"
     assert out.stdout.split() == here.split()
+
+
+# ---------------------------------------------------------------------------------------------- offset (magnitude)
+
+
+def test_an_equivalence_claim_with_an_offset_is_supported_when_the_differences_sit_at_the_offset():
+    c = claim(Form.EQUIVALENCE, offset=0.14, delta=0.02, quote="A beats B by about 14 points.")
+    dec = judge(c, paired([0.141, 0.139, 0.140]), last_look=False)
+    assert dec.verdict is Verdict.SUPPORTED and dec.final and dec.n == 3
+    assert dec.mean == pytest.approx(0.14)  # the decision reports d itself; the rules read d - offset
+    assert dec.lower > 0.12 and dec.upper < 0.16
+    assert "for d − 14.00 pp at n = 3" in dec.reason and "inside ±Δ" in dec.reason
+    # the same differences without the offset are far outside ±Δ: the offset is what makes them "equal"
+    assert judge(replace(c, offset=0.0), paired([0.141, 0.139, 0.140]), last_look=False).verdict is Verdict.REFUTED
+
+
+@pytest.mark.parametrize("d,phrase", [
+    ([0.001, -0.001, 0.0005], "< −Δ = -2.00 pp for d − 14.00 pp at n = 3"),  # no gain at all
+    ([0.281, 0.279, 0.280], "> Δ = 2.00 pp for d − 14.00 pp at n = 3"),  # twice the claimed gain
+])
+def test_an_equivalence_claim_with_an_offset_is_refuted_when_the_differences_are_far_from_it(d, phrase):
+    dec = judge(claim(Form.EQUIVALENCE, offset=0.14, delta=0.02), paired(d), last_look=False)
+    assert dec.verdict is Verdict.REFUTED and dec.final
+    assert phrase in dec.reason
+
+
+def test_an_offset_shifts_the_other_paired_forms_too():
+    # "A beats B by more than 3 points": d = +5 pp supports it, d = +3.2 pp (a gain, but not beyond the offset) does not
+    sup = judge(claim(offset=0.03), paired([0.05, 0.051, 0.049]), last_look=False)
+    assert sup.verdict is Verdict.SUPPORTED and "> 0 for d − 3.00 pp at n = 3" in sup.reason
+    assert sup.mean == pytest.approx(0.05)  # d̄ itself, not d̄ - offset
+    ref = judge(claim(offset=0.03), paired([0.032, 0.031, 0.0325]), last_look=False)
+    assert ref.verdict is Verdict.REFUTED and "for d − 3.00 pp" in ref.reason
+    assert judge(claim(), paired([0.032, 0.031, 0.0325]), last_look=False).verdict is Verdict.SUPPORTED
+    # a negative offset: "A loses at most 5 points" as non-inferiority of d + 5 pp
+    ni = judge(claim(Form.NONINFERIORITY, offset=-0.05), paired([-0.04, -0.041, -0.039]), last_look=False)
+    assert ni.verdict is Verdict.SUPPORTED and ni.reason.endswith("for d − -5.00 pp at n = 3")
+    assert judge(claim(Form.NONINFERIORITY), paired([-0.04, -0.041, -0.039]), last_look=False).verdict \
+        is Verdict.REFUTED
+
+
+def test_a_claim_without_an_offset_does_not_mention_one():
+    dec = judge(claim(), paired([0.05, 0.051, 0.049]), last_look=False)
+    assert "d −" not in dec.reason and dec.reason.endswith("> 0 at n = 3")
+
+
+@pytest.mark.parametrize("form,extra", [
+    (Form.ABSOLUTE, {}),
+    (Form.COMPOUND, {"a": None, "b": None, "parts": (claim(id="K-1"), claim(id="K-2", b=C))}),
+])
+def test_an_offset_on_a_claim_that_is_not_paired_is_refused(form, extra):
+    with pytest.raises(ValueError, match=f"claim T-1: an offset shifts paired differences, so a {form.value} claim"):
+        claim(form, offset=0.05, **extra)
+    claim(form, **extra)  # the same claim without the offset is fine
+
+
+@pytest.mark.parametrize("offset", [1.0, -1.0, 1.5, float("nan")])
+def test_an_offset_outside_minus_one_to_one_is_refused(offset):
+    with pytest.raises(ValueError, match=r"claim T-1: offset .* must lie in \(-1, 1\)"):
+        claim(Form.EQUIVALENCE, offset=offset)
+
+
+def test_the_claim_key_changes_with_the_offset_and_paper_only():
+    base = claim(Form.EQUIVALENCE)
+    keys = {base.key, replace(base, offset=0.14).key, replace(base, offset=0.1).key,
+            replace(base, paper_only=True).key}
+    assert len(keys) == 4
+
+
+# ---------------------------------------------------------------------------------------------- paper-only claims
+
+
+def test_a_paper_only_claim_needs_runs_only_under_the_paper_profile_or_when_no_profile_is_given():
+    c = claim(paper_only=True)
+    assert not claim_needs_runs(c, False, "smoke") and not claim_needs_runs(c, True, "default")
+    assert claim_needs_runs(c, False, "paper") and claim_needs_runs(c, False, None) and claim_needs_runs(c, False)
+    plain = claim()
+    assert all(claim_needs_runs(plain, False, p) for p in ("smoke", "default", "paper", None))
+    # a GPU claim on a CPU needs no runs whatever the profile
+    gpu = claim(Form.ABSOLUTE, needs_gpu=True, paper_only=True)
+    assert not claim_needs_runs(gpu, False, "paper") and claim_needs_runs(gpu, True, "paper")
+
+
+def test_off_profile_gives_a_reason_only_for_a_paper_only_claim_under_another_named_profile():
+    c = claim(paper_only=True)
+    for profile in ("smoke", "default"):
+        why = off_profile(c, profile)
+        assert f"scaled by the {profile} profile" in why and "only under the paper profile" in why
+        assert off_profile(c, profile, True) == why  # a GPU does not make a scaled run tell a published number
+    assert off_profile(c, "paper") is None and off_profile(c, None) is None
+    assert off_profile(claim(), "smoke") is None
+
+
+HEAVY = Recipe("toy", kw(width=64), name="toy/heavy", heavy=True)
+
+
+def test_a_heavy_arm_is_off_profile_under_a_scaled_profile_without_a_gpu_only():
+    assert all(PROFILES[p].cpu_skips_heavy for p in ("smoke", "default")) and not PROFILES["paper"].cpu_skips_heavy
+    c = claim(a=HEAVY)
+    why = off_profile(c, "smoke")
+    assert why.startswith("needs a GPU under the smoke profile: toy/heavy ")  # names the heavy arm
+    assert off_profile(c, "smoke", device_has_gpu=True) is None
+    assert off_profile(c, "paper") is None and off_profile(c, None) is None
+    assert off_profile(Claim(id="X", source="s", quote="q", form=Form.COMPOUND, parts=(claim(id="K-1"),
+                                                                                        claim(id="K-2", b=HEAVY))),
+                       "default") is not None  # a heavy arm in any part
+    assert not claim_needs_runs(c, False, "smoke") and claim_needs_runs(c, True, "smoke")
+    assert claim_needs_runs(c, False, "paper") and claim_needs_runs(c, False)
+
+
+def test_a_compound_of_paper_only_parts_needs_no_runs_under_a_scaled_profile():
+    paper = _compound(claim(id="K-1", paper_only=True), claim(id="K-2", b=C, paper_only=True))
+    mixed = _compound(claim(id="K-1", paper_only=True), claim(id="K-2", b=C))
+    assert not claim_needs_runs(paper, False, "smoke") and claim_needs_runs(paper, False, "paper")
+    assert claim_needs_runs(mixed, False, "smoke")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default"])
+def test_judge_off_profile_is_a_final_inconclusive_that_names_the_profile(profile):
+    c = claim(Form.EQUIVALENCE, offset=0.14, delta=0.02, paper_only=True)
+    dec = judge_off_profile(c, off_profile(c, profile))
+    assert dec.claim_id == c.id and dec.verdict is Verdict.INCONCLUSIVE and dec.final
+    assert dec.n == 0 and dec.mean is None and dec.lower is None and dec.upper is None and dec.parts == []
+    assert dec.reason == off_profile(c, profile) and f"{profile} profile" in dec.reason
+    assert "no run was made" in dec.reason
+    assert json.loads(json.dumps(dec.to_dict()))["verdict"] == "INCONCLUSIVE"

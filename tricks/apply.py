@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from tricks.registry import TrickError, all_tricks, get_trick, parse_spec
-from tricks.train import PROFILES, Recipe, RunResult, TrickUse, get_profile, kw
+from tricks.train import PROFILES, Recipe, RunResult, TrickUse, get_profile, kw, run_version
 
 DEFAULT_RECIPE = "pal2021b/baseline"
 DEFAULT_COMPARE_SEEDS = 3
@@ -354,9 +354,9 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
 
     plan = session.plan
     prof = get_profile(plan.profile)
-    # loaded even when every run is cached: a bad --data is reported, and cached runs are checked against this copy
+    # loaded even when every run is cached: a bad --data is reported, and the store's key names this copy
     arrays = load_cifar10(source)
-    digest = str(arrays.digest)[:12]
+    version = run_version(arrays.digest)
     bar = progress_bar(console) if show_progress else None
 
     def say(text: str) -> None:
@@ -368,24 +368,21 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
             bar.start()
         for arm, recipe, seed in _jobs(plan):
             label = f"{'B' if arm == 'baseline' else 'A'} seed {seed}" if plan.baseline else f"seed {seed}"
-            cached = store.get(recipe.key, seed, plan.profile) if store is not None else None
-            if cached is not None and digest in cached.dataset:
+            cached = store.get(recipe.key, seed, plan.profile, version) if store is not None else None
+            if cached is not None:
                 session.outcomes.append(Outcome(arm, recipe, cached, True))
                 say(f"{label}: cached (run store {store.path})")
                 continue
-            if cached is not None:  # the store's key has no dataset: the stored run stays, this one is not stored
-                say(f"{label}: the run store holds this run on another dataset ({cached.dataset}); training it on "
-                    f"this one without storing it")
-            epochs = prof.resolve(recipe).scale(recipe).epochs
+            epochs = prof.scale(recipe).epochs
             extra = (rich_progress(bar, label, epochs),) if bar is not None else ()
-            leased = store is not None and cached is None and store.claim_run(recipe.key, seed, plan.profile)
+            leased = store is not None and store.claim_run(recipe.key, seed, plan.profile, version)
             try:
                 res = run(recipe, seed, plan.profile, source=source, device=device, arrays=arrays, extra_cbs=extra)
-                if store is not None and cached is None:
+                if store is not None:
                     store.put(res, recipe)
             finally:
                 if leased:  # put() drops the lease of a stored run; this frees one that raised or was interrupted
-                    store.release(recipe.key, seed, plan.profile)
+                    store.release(recipe.key, seed, plan.profile, version)
             session.outcomes.append(Outcome(arm, recipe, res, False))
             if bar is None:
                 say(f"{label}: trained, accuracy {_num(res.acc * 100, '.2f')} % in {res.wall_s:.1f} s")
@@ -438,7 +435,7 @@ def results_table(session: Session) -> Any:
 
 def _footer(session: Session) -> list[str]:
     plan = session.plan
-    prof = get_profile(plan.profile).resolve(plan.recipe)
+    prof = get_profile(plan.profile)
     epochs = prof.scale(plan.recipe).epochs
     lines = [f"recipe {plan.recipe.name} (key {plan.recipe.key[:12]}), {epochs} epoch{'s' if epochs != 1 else ''} "
              f"under profile {plan.profile}: {prof.description}"]

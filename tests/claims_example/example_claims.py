@@ -12,11 +12,11 @@ from tests.claims_example.fake import fake_recipe
 BASE = fake_recipe("base")
 
 LARGE = spec.Claim(id="EX-1", source="example document, table 1", quote="The trick adds five points of accuracy.",
-                   form=spec.Form.SUPERIORITY, a=fake_recipe("trick", 0.05), b=BASE, delta=1.0, metric="acc",
+                   form=spec.Form.SUPERIORITY, a=fake_recipe("trick", 0.05), b=BASE, delta=0.01, metric="acc",
                    alpha=0.05, expected=spec.Verdict.SUPPORTED)
 
 A_VS_A = spec.Claim(id="EX-2", source="example document, text", quote="A renamed baseline beats the baseline.",
-                    form=spec.Form.SUPERIORITY, a=fake_recipe("renamed"), b=BASE, delta=1.0, metric="acc", alpha=0.05)
+                    form=spec.Form.SUPERIORITY, a=fake_recipe("renamed"), b=BASE, delta=0.01, metric="acc", alpha=0.05)
 
 
 @pytest.mark.claims(LARGE)

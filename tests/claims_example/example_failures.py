@@ -13,7 +13,7 @@ BASE = fake_recipe("base")
 
 def _claim(cid: str, arm, **kw) -> spec.Claim:
     return spec.Claim(id=cid, source="example document", quote=f"{cid} holds.", form=spec.Form.SUPERIORITY, a=arm,
-                      b=BASE, delta=1.0, metric="acc", alpha=0.05, **kw)
+                      b=BASE, delta=0.01, metric="acc", alpha=0.05, **kw)
 
 
 @pytest.mark.claims(_claim("EX-3", fake_recipe("unstable", 0.05, diverge_seeds=(2,))))

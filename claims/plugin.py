@@ -130,7 +130,7 @@ class ClaimSession:
                         self.pilot_error = str(e)
                 self.scheduler = Scheduler(claims, store, executor, profile, max_seeds=self.max_seeds,
                                            device_has_gpu=gpu, progress=True, code_version=version,
-                                           sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d)
+                                           sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d / 100)
                 self.scheduler.run()
         except (KeyboardInterrupt, pytest.exit.Exception):
             raise

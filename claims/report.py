@@ -217,6 +217,13 @@ def _p(x: Any) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
+def _delta(c: Any) -> str:
+    """Δ in pp; a compound claim's Δ is its parts' (listed in their tables), an absolute claim has a threshold."""
+    if _value(getattr(c, "form", "")) in ("compound", "absolute"):
+        return "—"
+    return _fmt(pp(getattr(c, "delta", None)), 1)
+
+
 def _metric(c: Any) -> str:
     m = getattr(c, "metric", None)
     return m.label() if hasattr(m, "label") else str(m or "final_acc")
@@ -273,7 +280,7 @@ def rich_table(rep: SuiteReport) -> Any:
     for row in rep.rows:
         c, d = row.claim, row.decision
         style = _STYLE.get(row.verdict, "")
-        t.add_row(c.id, _value(c.form), _fmt(pp(getattr(c, "delta", None)), 1), _n(row), _interval(d),
+        t.add_row(c.id, _value(c.form), _delta(c), _n(row), _interval(d),
                   f"[{style}]{row.verdict}[/]\n{row.reason}" if style else f"{row.verdict}\n{row.reason}",
                   _holm(row), _p(getattr(d, "p_a_gt_b", None)), _compute(row.compute), rep.profile)
     return t
@@ -313,7 +320,7 @@ def summary_markdown(rep: SuiteReport) -> str:
     ]
     for row in rep.rows:
         c, d = row.claim, row.decision
-        lines.append(f"| {c.id} | {_value(c.form)} | {_fmt(pp(getattr(c, 'delta', None)), 1)} | {_n(row)} | "
+        lines.append(f"| {c.id} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
                      f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
                      f"{_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {rep.profile} |")
     if rep.not_runnable:
@@ -325,7 +332,7 @@ def summary_markdown(rep: SuiteReport) -> str:
 def _card(rep: SuiteReport, row: ClaimRow, plot: str | None) -> list[str]:
     c, d = row.claim, row.decision
     out = [f"### {c.id}: {row.verdict}", "", f"> {_md_escape(c.quote)}", "", f"— {_md_escape(c.source)}", ""]
-    out.append(f"Form {_value(c.form)}, Δ = {_fmt(pp(getattr(c, 'delta', None)), 1)} pp, α = {c.alpha}, looks at "
+    out.append(f"Form {_value(c.form)}, Δ = {_delta(c)} pp, α = {c.alpha}, looks at "
                f"{', '.join(map(str, c.looks))}; metric {_metric(c)}; profile **{rep.profile}**.")
     if getattr(c, "offset", 0.0):
         out[-1] += f" Magnitude claim: the rules apply to A − B − {_fmt(pp(c.offset), 1)} pp."

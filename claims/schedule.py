@@ -21,6 +21,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -107,6 +108,8 @@ def _one_line(e: BaseException) -> str:
 def _worker_main(conn: Any, run_fn: RunFn, source: str | None, device: str | None, threads: int | None) -> None:
     # Ctrl-C reaches the whole process group; only the parent decides what stops, and it terminates the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # fastai's import scripts a function with torch.jit, which torch 2.14 deprecates: one line per worker, no news
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     limit_threads(threads)
     conn.send((None, "ready"))  # a worker that dies before this could not start: the parent stops respawning
     while True:

@@ -500,8 +500,14 @@ def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot
 
 
 def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params: dict[str, Any]) -> Decision:
-    """A look at zero seeds: the prediction from the pilot's σ_d, when there is one and the form is paired."""
-    if sigma_d_pilot is None or claim.form not in _PAIRED:
+    """A look at zero seeds: the prediction from the pilot's σ_d, for an equivalence claim when there is a pilot.
+
+    Only equivalence is predicted: its seeds needed are computed at a true difference of 0, the truth most
+    favourable to it, so a budget that cannot resolve it then never will. The other forms are resolved quickly by a
+    large true effect whatever σ_d is (their seeds needed are for a true effect at the margin, the worst case), so
+    predicting them would skip claims the data could decide.
+    """
+    if sigma_d_pilot is None or claim.form is not Form.EQUIVALENCE:
         return _bare(claim, Verdict.INCONCLUSIVE, "no runs yet", final=last_look, **params)
     need = stats.seeds_needed(sigma_d_pilot, claim.delta, claim.form.value, claim.looks, claim.alpha,
                               budget=SEED_SEARCH_BUDGET)

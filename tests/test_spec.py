@@ -326,9 +326,12 @@ def test_the_pilot_sigma_predicts_claims_the_budget_cannot_resolve():
     fine = judge(c, empty, last_look=False, sigma_d_pilot=0.004)
     assert fine.verdict is Verdict.INCONCLUSIVE and not fine.final
     assert not judge(c, empty, last_look=False).final  # no pilot: no prediction
-    compound = _compound(claim(id="K-1"), claim(Form.EQUIVALENCE, id="K-2", b=C))
-    assert not judge(compound, {}, last_look=False, sigma_d_pilot=0.01).final  # K-1 fits in 12 seeds, K-2 needs 14
-    assert judge(compound, {}, last_look=False, sigma_d_pilot=0.03).final  # neither part can
+    compound = _compound(claim(Form.EQUIVALENCE, id="K-1"), claim(Form.EQUIVALENCE, id="K-2", b=C, delta=0.02))
+    assert not judge(compound, {}, last_look=False, sigma_d_pilot=0.01).final  # K-1 needs 14, K-2 (Δ 2 pp) 6
+    assert judge(compound, {}, last_look=False, sigma_d_pilot=0.05).final  # neither part can
+    # superiority (and non-inferiority) are never predicted: a large true effect decides them at any σ_d
+    for form in (Form.SUPERIORITY, Form.NONINFERIORITY, Form.FEWER_PARAMS):
+        assert not judge(claim(form), empty, last_look=False, sigma_d_pilot=0.05).final
 
 
 def test_next_look_walks_the_design_and_stops_after_the_last():

@@ -148,9 +148,9 @@ PROFILES: dict[str, Profile] = {
                     "the end (1,000 test images for the epochs before), at most 5 seeds per arm, 400 K-means "
                     "centroids; ResNet9-sized recipes only on a GPU"),
     "smoke": Profile(
-        "smoke", train_subset=4_000, test_subset=1_000, epoch_scale=0.1, max_seeds=3, cpu_skips_heavy=True,
+        "smoke", train_subset=3_000, test_subset=1_000, epoch_scale=0.1, max_seeds=3, cpu_skips_heavy=True,
         features_kwargs=kw(n_centroids=32, n_patches=10_000, iters=3),
-        description="4,000 training and 1,000 test images, a tenth of the epochs (at least one a phase), one look "
+        description="3,000 training and 1,000 test images, a tenth of the epochs (at least one a phase), one look "
                     "at 3 seeds, 32 K-means centroids: checks the whole path, decides only huge effects; "
                     "ResNet9-sized recipes only on a GPU"),
 }

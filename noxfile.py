@@ -1,4 +1,4 @@
-"""Sessions: `nox` (unit tests), `nox -s lint`, `nox -s claims [-- pytest args]`, `nox -s bench`.
+"""Sessions: `nox` (unit tests), `nox -s lint`, `nox -s claims [-- pytest args]`, `nox -s bench`, `nox -s readme`.
 
 Every session runs in the environment nox itself was started from (the README's `.venv`): the PyTorch CUDA wheel
 is 5.5 GB, and a fresh virtualenv per session would install it again each time.
@@ -35,3 +35,9 @@ def claims(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Speed benchmarks: ratios measured side by side in one run."""
     session.run(PY, "benchmarks/throughput.py", *session.posargs)
+
+
+@nox.session
+def readme(session: nox.Session) -> None:
+    """Copy the latest claims report's summary table into README.md (`-- REPORT_DIR` for another report)."""
+    session.run(PY, "-m", "claims.report", *(session.posargs or ["reports"]), "--readme", "README.md")

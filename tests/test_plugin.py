@@ -28,6 +28,7 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv(LOG_ENV, str(pytester.path / "calls.log"))
     monkeypatch.delenv("TRICKS_STORE", raising=False)
+    monkeypatch.delenv("TRICKS_DATA", raising=False)  # the fake runs name their data "synthetic", not CI's archive
     pytester.makeconftest("from claims.plugin import *  # noqa: F403\n")
     return pytester
 

@@ -237,3 +237,36 @@ def test_run_accepts_a_mean_image_recipe_with_a_pixel_input_net(arrays):
     res = _run(recipe, 0, PLAIN, arrays)
     assert res.params_used == 3072 * 8 + 8 + 8 * 10 + 10 and not res.diverged
 
+
+
+def test_a_profile_scales_the_phases_epochs_but_never_below_one():
+    r = replace(THREE, phases=(Phase("constant", 10, 1e-3), Phase("sgdr", 3, 1e-2)))
+    assert [p.epochs for p in Profile("half", epoch_scale=0.5).scale(r).phases] == [5, 2]
+    assert [p.epochs for p in Profile("tenth", epoch_scale=0.1).scale(r).phases] == [1, 1]
+    assert Profile("paper").scale(r) is r
+
+
+@pytest.mark.parametrize("scale,epochs,start", [(1.0, 10, 2), (0.5, 5, 1), (0.1, 1, 0), (0.35, 4, 1)])
+def test_a_callbacks_epoch_index_scales_with_the_profile_and_stays_inside_the_fit(scale, epochs, start):
+    from tricks.train import TrickUse
+
+    wd = TrickUse("WeightDecayFrom", kw(wd=1e-4, start_epoch=2))
+    r = replace(THREE, phases=(Phase("exp_decay", 10, 2e-3, kw(gamma=0.8)),), callbacks=(wd,))
+    scaled = Profile("p", epoch_scale=scale).scale(r)
+    assert scaled.epochs == epochs
+    (use,) = scaled.callbacks
+    assert dict(use.params) == {"wd": 1e-4, "start_epoch": start}  # other parameters untouched
+    late = replace(r, callbacks=(TrickUse("WeightDecayFrom", kw(wd=1e-4, start_epoch=9)),))
+    assert dict(Profile("p", epoch_scale=scale).scale(late).callbacks[0].params)["start_epoch"] <= epochs - 1
+
+
+@pytest.mark.parametrize("profile", ["paper", "default", "smoke"])
+def test_doc_000s_weight_decay_arm_turns_weight_decay_on_under_every_profile(profile):
+    # Unscaled, wd from epoch 2 never started in smoke's single epoch: the arm trained exactly like lr_schedule
+    from tricks.recipes import RECIPES
+    from tricks.train import get_profile
+
+    prof = get_profile(profile)
+    r = prof.scale(RECIPES["pal2021a/weight_decay"])
+    (use,) = [u for u in r.callbacks if u.name == "WeightDecayFrom"]
+    assert dict(use.params)["start_epoch"] < r.epochs

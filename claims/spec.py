@@ -546,6 +546,9 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, n: int, m: int
                                               budget=SEED_SEARCH_BUDGET)
     if reason is None:
         reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, seeds_needed, last_look, x, params)
+    if paired and m >= 2 and np.allclose(x[:m] + claim.offset, 0.0, rtol=0.0, atol=1e-12):
+        reason += ("; both arms gave the same accuracy on every seed: they may train identically under this "
+                   "profile, so the verdict compares nothing")
     final = verdict is not Verdict.INCONCLUSIVE or last_look
     off = claim.offset  # the Decision reports d itself: d̄ and its bounds with the offset added back
     return Decision(

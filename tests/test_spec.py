@@ -531,3 +531,11 @@ def test_judge_off_profile_is_a_final_inconclusive_that_names_the_profile(profil
     assert dec.reason == off_profile(c, profile) and f"{profile} profile" in dec.reason
     assert "no run was made" in dec.reason
     assert json.loads(json.dumps(dec.to_dict()))["verdict"] == "INCONCLUSIVE"
+
+
+@pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.NONINFERIORITY, Form.EQUIVALENCE])
+def test_arms_identical_on_every_seed_are_flagged_in_the_reason(form):
+    # doc 000's weight_decay arm once trained exactly like lr_schedule under smoke; a d of 0 everywhere says so
+    d = judge(claim(form), paired([0.0, 0.0, 0.0]), last_look=True)
+    assert "same accuracy on every seed" in d.reason
+    assert "same accuracy on every seed" not in judge(claim(form), paired(TIGHT_ZERO), last_look=True).reason

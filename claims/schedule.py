@@ -510,14 +510,16 @@ def _verdict(d: Any) -> str:
 
 
 class _Progress:
-    """A rich progress bar of one round's runs with an ETA from the mean run time; silent when not on a terminal."""
+    """A rich progress bar of one round's runs with an ETA from the mean run time. Off a terminal (a log, CI) it
+    prints plain lines instead: the round's start, each further tenth of its runs with the ETA, and its end."""
 
     def __init__(self, enabled: bool, total: int, label: str, console: Any, workers: int):
         self.total, self.label, self.workers = total, label, workers
         self.done = self.failed = 0
         self.walls: list[float] = []
         self.t0 = time.perf_counter()
-        self.bar = None
+        self.bar = self.plain = None
+        self.shown_tenth = 0
         if enabled:
             from rich.console import Console
 
@@ -528,17 +530,27 @@ class _Progress:
                 self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                     TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=console,
                                     transient=False)
+            else:
+                self.plain = console
         self.recipes = ""
 
     def __enter__(self) -> _Progress:
         if self.bar is not None:
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=self.total, eta="")
+        self._say(f"{self.total} run(s) to train on {self.workers} worker(s)")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
+        failed = f", {self.failed} failed" if self.failed else ""
+        self._say(f"{self.done}/{self.total} run(s) in {_clock(time.perf_counter() - self.t0)}{failed}"
+                  + (" (interrupted)" if exc[0] is not None else ""))
+
+    def _say(self, text: str) -> None:
+        if self.plain is not None:
+            self.plain.print(f"[claims] {self.label}: {text}", markup=False, highlight=False, soft_wrap=True)
 
     def describe(self, jobs: Sequence[Job]) -> None:
         names = sorted({j.recipe.name or j.recipe.key[:12] for j in jobs})
@@ -562,6 +574,13 @@ class _Progress:
         return mean * (self.total - self.done) / self.workers
 
     def _update(self) -> None:
+        tenth = self.done * 10 // max(self.total, 1)
+        if self.plain is not None and 0 < tenth < 10 and tenth > self.shown_tenth:
+            self.shown_tenth = tenth
+            eta = self.eta_s()
+            self._say(f"{self.done}/{self.total} run(s), {_clock(time.perf_counter() - self.t0)} elapsed"
+                      + ("" if eta is None else f", ETA {_clock(eta)}")
+                      + (f", {self.failed} failed" if self.failed else ""))
         if self.bar is None:
             return
         eta = self.eta_s()

@@ -380,3 +380,23 @@ def test_a_heavy_arm_under_a_scaled_profile_is_run_only_on_a_gpu(tmp_path, call_
     gpu = _scheduler(tmp_path, [_claim("heavy", heavy, base)], judge=ScriptedJudge({"heavy": 3}),
                      device_has_gpu=True).run()
     assert gpu["heavy"].verdict.value == "SUPPORTED" and sum(1 for k, _ in _calls(call_log) if k == heavy.key) == 3
+
+
+def test_off_a_terminal_progress_is_plain_lines_a_round_start_tenths_and_end(tmp_path, call_log):
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    base, trick = fake_recipe("base"), fake_recipe("trick", 0.08)
+    sched = _scheduler(tmp_path, [_claim("C0", trick, base)], progress=True,
+                       console=Console(file=buf, force_terminal=False, width=200),
+                       judge=ScriptedJudge({"C0": 3}))
+    sched.run()
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.startswith("[claims]")]
+    assert lines, buf.getvalue()
+    assert "6 run(s) to train" in lines[0]
+    assert "6/6 run(s) in " in lines[-1] and "failed" not in lines[-1]
+    middle = lines[1:-1]
+    assert middle and all("/6 run(s)," in ln for ln in middle)
+    assert len(middle) == len(set(middle)) <= 9  # at most one line a tenth, none repeated

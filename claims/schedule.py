@@ -544,13 +544,14 @@ class _Progress:
     def __exit__(self, *exc: Any) -> None:
         if self.bar is not None:
             self.bar.stop()
-        failed = f", {self.failed} failed" if self.failed else ""
-        self._say(f"{self.done}/{self.total} run(s) in {_clock(time.perf_counter() - self.t0)}{failed}"
+        self._say(f"{self.done}/{self.total} run(s) in {_clock(time.perf_counter() - self.t0)}"
                   + (" (interrupted)" if exc[0] is not None else ""))
 
     def _say(self, text: str) -> None:
+        """One plain line (off a terminal only), with the count of failed runs when there are any."""
         if self.plain is not None:
-            self.plain.print(f"[claims] {self.label}: {text}", markup=False, highlight=False, soft_wrap=True)
+            failed = f", {self.failed} failed" if self.failed else ""
+            self.plain.print(f"[claims] {self.label}: {text}{failed}", markup=False, highlight=False, soft_wrap=True)
 
     def describe(self, jobs: Sequence[Job]) -> None:
         names = sorted({j.recipe.name or j.recipe.key[:12] for j in jobs})
@@ -579,8 +580,7 @@ class _Progress:
             self.shown_tenth = tenth
             eta = self.eta_s()
             self._say(f"{self.done}/{self.total} run(s), {_clock(time.perf_counter() - self.t0)} elapsed"
-                      + ("" if eta is None else f", ETA {_clock(eta)}")
-                      + (f", {self.failed} failed" if self.failed else ""))
+                      + ("" if eta is None else f", ETA {_clock(eta)}"))
         if self.bar is None:
             return
         eta = self.eta_s()

@@ -1,4 +1,5 @@
-"""Sessions: `nox` (unit tests), `nox -s lint`, `nox -s claims [-- pytest args]`, `nox -s bench`, `nox -s readme`.
+"""Sessions: `nox` (unit tests), `nox -s lint`, `nox -s claims [-- pytest args]`, `nox -s bench`, `nox -s readme`,
+`nox -s reproduce`.
 
 Every session runs in the environment nox itself was started from (the README's `.venv`): the PyTorch CUDA wheel
 is 5.5 GB, and a fresh virtualenv per session would install it again each time.
@@ -41,3 +42,10 @@ def bench(session: nox.Session) -> None:
 def readme(session: nox.Session) -> None:
     """Copy the latest claims report's summary table into README.md (`-- REPORT_DIR` for another report)."""
     session.run(PY, "-m", "claims.report", *(session.posargs or ["reports"]), "--readme", "README.md")
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """The paper-profile runs in the store beside the published numbers: README table + results/ record."""
+    session.run(PY, "-m", "claims.reproduce", "--readme", "README.md", "--json", "results/paper-reproduction.json",
+                *session.posargs)

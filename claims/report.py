@@ -558,17 +558,22 @@ def _report_dir(path: str | Path) -> Path:
     raise FileNotFoundError(f"{p} holds no claims report (no summary.md in it or in its '{LATEST}' folder)")
 
 
-def write_readme_summary(report_dir: str | Path, readme_path: str | Path) -> None:
-    """Replace the block between the claims-summary markers of the README with the report's summary table."""
-    summary = (_report_dir(report_dir) / "summary.md").read_text().strip()
+def replace_block(readme_path: str | Path, start_marker: str, end_marker: str, body: str) -> None:
+    """Replace what lies between two marker lines of a README with `body`; the rest of the file stays as it is."""
     readme = Path(readme_path)
     if not readme.is_file():
         raise FileNotFoundError(f"README {readme} does not exist")
     text = readme.read_text()
-    start, end = text.find(SUMMARY_START), text.find(SUMMARY_END)
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"README {readme} has no '{SUMMARY_START}' ... '{SUMMARY_END}' block to fill")
-    readme.write_text(text[: start + len(SUMMARY_START)] + "\n" + summary + "\n" + text[end:])
+        raise ValueError(f"README {readme} has no '{start_marker}' ... '{end_marker}' block to fill")
+    readme.write_text(text[: start + len(start_marker)] + "\n" + body.strip() + "\n" + text[end:])
+
+
+def write_readme_summary(report_dir: str | Path, readme_path: str | Path) -> None:
+    """Replace the block between the claims-summary markers of the README with the report's summary table."""
+    summary = (_report_dir(report_dir) / "summary.md").read_text().strip()
+    replace_block(readme_path, SUMMARY_START, SUMMARY_END, summary)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

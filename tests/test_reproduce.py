@@ -1,0 +1,216 @@
+"""The reproduction table (claims/reproduce.py) from a temporary store of fake paper-profile runs: its numbers, the
+inside-range flag, "not run" rows, the registered explanations, the JSON record, the README block, the code-version
+filter, and one-sentence errors for a missing or foreign store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import replace
+
+import pytest
+
+from claims import reproduce
+from claims.reproduce import END, JPEG_WHY, START, Published, build_rows, main, row_cells, table_markdown
+from claims.store import RunStore
+from tricks.recipes import get_recipe
+from tricks.train import RunResult
+
+
+def fake(name: str, seed: int, acc: float, *, cv: str = "v1", profile: str = "paper", dataset: str = "synthetic",
+         diverged: bool = False) -> RunResult:
+    """A finished run of the named recipe with the given accuracy, no training."""
+    r = get_recipe(name)
+    return RunResult(
+        recipe_key=r.key, recipe_name=name, seed=seed, profile=profile, code_version=cv, acc=acc, loss=1 - acc,
+        acc_per_epoch=[acc - 0.1, acc], loss_per_epoch=[1.1 - acc, 1 - acc], train_loss_per_epoch=[1.3, 1.0],
+        params_used=122_570, wall_s=480.0, img_per_s=1500.0, device="cpu:x86_64", threads=1,
+        versions={"torch": "t", "fastai": "f"}, dataset=dataset, diverged=diverged,
+        note="NaN loss" if diverged else "")
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    return tmp_path / "runs.sqlite"
+
+
+def fill(path, runs) -> RunStore:
+    store = RunStore(path)
+    for r in runs:
+        store.put(r)
+    return store
+
+
+def rows_by_recipe(runs) -> dict[str, reproduce.Row]:
+    return {(r.published.recipe, r.published.over): r for r in build_rows(runs)}
+
+
+def row(rows, name, over=False) -> reproduce.Row:
+    return rows[(name, over)]
+
+
+def test_row_shows_mean_sd_range_n_difference_and_inside_flag():
+    runs = [fake("pal2021b/baseline", s, a) for s, a in enumerate((0.70, 0.71, 0.72))]
+    r = row(rows_by_recipe(runs), "pal2021b/baseline")
+    cells = row_cells(r)
+    assert cells[:3] == ["`pal2021b/baseline`", "70.5 (runs 66.2–73.3)", "doc 001 (notebook 48595ed)"]
+    assert cells[3:8] == ["71.00 ± 1.00", "[70.00, 72.00]", "3", "+0.50", "yes"]
+    assert "pp below" not in cells[8] and "pp above" not in cells[8]  # within 2 pp: no explanation needed
+
+
+def test_published_value_outside_our_range_is_flagged_and_a_miss_gets_its_registered_explanation():
+    runs = [fake("pal2021b/residual", s, a, dataset="class folders (JPEG) x.tgz") for s, a in
+            enumerate((0.75, 0.76, 0.77))]
+    r = row(rows_by_recipe(runs), "pal2021b/residual")
+    cells = row_cells(r)
+    assert cells[6:8] == ["-5.00", "no"]
+    assert cells[8].startswith("5.0 pp below: one published run per arm") and JPEG_WHY in cells[8]
+
+
+def test_a_miss_above_on_the_png_copy_names_no_jpeg_and_an_unregistered_miss_says_so(monkeypatch):
+    runs = [fake("pal2021b/baseline", s, a) for s, a in enumerate((0.75, 0.76))]
+    r = row(rows_by_recipe(runs), "pal2021b/baseline")
+    assert r.miss and "pp above" in r.note() and JPEG_WHY not in r.note()
+    bare = tuple(replace(p, why="") if p.recipe == "pal2021b/baseline" else p for p in reproduce.PUBLISHED)
+    monkeypatch.setattr(reproduce, "PUBLISHED", bare)
+    r = row(rows_by_recipe(runs), "pal2021b/baseline")
+    assert "pp above: no explanation registered" in r.note()
+
+
+def test_arms_without_runs_read_not_run_and_show_no_number():
+    rows = rows_by_recipe([fake("pal2021b/baseline", 0, 0.70)])
+    cells = row_cells(row(rows, "pal2021b/wider"))
+    assert cells[3:7] == ["not run"] * 4 and cells[7] == "—" and cells[8].startswith("not run")
+    assert len(rows) == len(reproduce.PUBLISHED)  # every published number has its row, run or not
+
+
+def test_one_seed_has_no_sd_and_diverged_runs_are_left_out_with_a_note():
+    runs = [fake("pal2021b/wider", 0, 0.74), fake("pal2021b/wider", 1, float("nan"), diverged=True)]
+    r = row(rows_by_recipe(runs), "pal2021b/wider")
+    cells = row_cells(r)
+    assert cells[3:6] == ["74.00 (one seed)", "[74.00, 74.00]", "1"]
+    assert "1 diverged run(s) left out" in cells[8]
+
+
+def test_a_lower_bound_is_met_only_when_every_seed_lies_above_it():
+    above = rows_by_recipe([fake("jovian/resnet9", s, a) for s, a in enumerate((0.91, 0.92))])
+    straddle = rows_by_recipe([fake("jovian/resnet9", s, a) for s, a in enumerate((0.89, 0.93))])
+    assert row_cells(row(above, "jovian/resnet9", over=True))[7] == "all above"
+    assert row_cells(row(straddle, "jovian/resnet9", over=True))[7] == "not all above"
+    assert not row(straddle, "jovian/resnet9", over=True).miss  # mean 91 % is over 90 %
+    assert row(straddle, "jovian/resnet9").published.value == 0.9055  # the rerun's number has its own row
+
+
+def test_recipes_with_one_key_share_their_runs():
+    # the bugged notebook never normalized, so norm_inputs@code is baseline@code: the same runs
+    assert get_recipe("pal2021a/norm_inputs@code").key == get_recipe("pal2021a/baseline@code").key
+    rows = rows_by_recipe([fake("pal2021a/baseline@code", s, 0.66 + s / 100) for s in range(3)])
+    assert row(rows, "pal2021a/norm_inputs@code").n == 3
+    assert row(rows, "pal2021a/baseline").n == 0  # the intended arm is another recipe
+
+
+def test_every_published_row_names_a_known_recipe_and_every_doc000_arm_has_both_recipes():
+    names = [p.recipe for p in reproduce.PUBLISHED]
+    for n in names:
+        get_recipe(n)
+    arms = ("baseline", "norm_inputs", "lr_schedule", "weight_decay", "init_weights", "dropout_dense",
+            "dropout_conv", "dropout_both")
+    for a in arms:
+        assert f"pal2021a/{a}@code" in names and f"pal2021a/{a}" in names
+    assert sum(n.startswith("pal2021b/") for n in names) == 8
+
+
+def test_command_writes_the_record_and_the_readme_block(store_path, tmp_path, capsys):
+    fill(store_path, [fake("pal2021b/baseline", s, 0.70 + s / 100) for s in range(3)]
+         + [fake("pal2021b/baseline", 3, 0.90, profile="default"), fake("he2016/naive", 0, 0.5)])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# T\n\nintro\n\n{START}\nold table\n{END}\n\ntail\n")
+    out = tmp_path / "results" / "rec.json"
+    assert main(["--store", str(store_path), "--readme", str(readme), "--json", str(out)]) == 0
+    text = readme.read_text()
+    assert text.startswith("# T\n\nintro\n\n" + START + "\n| arm |") and text.endswith(END + "\n\ntail\n")
+    assert "old table" not in text and "| `pal2021b/baseline` | 70.5 (runs 66.2–73.3) |" in text
+    assert "71.00 ± 1.00" in text and "3 run(s), any code version" in text
+    main(["--store", str(store_path), "--readme", str(readme), "--json", str(out)])
+    assert readme.read_text().count(START) == 1 and readme.read_text().count("| arm |") == 1
+
+    rec = json.loads(out.read_text())
+    assert {"schema_version", "generated", "machine", "runs"} <= set(rec)
+    assert len(rec["runs"]) == 3  # the default-profile run and the unpublished recipe's run stay out
+    for r in rec["runs"]:
+        assert {"recipe", "seed", "profile", "acc", "code_version", "dataset", "acc_per_epoch", "wall_s", "device",
+                "threads", "versions"} <= set(r)
+        assert r["recipe"] == "pal2021b/baseline" and r["profile"] == "paper" and 0 <= r["acc"] <= 1
+    assert sorted(r["seed"] for r in rec["runs"]) == [0, 1, 2]
+    assert len(out.read_text()) < 4_000 * len(rec["runs"]) + 20_000  # a few KB a run (the published rows aside)
+
+
+def test_code_versions_are_pooled_by_default_listed_and_can_be_restricted(store_path, tmp_path, capsys):
+    fill(store_path, [fake("pal2021b/baseline", 0, 0.70, cv="v1"), fake("pal2021b/baseline", 1, 0.71, cv="v1"),
+                      fake("pal2021b/baseline", 1, 0.72, cv="v2"), fake("pal2021b/baseline", 2, 0.74, cv="v2")])
+    readme = tmp_path / "README.md"
+    readme.write_text(f"{START}\n{END}\n")
+    out = tmp_path / "rec.json"
+    assert main(["--store", str(store_path), "--readme", str(readme), "--json", str(out)]) == 0
+    text = readme.read_text()
+    # seed 1 was rerun under v2: its latest run counts, once
+    assert "72.00 ± 2.00" in text and "[70.00, 74.00]" in text and "runs from 2 code versions" in text
+    assert "`v1` (1 run(s)), `v2` (2 run(s))" in text
+    rec = json.loads(out.read_text())
+    assert rec["code_versions"] == ["v1", "v2"] and len(rec["runs"]) == 4
+    assert [r["used_in_table"] for r in rec["runs"] if r["seed"] == 1] == [False, True]
+
+    assert main(["--store", str(store_path), "--readme", str(readme), "--json", str(out), "--code-version",
+                 "v1"]) == 0
+    text = readme.read_text()
+    assert "70.50 ± 0.71" in text and "restricted to code version `v1`" in text and "`v2`" not in text
+    assert {r["code_version"] for r in json.loads(out.read_text())["runs"]} == {"v1"}
+
+    capsys.readouterr()
+    assert main(["--store", str(store_path), "--no-write", "--code-version", "v9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "v9" in err and "v1, v2" in err
+
+
+def test_a_missing_or_foreign_store_is_one_sentence_and_exit_2(tmp_path, capsys):
+    missing = tmp_path / "none.sqlite"
+    assert main(["--store", str(missing), "--no-write"]) == 2
+    assert not missing.exists()  # not created by asking
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    assert main(["--store", str(text), "--no-write"]) == 2
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    before = other.read_bytes()
+    assert main(["--store", str(other), "--no-write"]) == 2
+    assert other.read_bytes() == before  # a foreign database is left untouched
+    errs = capsys.readouterr().err.strip().splitlines()
+    assert len(errs) == 3 and all(e.startswith("error: ") and "Traceback" not in e for e in errs)
+    assert "does not exist" in errs[0] and "not a SQLite database" in errs[1] and "no runs table" in errs[2]
+
+
+def test_the_default_store_is_tricks_store(store_path, monkeypatch, capsys):
+    fill(store_path, [fake("pal2021b/deeper", 0, 0.73)])
+    monkeypatch.setenv("TRICKS_STORE", str(store_path))
+    assert main(["--no-write"]) == 0
+    assert "| `pal2021b/deeper` | 73.2 (runs 70.8–73.2) | doc 001 (notebook 48595ed) | 73.00 (one seed) |" in \
+        capsys.readouterr().out
+
+
+def test_a_readme_without_markers_is_exit_2_and_the_record_is_still_written(store_path, tmp_path, capsys):
+    fill(store_path, [fake("pal2021b/deeper", 0, 0.73)])
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    out = tmp_path / "rec.json"
+    assert main(["--store", str(store_path), "--readme", str(readme), "--json", str(out)]) == 2
+    assert "reproduce:start" in capsys.readouterr().err and readme.read_text() == "# no markers\n"
+    assert len(json.loads(out.read_text())["runs"]) == 1
+
+
+def test_table_markdown_has_one_row_a_published_number():
+    md = table_markdown(build_rows([]), generated="2026-12-03T00:00:00Z")
+    assert md.count("\n| `") == len(reproduce.PUBLISHED) and "0 run(s)" in md and "2026-12-03" in md
+    assert isinstance(reproduce.PUBLISHED[0], Published)

@@ -112,12 +112,13 @@ class ClaimSession:
             pytest.exit(f"claims: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
         claims = list(self.claims.values())
         gpu = _device_has_gpu(claims)
-        run_fn = _run_fn(self.opt("run_fn"))
+        stored = self.opt("code_version")  # judge the runs stored under an earlier code version, train none
+        run_fn = not_stored if stored else _run_fn(self.opt("run_fn"))
         source = _data(self.config)
         profile = self.opt("profile")
         needing = [c for c in claims if claim_needs_runs(c, gpu, profile)]
-        version = _data_version(source) if run_fn is None and needing else None
-        executor = LocalExecutor(self.opt("workers"), run_fn=run_fn, source=source)
+        version = stored or (_data_version(source) if run_fn is None and needing else None)
+        executor = LocalExecutor(0 if stored else self.opt("workers"), run_fn=run_fn, source=source)
         try:
             with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
                 baseline = _pilot_recipe(needing)
@@ -242,6 +243,12 @@ def _run_fn(spec: str | None) -> Any:
         raise pytest.UsageError(f"--run-fn {spec} does not name a function (module.path:function)") from None
 
 
+def not_stored(recipe: Any, seed: int, profile: Any, **_: Any) -> Any:
+    """The run function under --code-version: every run the scheduler asks it for is missing from the store."""
+    raise LookupError("not in the run store under the --code-version given, which judges stored runs only "
+                      "(--max-seeds N stops at the seeds stored)")
+
+
 def _data(config: pytest.Config) -> str | None:
     return config.getoption("data") or os.environ.get("TRICKS_DATA") or None
 
@@ -262,6 +269,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--data", default=None, help="CIFAR-10 source (default: $TRICKS_DATA, else fastai's download)")
     g.addoption("--report-dir", default=None, help="where reports/<timestamp>/ goes (default: <rootdir>/reports)")
     g.addoption("--pilot-seeds", type=int, default=5, help="seeds per arm of the A/A pilot (0 skips it)")
+    g.addoption("--code-version", default=None,
+                help="judge from the runs stored under this code version (python -m claims.reproduce lists them) "
+                     "and train none: a claim that needs a run missing there fails with that reason")
     g.addoption("--run-fn", default=None,
                 help="module:function that trains one run (default tricks.train:run; tests use a fake)")
 

@@ -4,9 +4,12 @@ filter, and one-sentence errors for a missing or foreign store."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import sqlite3
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -214,3 +217,89 @@ def test_table_markdown_has_one_row_a_published_number():
     md = table_markdown(build_rows([]), generated="2026-12-03T00:00:00Z")
     assert md.count("\n| `") == len(reproduce.PUBLISHED) and "0 run(s)" in md and "2026-12-03" in md
     assert isinstance(reproduce.PUBLISHED[0], Published)
+
+
+# ------------------------------------------------------------------------------------------------ paper-only claims
+
+pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parents[1]
+PAPER_CLAIMS = """
+import pytest
+from claims.build import check
+from claims.test_jovian import C004_2
+from claims.test_pal2021b import C001_8
+
+@pytest.mark.claims(C001_8)
+def test_c001_8(claim_decision):
+    check(C001_8, claim_decision)
+
+@pytest.mark.claims(C004_2)
+def test_c004_2(claim_decision):
+    check(C004_2, claim_decision)
+"""
+
+
+def must_not_train(recipe, seed, profile, **_):
+    """A run function for sessions that must judge from the store alone."""
+    raise RuntimeError("this session was meant to train nothing")
+
+
+@pytest.fixture(scope="module")
+def preloaded() -> None:
+    """The sessions run in this process, and pytester drops the modules each one imports; numpy, torch (the heavy
+    arm's GPU check) and matplotlib (plots) cannot be imported twice, so they are imported before any session."""
+    for mod in ("numpy", "scipy.stats", "torch", "matplotlib.pyplot"):
+        importlib.import_module(mod)
+
+
+@pytest.fixture
+def paper_suite(preloaded: None, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester folder holding the paper-only claims C001-8 (residual − baseline ≈ 14 pp) and C004-2 (> 90 %)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    monkeypatch.delenv("TRICKS_STORE", raising=False)
+    monkeypatch.delenv("TRICKS_DATA", raising=False)
+    pytester.makeconftest("from claims.plugin import *  # noqa: F403\n")
+    pytester.makepyfile(test_paper_claims=PAPER_CLAIMS)
+    return pytester
+
+
+def store_paper_runs(path, cv: str) -> None:
+    """Three seeds of each arm: residual 14 pp above baseline, ResNet9 above 90 %."""
+    fill(path, [run for s in range(3) for run in (
+        fake("pal2021b/baseline", s, 0.70 + s / 100, cv=cv), fake("pal2021b/residual", s, 0.84 + s / 100 + s / 1000,
+                                                                  cv=cv),
+        fake("jovian/resnet9", s, 0.915 + s / 1000, cv=cv))])
+
+
+def _claims_run(pt: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict]:
+    result = pt.runpytest_inprocess("--store", str(pt.path / "runs.sqlite"), "--report-dir", str(pt.path / "rep"),
+                                     "--profile", "paper", "--max-seeds", "3", "--pilot-seeds", "0", "--workers", "0",
+                                     "-p", "no:cacheprovider", *args)
+    data = json.loads((pt.path / "rep" / "latest" / "report.json").read_text())  # this session's report
+    return result, {c["id"]: (c["verdict"], c["reason"] or "") for c in data["claims"]}
+
+
+def test_paper_only_claims_are_judged_from_stored_paper_runs(paper_suite):
+    from tricks.train import CODE_VERSION
+
+    store_paper_runs(paper_suite.path / "runs.sqlite", CODE_VERSION)  # the version a --run-fn session stores under
+    result, verdicts = _claims_run(paper_suite, "--run-fn", "tests.test_reproduce:must_not_train")
+    result.assert_outcomes(passed=2)
+    assert verdicts["C001-8"][0] == "SUPPORTED" and verdicts["C004-2"][0] == "SUPPORTED"
+
+
+def test_runs_of_an_earlier_code_version_are_judged_with_code_version_and_train_nothing(paper_suite):
+    store_paper_runs(paper_suite.path / "runs.sqlite", "0.1.0+old")
+    # without the option the session looks under the current code version, finds nothing and would train
+    result, verdicts = _claims_run(paper_suite, "--run-fn", "tests.test_reproduce:must_not_train")
+    result.assert_outcomes(failed=2)
+    assert "meant to train nothing" in verdicts["C001-8"][1]
+
+    result, verdicts = _claims_run(paper_suite, "--code-version", "0.1.0+old")
+    result.assert_outcomes(passed=2)
+    assert verdicts["C001-8"][0] == "SUPPORTED" and verdicts["C004-2"][0] == "SUPPORTED"
+
+    result, verdicts = _claims_run(paper_suite, "--code-version", "0.1.0+none")  # nothing stored there
+    result.assert_outcomes(failed=2)
+    assert "not in the run store under the --code-version given" in result.stdout.str()
+    assert "Traceback" not in result.stdout.str()

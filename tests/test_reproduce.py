@@ -8,7 +8,6 @@ import importlib
 import json
 import os
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -61,23 +60,33 @@ def test_row_shows_mean_sd_range_n_difference_and_inside_flag():
     assert "pp below" not in cells[8] and "pp above" not in cells[8]  # within 2 pp: no explanation needed
 
 
-def test_published_value_outside_our_range_is_flagged_and_a_miss_gets_its_registered_explanation():
+def test_published_value_outside_our_range_is_flagged_and_a_miss_below_on_the_jpeg_copy_says_so():
     runs = [fake("pal2021b/residual", s, a, dataset="class folders (JPEG) x.tgz") for s, a in
             enumerate((0.75, 0.76, 0.77))]
-    r = row(rows_by_recipe(runs), "pal2021b/residual")
-    cells = row_cells(r)
+    cells = row_cells(row(rows_by_recipe(runs), "pal2021b/residual"))
     assert cells[6:8] == ["-5.00", "no"]
-    assert cells[8].startswith("5.0 pp below: one published run per arm") and JPEG_WHY in cells[8]
+    assert cells[8] == f"5.0 pp below: {JPEG_WHY}; outside the original's own runs (80.7–81.04) too"
 
 
-def test_a_miss_above_on_the_png_copy_names_no_jpeg_and_an_unregistered_miss_says_so(monkeypatch):
-    runs = [fake("pal2021b/baseline", s, a) for s, a in enumerate((0.75, 0.76))]
-    r = row(rows_by_recipe(runs), "pal2021b/baseline")
-    assert r.miss and "pp above" in r.note() and JPEG_WHY not in r.note()
-    bare = tuple(replace(p, why="") if p.recipe == "pal2021b/baseline" else p for p in reproduce.PUBLISHED)
-    monkeypatch.setattr(reproduce, "PUBLISHED", bare)
-    r = row(rows_by_recipe(runs), "pal2021b/baseline")
-    assert "pp above: no explanation registered" in r.note()
+def test_a_miss_gets_the_explanation_registered_for_its_arm():
+    runs = [fake("pal2021a/baseline@code", s, a) for s, a in enumerate((0.655, 0.66))]
+    note = row(rows_by_recipe(runs), "pal2021a/norm_inputs@code").note()
+    assert "2.9 pp below: one published run of the same recipe as baseline@code (0.667)" in note
+    assert JPEG_WHY not in note  # not trained on the JPEG copy
+
+
+def test_a_miss_within_the_originals_own_runs_says_so_and_an_unexplained_one_says_that():
+    overlapping = row(rows_by_recipe([fake("pal2021b/baseline", s, a) for s, a in enumerate((0.73, 0.74))]),
+                      "pal2021b/baseline")
+    assert overlapping.miss and "3.0 pp above: our range overlaps the original's own runs (66.2–73.3)" in \
+        overlapping.note()
+    beyond = row(rows_by_recipe([fake("pal2021b/baseline", s, a) for s, a in enumerate((0.75, 0.76))]),
+                 "pal2021b/baseline")
+    assert "5.0 pp above: no explanation registered; outside the original's own runs (66.2–73.3) too" in \
+        beyond.note()
+    within = row(rows_by_recipe([fake("pal2021b/baseline", s, a) for s, a in enumerate((0.69, 0.70))]),
+                 "pal2021b/baseline")
+    assert not within.miss and within.note() == ""  # 1.0 pp below: nothing to explain
 
 
 def test_arms_without_runs_read_not_run_and_show_no_number():

@@ -276,6 +276,14 @@ def test_bnfreeze_warns_in_one_sentence_on_a_model_without_batchnorm(tmp_path):
                               "so it trains as without the callback")
 
 
+def test_l1_penalty_warns_on_a_model_with_only_biases_and_norm_layers(tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.LayerNorm(108), nn.Linear(108, 4).requires_grad_(False))
+    learn = tiny_learner(tmp_path, [L1Penalty(1e-3)], model=model)
+    with pytest.warns(TrickWarning, match=r"^L1Penalty has nothing to penalize: this Sequential has no trainable "
+                                          r"weight outside biases and normalization layers$"):
+        learn.fit(1)
+
+
 def test_bnfreeze_is_silent_on_a_model_it_acts_on(tmp_path):
     learn = tiny_learner(tmp_path, [BnFreeze()])
     with warnings.catch_warnings():

@@ -173,6 +173,9 @@ class L1Penalty(FitScoped):
 
     def start_fit(self) -> None:
         self._weights = l1_weights(self.learn.model)
+        if not self._weights and not self.in_lr_find:
+            _warn(f"L1Penalty has nothing to penalize: this {type(self.learn.model).__name__} has no trainable weight "
+                  f"outside biases and normalization layers")
 
     def after_loss(self) -> None:
         if not (self._fitting and self.training and self._weights and self.l1 > 0):

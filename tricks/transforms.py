@@ -119,7 +119,7 @@ def _none_found(transform: str, what: str, model: nn.Module) -> TrickError:
 
 
 def _unchanged(transform: str, model: nn.Module, why: str) -> None:
-    warnings.warn(f"{transform} left this {type(model).__name__} unchanged: {why}", TrickWarning, stacklevel=3)
+    warnings.warn(f"{transform} left this {type(model).__name__} unchanged: {why}", TrickWarning, stacklevel=4)
 
 
 def _check_p(transform: str, p: float) -> None:

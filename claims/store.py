@@ -53,6 +53,50 @@ class StoreError(ValueError):
     """A user-facing problem with the run store (unusable path, not a database): one sentence naming the path."""
 
 
+def _columns(con: sqlite3.Connection) -> dict[str, set[str]]:
+    names = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+             if not n.startswith("sqlite_")]
+    return {n: {row[1] for row in con.execute(f'PRAGMA table_info("{n}")')} for n in names}
+
+
+def _schema_columns() -> dict[str, set[str]]:
+    con = sqlite3.connect(":memory:")
+    try:
+        con.executescript(_SCHEMA)
+        return _columns(con)
+    finally:
+        con.close()
+
+
+def _check_foreign(path: Path) -> None:
+    """StoreError when `path` is a SQLite database of another program (or of an incompatible layout), read-only."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise StoreError(f"run store {path} is not a usable SQLite database ({e})") from None
+    try:
+        found = _columns(con)
+        version = None
+        if "value" in found.get("meta", set()) and "key" in found.get("meta", set()):
+            row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = row[0] if row else None
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"run store {path} is not a usable SQLite database ({e})") from None
+    finally:
+        con.close()
+    ours = _schema_columns()
+    missing = {t: sorted(want - found.get(t, want)) for t, want in ours.items() if want - found.get(t, want)}
+    # a store being created by another suite right now has some of our tables and no version yet: not foreign
+    if version is None and (set(found) - set(ours) or missing):
+        raise StoreError(f"run store {path} is another program's SQLite database (tables {', '.join(sorted(found))}), "
+                         f"not a run store; give --store or TRICKS_STORE another file")
+    for table, cols in missing.items():
+        raise StoreError(f"run store {path} has a table '{table}' without the columns {', '.join(cols)}: it was "
+                         f"written by another program; give --store or TRICKS_STORE another file")
+
+
 def user_cache_dir() -> Path:
     """The platform's per-user cache folder (XDG on Linux, ~/Library/Caches on macOS, LOCALAPPDATA on Windows)."""
     if sys.platform == "win32":
@@ -111,6 +155,7 @@ class RunStore:
             raise StoreError(f"cannot create the folder of run store {self.path}: {e.strerror or e}") from None
         if self.path.is_dir():
             raise StoreError(f"run store {self.path} is a folder, not a SQLite database file")
+        _check_foreign(self.path)  # before anything writes to the file: another program's database stays untouched
         try:
             self._con().executescript(_SCHEMA)  # idempotent; executescript commits on its own
             with self._tx() as con:

@@ -47,7 +47,8 @@ C002_4 = noninferior(
          "both trained 1e4 iterations.")
 C002_5 = superior(
     "C002-5", SRC, "dropout: accuracy improves about 3%", P + "dropout_p5", P + "no_dropout",
-    note="As published the 3 points also carried momentum and leaky ReLU; here only dropout differs (keep 0.5).")
+    note="As published the 3 points also carried momentum and leaky ReLU; here only dropout differs (keep 0.5). "
+         "Neither arm has L2, as in the original dropout.py (dropout is the regularizer).")
 C002_6 = compound(
     "C002-6", SRC, "dropout p = .3, .5 and .7 give about the same test accuracy (54-56%)",
     [part("C002-6/p3", Form.EQUIVALENCE, P + "dropout_p3", P + "dropout_p5"),

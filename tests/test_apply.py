@@ -203,6 +203,32 @@ def test_a_corrupt_recipe_file_or_store_exits_2(capsys, tmp_path):
     assert_one_line_error(capsys.readouterr().err, f"run store {folder} is a folder")
 
 
+def test_a_full_cache_disk_exits_2_in_one_sentence(tiny, tmp_path, capsys, monkeypatch):
+    import torch
+
+    fresh = _write_source(tmp_path / "src", n_train=2, n_test=1)  # not yet in this process's memo
+    monkeypatch.setenv("TRICKS_CACHE", str(tmp_path / "cache"))
+
+    def full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    store = tmp_path / "s.sqlite"
+    assert main(tiny_args(tiny, fresh, store)) == 2
+    assert_one_line_error(capsys.readouterr().err, f"the cache folder {tmp_path / 'cache'} is full")
+
+
+def test_a_store_of_another_program_exits_2_and_is_left_untouched(tiny, source, tmp_path, capsys):
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.executescript("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO runs VALUES (1, 'x');")
+    con.close()
+    before = other.read_bytes()
+    assert main(tiny_args(tiny, source, other)) == 2
+    assert_one_line_error(capsys.readouterr().err, f"run store {other} is another program's SQLite database")
+    assert other.read_bytes() == before
+
+
 def test_corrupt_data_exits_2_with_the_data_modules_message(tiny, tmp_path, capsys):
     broken = _write_source(tmp_path / "src", n_train=2, n_test=1)
     (broken / "train" / "cat" / "0.png").write_bytes(b"not a png at all")

@@ -36,6 +36,8 @@ from tricks.callbacks import (
     WeightDecayFrom,
     l1_weights,
 )
+from tricks.layers import BnLayer
+from tricks.registry import TrickWarning
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -162,7 +164,8 @@ def test_exp_lr_decay_acts_on_every_param_group(tmp_path):
 
 @settings(max_examples=8, deadline=None)
 @given(start=st.integers(0, 3), epochs=st.integers(1, 4), coupled=st.booleans())
-def test_weight_decay_from_is_zero_before_start_epoch_and_wd_after(tmp_path_factory, start, epochs, coupled):
+def test_weight_decay_from_keeps_the_optimizers_wd_before_start_epoch_sets_wd_after_and_restores_it(
+        tmp_path_factory, start, epochs, coupled):
     probe = Probe("before_step", lambda lr: (lr.epoch, lr.opt.hypers[0]["wd"]), order=70)
 
     def opt(params, lr):
@@ -172,7 +175,15 @@ def test_weight_decay_from_is_zero_before_start_epoch_and_wd_after(tmp_path_fact
     learn.fit(epochs, 1e-3)
     assert len(probe.seen) == epochs * (N_TRAIN // BS)
     for epoch, wd in probe.seen:
-        assert wd == (1e-4 if epoch >= start else 0.0)
+        assert wd == (1e-4 if epoch >= start else 0.01)  # Adam's own 0.01 is not silently replaced by 0
+    assert [h["wd"] for h in learn.opt.hypers] == [0.01] * len(learn.opt.hypers)  # and is back after the fit
+
+
+def test_weight_decay_from_warns_when_the_optimizer_already_has_that_wd(tmp_path):
+    learn = tiny_learner(tmp_path, [WeightDecayFrom(0.01, 1)], opt_func=lambda p, lr: SGD(p, lr, wd=0.01))
+    with pytest.warns(TrickWarning, match=r"^WeightDecayFrom changes nothing: the optimizer's weight decay is "
+                                          r"already 0\.01 before epoch 1$"):
+        learn.fit(1)
 
 
 def test_weight_decay_from_decays_the_weights_from_start_epoch_only(tmp_path):
@@ -212,12 +223,86 @@ def test_bnfreeze_keeps_running_stats_fixed_through_a_fit(tmp_path, affine):
     assert all(p.requires_grad for p in learn.model.parameters())  # affine freezing ends with the fit
 
 
+def mnist_like_learner(tmp_path: Path, opt_func, cbs=()) -> Learner:
+    """A 1-channel 28x28 CNN with a BatchNorm2d and a BnLayer, on its own loaders, in a stock Learner."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 1, 28, 28, generator=g), torch.randint(0, 10, (48,), generator=g)
+    dls = DataLoaders(TfmdDL(TensorDataset(x[:32], y[:32]), bs=8, shuffle=True, num_workers=0),
+                      TfmdDL(TensorDataset(x[32:], y[32:]), bs=8, num_workers=0), device="cpu")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), BnLayer(4, 8),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), opt_func=opt_func, cbs=list(cbs), path=tmp_path)
+    learn.remove_cb(ProgressCallback)
+    learn.logger = lambda *a, **k: None
+    return learn
+
+
+FROZEN = ("1.weight", "1.bias", "1.running_mean", "1.running_var", "1.num_batches_tracked", "3.m", "3.a",
+          "3.last_mean", "3.last_std", "3.running_mean", "3.running_std", "3.num_batches_tracked")
+
+
+@pytest.mark.parametrize("opt_func", [lambda p, lr: SGD(p, lr, mom=0.9, wd=0.01), Adam], ids=["sgd-mom-wd", "adam"])
+def test_bnfreeze_affine_keeps_batchnorm_and_bnlayer_bit_identical_after_an_earlier_ordinary_fit(tmp_path, opt_func):
+    learn = mnist_like_learner(tmp_path, opt_func)
+    learn.fit(1, 1e-2)  # momentum and gradients (zeroed, not None) now exist for the BN parameters
+    before = state_of(learn.model)
+    learn.fit(2, 1e-2, cbs=[BnFreeze(affine=True)])
+    after = state_of(learn.model)
+    for k in FROZEN:
+        assert torch.equal(before[k], after[k]), k
+    assert not torch.equal(before["0.weight"], after["0.weight"]) and not torch.equal(before["3.conv.weight"],
+                                                                                        after["3.conv.weight"])
+    assert all(p.requires_grad for p in learn.model.parameters())
+
+
+def test_bnfreeze_without_affine_freezes_bnlayer_statistics_but_trains_its_scale(tmp_path):
+    learn = mnist_like_learner(tmp_path, Adam)
+    learn.fit(1, 1e-2)
+    before = state_of(learn.model)
+    learn.fit(1, 1e-2, cbs=[BnFreeze()])
+    after = state_of(learn.model)
+    for k in ("3.last_mean", "3.last_std", "3.running_mean", "3.running_std", "3.num_batches_tracked"):
+        assert torch.equal(before[k], after[k]), k
+    assert not torch.equal(before["3.m"], after["3.m"])
+
+
+def test_bnfreeze_warns_in_one_sentence_on_a_model_without_batchnorm(tmp_path):
+    learn = tiny_learner(tmp_path, [BnFreeze()], model=tiny_net(bn=False))
+    with pytest.warns(TrickWarning) as seen:
+        learn.fit(1)
+    (w,) = [w for w in seen if issubclass(w.category, TrickWarning)]
+    assert str(w.message) == ("BnFreeze has nothing to freeze: this Sequential has no BatchNorm layer or BnLayer, "
+                              "so it trains as without the callback")
+
+
+def test_l1_penalty_warns_on_a_model_with_only_biases_and_norm_layers(tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.LayerNorm(108), nn.Linear(108, 4).requires_grad_(False))
+    learn = tiny_learner(tmp_path, [L1Penalty(1e-3)], model=model)
+    with pytest.warns(TrickWarning, match=r"^L1Penalty has nothing to penalize: this Sequential has no trainable "
+                                          r"weight outside biases and normalization layers$"):
+        learn.fit(1)
+
+
+def test_bnfreeze_is_silent_on_a_model_it_acts_on(tmp_path):
+    learn = tiny_learner(tmp_path, [BnFreeze()])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrickWarning)
+        learn.fit(1)
+
+
 # --------------------------------------------------------------------------------------------- L1Penalty
 
 
 def test_l1_weights_skip_biases_and_norm_layers():
     m = tiny_net()
     assert {id(p) for p in l1_weights(m)} == {id(m[0].weight), id(m[-1].weight)}
+
+
+def test_l1_weights_skip_bnlayer_scale_and_shift_groupnorm_and_layernorm_but_keep_bnlayers_conv():
+    m = nn.Sequential(BnLayer(3, 4), nn.Conv2d(4, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.LayerNorm(16),
+                      nn.Linear(16, 2))
+    assert {id(p) for p in l1_weights(m)} == {id(m[0].conv.weight), id(m[1].weight), id(m[5].weight)}
 
 
 @pytest.mark.parametrize("l1", [1e-3, 0.5])
@@ -412,7 +497,7 @@ print("ok", sorted(m for m in __import__("sys").modules if m == "tricks" or m.st
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[-2] == "ok ['tricks', 'tricks.callbacks', 'tricks.registry']"
+    assert out.stdout.split("\n")[-2] == "ok ['tricks', 'tricks.callbacks', 'tricks.layers', 'tricks.registry']"
 
 
 def test_importing_tricks_callbacks_does_not_import_claims():

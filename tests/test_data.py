@@ -425,6 +425,65 @@ def test_unwritable_cache_folder_falls_back_to_decoding(tmp_path, monkeypatch):
     assert np.array_equal(a.x_train.numpy(), want["x_train"])
 
 
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter "
+                                                  "failed writing file data/0: file write failed")])
+def test_a_full_cache_disk_is_one_data_error_sentence_and_leaves_no_partial_entry(tmp_path, monkeypatch, failure):
+    write_batches(tmp_path / "src")
+
+    def full(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"the first bytes")  # the disk filled up mid-write
+        raise failure
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(DataError) as e:
+        load_cifar10(tmp_path / "src")
+    msg = str(e.value)
+    assert msg.startswith(f"the cache folder {cache_dir()} is full") and "TRICKS_CACHE" in msg and "\n" not in msg
+    assert all(p.name.endswith(".lock") for p in cache_dir().iterdir())  # no entry, no temporary file
+
+
+def test_a_read_only_cache_after_decoding_keeps_the_decoded_arrays_without_decoding_twice(tmp_path, monkeypatch):
+    want = write_batches(tmp_path / "src")
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    decodes = count_decodes(monkeypatch)
+    a = load_cifar10(tmp_path / "src")
+    assert np.array_equal(a.x_train.numpy(), want["x_train"]) and len(decodes) == 1
+
+
+class _Payload:
+    """Unpickled, it writes a file: what a crafted CIFAR-10 batches file can do to a plain `pickle.loads`."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.target)!r}, 'w').write('pwned')",))
+
+
+@pytest.mark.parametrize("victim", ["batches.meta", "data_batch_1", "test_batch"])
+def test_a_malicious_batches_pickle_is_refused_before_its_payload_runs(tmp_path, victim):
+    write_batches(tmp_path / "src")
+    target = tmp_path / "pwned.txt"
+    evil = {b"label_names": [c.encode() for c in CLASSES], b"data": _Payload(target), b"labels": [0]}
+    (tmp_path / "src" / "cifar-10-batches-py" / victim).write_bytes(pickle.dumps(evil, protocol=2))
+    pickle.loads(pickle.dumps(_Payload(tmp_path / "control.txt")))  # the payload is live: plain pickle runs it
+    assert (tmp_path / "control.txt").read_text() == "pwned"
+    with pytest.raises(DataError, match=rf"{victim} is not a CIFAR-10 batches file \(it names \S*builtin\S*\.exec,"):
+        load_cifar10(tmp_path / "src")
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_batches_pickled_with_any_protocol_still_load(tmp_path, protocol):
+    want = write_batches(tmp_path / "src")
+    folder = tmp_path / "src" / "cifar-10-batches-py"
+    for f in folder.iterdir():
+        f.write_bytes(pickle.dumps(pickle.loads(f.read_bytes(), encoding="bytes"), protocol=protocol))
+    a = load_cifar10(tmp_path / "src")
+    assert np.array_equal(a.x_train.numpy(), want["x_train"]) and np.array_equal(a.y_test.numpy(), want["y_test"])
+
+
 def test_cache_false_neither_reads_nor_writes_the_cache(tmp_path, monkeypatch):
     write_batches(tmp_path / "src")
     monkeypatch.setattr(data, "_read_cache", lambda entry: pytest.fail("cache read"))

@@ -105,6 +105,44 @@ def test_a_folder_or_a_non_database_file_is_refused_naming_the_path(tmp_path):
         RunStore(junk)
 
 
+def _foreign_db(path: Path) -> bytes:
+    con = sqlite3.connect(path)
+    con.executescript("CREATE TABLE runs (id INTEGER PRIMARY KEY, name TEXT, started REAL);"
+                      "INSERT INTO runs VALUES (1, 'someone else''s run', 0.0);")
+    con.close()
+    return path.read_bytes()
+
+
+def test_another_programs_database_is_refused_in_one_sentence_and_left_byte_for_byte(tmp_path):
+    other = tmp_path / "other.sqlite"
+    before = _foreign_db(other)
+    with pytest.raises(StoreError) as e:
+        RunStore(other)
+    msg = str(e.value)
+    assert msg == (f"run store {other} is another program's SQLite database (tables runs), not a run store; give "
+                   f"--store or TRICKS_STORE another file")
+    assert other.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+
+
+def test_a_table_of_ours_with_other_columns_is_refused_naming_them(tmp_path):
+    odd = tmp_path / "odd.sqlite"
+    con = sqlite3.connect(odd)
+    con.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                      "INSERT INTO meta VALUES ('schema_version', '1');"
+                      "CREATE TABLE runs (recipe_key TEXT, seed INTEGER);")
+    con.close()
+    before = odd.read_bytes()
+    with pytest.raises(StoreError, match=r"^run store .* has a table 'runs' without the columns acc, code_version, "):
+        RunStore(odd)
+    assert odd.read_bytes() == before
+
+
+def test_a_store_of_ours_reopens_and_keeps_its_runs(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    RunStore(path).put_pilot("k", "smoke", {"sigma": 1.5})
+    assert RunStore(path).get_pilot("k", "smoke") == {"sigma": 1.5}
+
+
 def test_pilot_results_are_stored_per_recipe_and_profile(tmp_path):
     store = RunStore(tmp_path / "runs.sqlite")
     store.put_pilot("k", "smoke", {"sigma": 1.5})

@@ -406,3 +406,84 @@ def test_lsuv_options_are_checked():
         T.LSUVInit(tol=0)
     with pytest.raises(TrickError, match="max_iter=0"):
         T.lsuv(build_model("tiny_cnn"), max_iter=0)
+
+
+# ------------------------------------------------------------------------------------------- outside CIFAR
+
+def mnist_net() -> nn.Sequential:
+    """A 1-channel 28x28 CNN as a Fashion-MNIST user writes it: its Linear fixes the input size."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 13 * 13, 16),
+                         nn.ReLU(), nn.Linear(16, 10))
+
+
+def test_the_input_of_a_28x28_one_channel_model_is_inferred():
+    assert T.infer_input_shape(mnist_net()) == (1, 28, 28)
+    assert T.infer_input_shape(build_model("tf_cnn")) == (3, 32, 32)
+    assert T.infer_input_shape(nn.Sequential(nn.Linear(7, 2))) == (7,)
+
+
+def test_params_used_gap_head_and_lsuv_work_on_a_28x28_model():
+    model = mnist_net()
+    assert T.params_used(model) == T.params_registered(model) == 4 * 9 + 4 + 676 * 16 + 16 + 16 * 10 + 10
+    T.gap_head(model)
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+    assert T.params_used(model) == T.params_registered(model) == 40 + 4 * 10 + 10
+    torch.manual_seed(0)
+    lsuv = T.lsuv(mnist_net(), tol=0.05)
+    out = lsuv[0](torch.randn(64, 1, 28, 28))
+    assert abs(float(out.var()) - 1) < 0.3
+
+
+def test_an_explicit_input_shape_reaches_gap_head_and_lsuv_from_the_command_line_form():
+    name, kwargs = parse_spec("gap_head:input_shape=1/28/28")
+    model = get_trick(name).build(**kwargs)(mnist_net())
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    name, kwargs = parse_spec("lsuv:input_shape=1/28/28")
+    assert kwargs == {"input_shape": (1, 28, 28)}
+    get_trick(name).build(**kwargs)(mnist_net())
+
+
+def test_a_model_whose_input_cannot_be_inferred_gets_one_value_error_sentence():
+    odd = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 15 * 15, 10))  # 17x17 inputs only
+    for fn in (T.infer_input_shape, T.gap_head, T.lsuv, T.params_used):
+        with pytest.raises(ValueError) as e:
+            fn(odd)
+        msg = str(e.value)
+        assert msg.startswith("cannot infer the input of this Sequential")
+        assert msg.endswith("give input_shape=(C, H, W)") and "\n" not in msg
+
+
+def test_lsuv_on_a_batch_the_model_cannot_run_leaves_the_model_as_it_was():
+    model = mnist_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrickError, match=r"^lsuv cannot run this Sequential on a batch of shape \(64, 1, 32, 32\)"):
+        T.lsuv(model, input_shape=(1, 32, 32))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(TrickError, match=r"^lsuv cannot run"):
+        T.lsuv_init(model, torch.randn(8, 1, 30, 30))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_params_used_on_a_wrong_batch_shape_is_one_sentence_and_restores_the_model():
+    model = mnist_net().train()
+    with pytest.raises(TrickError, match=r"^params_used cannot run this Sequential on a batch of shape \(2, 3, 32, "
+                                         r"32\)"):
+        T.params_used(model, input_shape=(2, 3, 32, 32))
+    assert model.training and all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("transform", [T.bn_before_relu, T.bn_after_relu])
+def test_a_bn_transform_on_a_model_that_already_has_it_warns_in_one_sentence(transform):
+    from tricks.registry import TrickWarning
+
+    model = transform(build_model("tf_cnn"))
+    where = "before" if transform is T.bn_before_relu else "after"
+    with pytest.warns(TrickWarning, match=rf"^{transform.__name__} left this Sequential unchanged: every Conv2d "
+                                          rf"already has a BatchNorm2d {where} its activation$"):
+        transform(model)
+
+
+def test_a_bn_transform_on_a_bnlayer_model_names_its_bnlayers():
+    with pytest.raises(TrickError, match="its BnLayers normalize on their own$"):
+        T.bn_before_relu(build_model("conv_bn_net"))

@@ -11,12 +11,17 @@ Under `lr_find` (which runs its own LR schedule, then restores model and optimiz
 stand aside; the others act as they would at the start of a fit. `get_preds` and `validate` run no training
 events but do fire `before_fit`/`after_fit` around their one validation epoch, so per-fit state here starts at the
 fit's first `before_train`, not at `before_fit`, and every callback is a no-op there.
+
+Epochs count from 0 in every fit: `ExpLRDecay` and `WeightDecayFrom` start over with each `fit` call, so each phase
+of `fine_tune` (frozen, then unfrozen) restarts the decay and the weight-decay switch. A trick that finds nothing to
+act on in the model (BnFreeze without BatchNorm) says so with a `TrickWarning`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -29,7 +34,8 @@ from fastai.torch_core import find_bs, norm_bias_params
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from tricks.registry import register
+from tricks.layers import BnLayer, norm_layers, norm_params
+from tricks.registry import TrickWarning, register
 
 __all__ = ["BnFreeze", "ClipGradValue", "DivergenceGuard", "ExpLRDecay", "GradNormRecorder", "GradientClip",
            "L1Penalty", "ThroughputRecorder", "ValidateSubsetUntil", "WeightDecayFrom"]
@@ -47,6 +53,11 @@ def _in_lr_find(learn: Any) -> bool:
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
+
+
+def _warn(message: str) -> None:
+    """One sentence to whoever trains the model: the trick cannot act on it (shown once per place it is raised)."""
+    warnings.warn(message, TrickWarning, stacklevel=3)
 
 
 class FitScoped(Callback):
@@ -82,12 +93,15 @@ class FitScoped(Callback):
 
 @register(kind="callback")
 class BnFreeze(FitScoped):
-    """Keep every BatchNorm layer's running statistics fixed during training (BN layers run in eval mode).
+    """Keep every BatchNorm layer's and BnLayer's statistics fixed during training (they run in eval mode).
 
     fastai's own `BnFreeze` only acts on BN layers whose parameters are frozen (transfer learning), so on a model
-    trained from scratch it does nothing; this one acts on every `_BatchNorm` layer. Frozen stats mean the layer
-    normalizes with its running statistics (0 and 1 on a fresh model) instead of the batch's. `affine=True` also
-    freezes the BN weight and bias (requires_grad off for the fit, restored after it).
+    trained from scratch it does nothing; this one acts on every `_BatchNorm` layer and on `tricks.layers.BnLayer`.
+    Frozen stats mean the layer normalizes with its running statistics (0 and 1 on a fresh model; a BnLayer that never
+    trained normalizes each batch by its own, recording nothing) instead of the batch's. `affine=True` also freezes
+    their scale and shift bit for bit: requires_grad off and gradients dropped for the fit (so no optimizer, not even
+    one with momentum or weight decay, steps them), restored after it. A model with no such layer gets a TrickWarning.
+    `from fastai.vision.all import *` exports fastai's `BnFreeze` too: whichever import comes last wins the name.
     """
 
     order = TrainEvalCallback.order + 1  # after TrainEvalCallback.before_train has put the whole model in train mode
@@ -96,16 +110,21 @@ class BnFreeze(FitScoped):
         self.affine = affine
         self._saved: list[tuple[nn.Parameter, bool]] = []
 
-    def _bn_layers(self) -> list[_BatchNorm]:
-        return [m for m in self.learn.model.modules() if isinstance(m, _BatchNorm)]
+    def _bn_layers(self) -> list[nn.Module]:
+        return [m for m in norm_layers(self.learn.model) if isinstance(m, (_BatchNorm, BnLayer))]
 
     def start_fit(self) -> None:
         self._saved = []
+        layers = self._bn_layers()
+        if not layers and not self.in_lr_find:
+            _warn(f"BnFreeze has nothing to freeze: this {type(self.learn.model).__name__} has no BatchNorm layer "
+                  f"or BnLayer, so it trains as without the callback")
         if self.affine:
-            for bn in self._bn_layers():
-                for p in bn.parameters(recurse=False):
+            for bn in layers:
+                for p in norm_params(bn):
                     self._saved.append((p, p.requires_grad))
                     p.requires_grad_(False)
+                    p.grad = None  # fastai's optimizers step every parameter with a gradient, zeroed or not
 
     def before_train(self) -> None:
         super().before_train()
@@ -138,7 +157,7 @@ class ClipGradValue(Callback):
 
 @register(kind="callback")
 class L1Penalty(FitScoped):
-    """Add l1·sum|w| over the weights (not biases, not norm layers) to the training loss.
+    """Add l1·sum|w| over the weights (not biases, not normalization layers, BnLayer included) to the training loss.
 
     Both the loss that is differentiated and the loss the Recorder logs carry the penalty; validation loss does not.
     Runs before GradientAccumulation rescales the loss, so accumulation counts the penalty once per step.
@@ -154,6 +173,9 @@ class L1Penalty(FitScoped):
 
     def start_fit(self) -> None:
         self._weights = l1_weights(self.learn.model)
+        if not self._weights and not self.in_lr_find:
+            _warn(f"L1Penalty has nothing to penalize: this {type(self.learn.model).__name__} has no trainable weight "
+                  f"outside biases and normalization layers")
 
     def after_loss(self) -> None:
         if not (self._fitting and self.training and self._weights and self.l1 > 0):
@@ -164,8 +186,10 @@ class L1Penalty(FitScoped):
 
 
 def l1_weights(model: nn.Module) -> list[nn.Parameter]:
-    """The trainable parameters an L1 penalty acts on: all but biases and normalization-layer parameters."""
+    """The trainable parameters an L1 penalty acts on: all but biases and the scale and shift of every normalization
+    layer (BatchNorm, InstanceNorm, LayerNorm, GroupNorm, RMSNorm, BnLayer)."""
     skip = {id(p) for p in norm_bias_params(model, with_bias=True)}
+    skip |= {id(p) for layer in norm_layers(model) for p in norm_params(layer)}
     return [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
 
 
@@ -175,7 +199,8 @@ class ExpLRDecay(FitScoped):
 
     With a plain `fit(n, lr)` that is lr·gamma^e, as PyTorch's ExponentialLR stepped after each epoch (doc 000);
     after a ParamScheduler (e.g. `fit_one_cycle`) it multiplies the scheduled LR. Per param group. The undecayed LR
-    is put back after each batch, so the optimizer leaves the fit with the LR it came in with.
+    is put back after each batch, so the optimizer leaves the fit with the LR it came in with. `epoch` counts from 0 in
+    each fit: every `fit` call (each phase of `fine_tune`) starts the decay over.
     """
 
     order = ParamScheduler.order + 1  # decay what the scheduler set for this batch
@@ -207,10 +232,13 @@ class ExpLRDecay(FitScoped):
 
 @register(kind="callback")
 class WeightDecayFrom(FitScoped):
-    """Weight decay off before epoch `start_epoch` (0-based) and `wd` from then on, through the optimizer's wd.
+    """Weight decay `wd` from epoch `start_epoch` (0-based) on, through the optimizer's wd; its own wd before.
 
-    Doc 000 set wd=1e-4 after epoch 2, active in epochs 3-10: start_epoch=2. Whether it is coupled L2 or decoupled
-    is the optimizer's choice (fastai's `decouple_wd`). Set before every batch, so it wins over a wd schedule.
+    Doc 000 set wd=1e-4 after epoch 2 on an optimizer without decay (PyTorch's Adam), active in epochs 3-10:
+    start_epoch=2. Before the start epoch the optimizer keeps its own wd (fastai's Adam has 0.01, PyTorch's 0), and
+    after the fit it has that wd again. Coupled L2 or decoupled is the optimizer's choice (fastai's `decouple_wd`).
+    Set before every batch and put back after it, so it wins over a wd schedule. `epoch` counts from 0 in each fit:
+    every `fit` call (each phase of `fine_tune`) starts the count over.
     """
 
     order = ParamScheduler.order + 1
@@ -220,15 +248,32 @@ class WeightDecayFrom(FitScoped):
         _check(wd >= 0, f"WeightDecayFrom wd must be non-negative, got {wd}")
         _check(start_epoch >= 0, f"WeightDecayFrom start_epoch must be 0 or more, got {start_epoch}")
         self.wd, self.start_epoch = wd, start_epoch
+        self._own: list[float] | None = None
 
     def start_fit(self) -> None:
-        if "wd" not in self.learn.opt.hypers[0]:
+        hypers = self.learn.opt.hypers
+        if "wd" not in hypers[0]:
             raise ValueError(f"WeightDecayFrom needs an optimizer with a 'wd' hyper-parameter; "
-                             f"{type(self.learn.opt).__name__} has {', '.join(self.learn.opt.hypers[0])}")
+                             f"{type(self.learn.opt).__name__} has {', '.join(hypers[0])}")
+        if not self.in_lr_find and all(h["wd"] == self.wd for h in hypers):
+            _warn(f"WeightDecayFrom changes nothing: the optimizer's weight decay is already {self.wd:g} before "
+                  f"epoch {self.start_epoch}")
 
     def before_batch(self) -> None:
-        if self._fitting and self.training:
-            self.learn.opt.set_hyper("wd", self.wd if self.epoch >= self.start_epoch else 0.0)
+        if self._fitting and self.training and self.epoch >= self.start_epoch:
+            self._own = [h["wd"] for h in self.learn.opt.hypers]
+            self.learn.opt.set_hyper("wd", self.wd)
+
+    def _restore(self) -> None:
+        if self._own is not None:
+            self.learn.opt.set_hyper("wd", self._own)
+            self._own = None
+
+    def after_batch(self) -> None:
+        self._restore()
+
+    def end_fit(self) -> None:
+        self._restore()  # a fit cancelled mid-batch skips after_batch
 
 
 @register(kind="callback")
@@ -238,6 +283,8 @@ class DivergenceGuard(FitScoped):
     `learn.diverged_reason` says which loss, epoch and batch. To avoid a device sync per step, each batch's loss is
     checked at the start of the next one (or at the end of the epoch's training), before that batch runs; so a bad
     loss costs at most the one optimizer step it came with. Inactive under lr_find, which diverges on purpose.
+    A stop in epoch 0 leaves no epoch for fastai's `SaveModelCallback` to save, whose after_fit then fails loading
+    the missing `best.pth`: check `learn.diverged` before relying on the saved model.
     """
 
     order = MixedPrecision.order - 1  # stop in before_batch before MixedPrecision enters autocast

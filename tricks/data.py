@@ -21,6 +21,7 @@ seeded from the run's seed (same seed, same batches and augmentations).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import os
@@ -270,9 +271,37 @@ def _read_folders(files: _Files, prefix: str) -> dict[str, Any]:
     return out
 
 
+def _numpy_global(module: str, name: str) -> Any:
+    """numpy's array and dtype rebuilders, under the module names of numpy 1 (`numpy.core`) and 2 (`numpy._core`)."""
+    core = getattr(np, "_core", None) or np.core
+    return {"multiarray._reconstruct": core.multiarray._reconstruct, "multiarray.scalar": core.multiarray.scalar,
+            "numeric._frombuffer": getattr(core.numeric, "_frombuffer", None)}.get(f"{module.rsplit('.', 1)[1]}.{name}")
+
+
+class _BatchesUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10's batches files hold: dicts, lists, bytes, ints and numpy arrays.
+
+    A pickle can name any importable callable and have it run; these files need numpy's array rebuilders alone, so
+    every other global is refused before anything is called (a crafted `batches.meta` cannot run code).
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
+            return getattr(np, name)
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray", "numpy.core.numeric", "numpy._core.numeric"):
+            found = _numpy_global(module, name)
+            if found is not None:
+                return found
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 writes Python 3 bytes
+            import codecs
+
+            return codecs.encode
+        raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batches file never holds")
+
+
 def _unpickle(files: _Files, name: str) -> dict:
     try:
-        d = pickle.loads(files.read(name), encoding="bytes")
+        d = _BatchesUnpickler(io.BytesIO(files.read(name)), encoding="bytes").load()
         if not isinstance(d, dict):
             raise ValueError("not a dict")
         return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
@@ -376,26 +405,32 @@ def load_cifar10(source: str | os.PathLike | None = None, *, cache: bool = True)
     if not cache:
         return _arrays(_decode(path))
     entry = cache_dir() / f"cifar10-{key[:32]}.pt"
+    d = None
     try:
         with _locked(entry.with_suffix(".lock")):
             d = _read_cache(entry)
             if d is None:
                 d = _decode(path)
                 _write_cache(entry, d)
-    except OSError as e:  # a read-only or full cache folder: decode without caching
-        if isinstance(e, DataError):
-            raise
-        d = _decode(path)
+    except OSError as e:
+        if getattr(e, "errno", None) in _DISK_FULL:  # the next write (the run store's) would fail too: stop here
+            raise DataError(f"the cache folder {entry.parent} is full: CIFAR-10's decoded copy could not be written "
+                            f"({e.strerror or e}); free some space or set TRICKS_CACHE to another folder") from None
+        if d is None:  # a read-only cache folder: decode without caching
+            d = _decode(path)
     arrays = _arrays(d)
     _MEMO[key] = arrays
     return arrays
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _read_cache(entry: Path) -> dict[str, Any] | None:
     if not entry.exists():
         return None
     try:
-        d = torch.load(entry, map_location="cpu", weights_only=False)
+        d = torch.load(entry, map_location="cpu", weights_only=True)  # tensors, strings and numbers: nothing to run
         if d.get("format") != CACHE_FORMAT:
             return None
         return d
@@ -411,7 +446,12 @@ def _write_cache(entry: Path, d: dict[str, Any]) -> None:
                "classes": list(d["classes"]), "source": d["source"], "digest": d["digest"],
                "stats": d["stats"], "format": CACHE_FORMAT}
     try:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a failed write as a RuntimeError: on a full disk,
+            # "PytorchStreamWriter failed writing file data/0: file write failed"
+            code = errno.ENOSPC if "write failed" in str(e) else errno.EIO
+            raise OSError(code, f"{os.strerror(code)}: {_short(e)}") from None
         os.replace(tmp, entry)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -19,7 +19,8 @@ from tricks.registry import TrickError
 BnPlace = Literal["before", "after"] | None
 EvalStats = Literal["last_batch", "running"]
 
-__all__ = ["BnLayer", "RandnDropout", "ResBlock", "conv_block", "dense_head"]
+__all__ = ["NORM_TYPES", "BnLayer", "RandnDropout", "ResBlock", "conv_block", "dense_head", "norm_layers",
+           "norm_params"]
 
 
 def _check_bn(bn: str | None) -> None:
@@ -183,3 +184,21 @@ class BnLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"eval_stats={self.eval_stats!r}, momentum={self.momentum}"
+
+
+# torch's normalization layers: BatchNorm*, SyncBatchNorm and InstanceNorm* (all _NormBase), LayerNorm, GroupNorm,
+# RMSNorm where torch has it; with BnLayer, every layer whose parameters are a scale and a shift, not weights
+NORM_TYPES: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, BnLayer,
+                                          *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
+
+
+def norm_layers(model: nn.Module) -> list[nn.Module]:
+    """Every normalization layer of the model (torch's and BnLayer), outermost first."""
+    return [m for m in model.modules() if isinstance(m, NORM_TYPES)]
+
+
+def norm_params(layer: nn.Module) -> list[nn.Parameter]:
+    """A normalization layer's own scale and shift: BnLayer's m and a (not its conv), torch's weight and bias."""
+    if isinstance(layer, BnLayer):
+        return [layer.m, layer.a]
+    return list(layer.parameters(recurse=False))

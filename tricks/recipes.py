@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from tricks.data import Augment
 from tricks.train import Phase, Recipe, TrickUse, kw
 
 # PyTorch's Adam defaults expressed for fastai's Adam (fastai's own defaults: eps 1e-5, wd 0.01 decoupled)
@@ -101,9 +102,11 @@ _add("pal2021b/grad_clip", replace(_B_BASE, callbacks=(TrickUse("GradientClip", 
 _add("pal2021b/batch128", replace(_B_BASE, bs=128), "batch 128 at the same learning rate")
 
 # ------------------------------------------------------------------ doc 003: fastai2018 (SGD momentum 0.9, bs 256)
-# fit(lr, n) = n constant epochs; fit(lr, n, cycle_len=1) = n one-epoch cosine cycles (v0.7's warm-up included)
-_C_BASE = Recipe(model="simple_net", opt="sgd", opt_kwargs=kw(mom=0.9, wd=0.0), bs=256, augment=True,
-                 normalize=CIFAR_STATS, loss="nll")
+# fit(lr, n) = n constant epochs; fit(lr, n, cycle_len=1) = n one-epoch cosine cycles (v0.7's warm-up included).
+# v0.7's pad=4 is cv2.copyMakeBorder(BORDER_REFLECT), which repeats the edge pixel: the symmetric mode, not reflect
+_C_AUG = Augment(pad=4, flip=0.5, mode="symmetric")
+_C_BASE = Recipe(model="simple_net", opt="sgd", opt_kwargs=kw(mom=0.9, wd=0.0, decouple_wd=False), bs=256,
+                 augment=_C_AUG, normalize=CIFAR_STATS, loss="nll")
 
 
 def _fit(lr1: float, n1: int, lr2: float, n2: int) -> tuple[Phase, ...]:
@@ -130,12 +133,15 @@ _add("fastai2018/bn_before_relu", replace(_C_PLACE, transforms=(TrickUse("bn_bef
      "doc 001's CNN with BN before each ReLU, trained with doc 003's recipe")
 
 # ------------------------------------------------------------------ doc 004: jovian (ResNet9, 8 epochs one-cycle)
+# PyTorch's OneCycleLR ends at max_lr / (div_factor · final_div_factor) = 0.01 / (25 · 1e4) = 4e-8; fastai's
+# div_final divides lr_max itself, so the same end is div_final = 25 · 1e4
+_ONE_CYCLE_DIV_FINAL = 25.0 * 1e4
 _add("jovian/base_cnn", Recipe(model="jovian_cnn", opt="adam", opt_kwargs=TORCH_ADAM,
                                phases=(Phase("constant", 5, 1e-3),), bs=128, heavy=True),
      "the tutorial's starting CNN (5,851,338), Adam 1e-3, 5 epochs (a copy's value), no normalization")
 _D_RESNET = Recipe(model="resnet9", opt="adam", opt_kwargs=TORCH_ADAM_L2, bs=400, augment=True,
                    normalize=JOVIAN_STATS, callbacks=(TrickUse("ClipGradValue", kw(clip=0.1)),),
-                   phases=(Phase("one_cycle", 8, 1e-2, kw(pct_start=0.3, div=25.0, div_final=1e4,
+                   phases=(Phase("one_cycle", 8, 1e-2, kw(pct_start=0.3, div=25.0, div_final=_ONE_CYCLE_DIV_FINAL,
                                                          moms=(0.95, 0.85, 0.95))),), heavy=True)
 _add("jovian/resnet9", _D_RESNET, "ResNet9 + normalization, augmentation, one-cycle 0.01, L2 1e-4, value clip 0.1")
 # one technique removed at a time (the ablation the tutorial proposes and never ran)
@@ -151,7 +157,9 @@ _add("pal2021a/l2_from_start", _A_WD,
      "lr_schedule + coupled L2 1e-4 from the first epoch: the dropout arms' recipe without dropout")
 _add("pal2021a/kaiming_only", replace(_A_BASE, transforms=(TrickUse("kaiming_uniform"),)),
      "baseline + Kaiming-uniform init alone (for the convergence remark)")
-_add("pal2021a/sgd", replace(_A_BASE, opt="sgd", opt_kwargs=kw(mom=0.9, wd=0.0), phases=(Phase("constant", 10, 5e-2),)),
+# decouple_wd=False: coupled L2 like the Adam arms (fastai's SGD decouples by default; at wd 0 both are the same)
+_add("pal2021a/sgd", replace(_A_BASE, opt="sgd", opt_kwargs=kw(mom=0.9, wd=0.0, decouple_wd=False),
+                             phases=(Phase("constant", 10, 5e-2),)),
      "baseline with SGD (momentum 0.9) at 5e-2 instead of Adam (LeCun's remark; never run in the notebook)")
 
 # ------------------------------------------------------------------ doc 002: he2016 (cs231n TwoLayerNet, numpy)
@@ -165,7 +173,9 @@ _E_INIT = (TrickUse("small_normal", kw(std=1e-4)),)
 def _he(hidden: int, lr: float, decay: float, reg: float, epochs: int, opt: str = "sgd", mom: float = 0.0,
         act: str = "relu", dropout: float = 0.0, mask: str = "bernoulli", init: tuple[TrickUse, ...] = _E_INIT,
         **more: object) -> Recipe:
-    opt_kwargs = {"sgd": kw(mom=mom, wd=reg), "nesterov": kw(mom=mom, wd=reg),
+    # every arm coupled (decouple_wd=False): fastai's SGD and RMSProp decouple by default, which at momentum 0.9 is
+    # about ten-fold less regularization than the original's gradient term reg·W
+    opt_kwargs = {"sgd": kw(mom=mom, wd=reg, decouple_wd=False), "nesterov": kw(mom=mom, wd=reg, decouple_wd=False),
                   "rmsprop": kw(sqr_mom=0.99, mom=0.0, eps=1e-8, wd=reg, decouple_wd=False)}[opt]
     model = dict(hidden=hidden, act=act, dropout=dropout, dropout_mask=mask, **more)
     return Recipe(model="two_layer_net", model_kwargs=kw(**model), transforms=init, opt=opt, opt_kwargs=opt_kwargs,
@@ -189,10 +199,11 @@ for name, opt, mom in (("sgd", "sgd", 0.0), ("momentum", "sgd", 0.9), ("nesterov
 _add("he2016/momentum_long", _he(350, 1e-4, 0.95, 0.05, 20, "sgd", 0.9),
      "the naive (tuned SGD) recipe with momentum 0.9 at lr 1e-4 (the same effective step), trained as long "
      "(1e4 iterations)")
-# dropout: H 500, lr 1e-4, decay 0.95, leaky ReLU, momentum 0.9, 1e4 iterations; the slide's p is the keep
-# probability of cs231n's inverted dropout, so p = 0.5 is nn.Dropout(0.5) and p = 0.3 is nn.Dropout(0.7)
-_E_DROP = dict(hidden=500, lr=1e-4, decay=0.95, reg=0.8, epochs=20, opt="sgd", mom=0.9, act="leaky_relu")
-_add("he2016/no_dropout", _he(**_E_DROP), "the dropout recipe (H 500, momentum, leaky ReLU) without dropout")
+# dropout: H 500, lr 1e-4, decay 0.95, leaky ReLU, momentum 0.9, 1e4 iterations, no L2 (the original dropout.py
+# runs with reg 0: dropout is the regularizer); the slide's p is the keep probability of cs231n's inverted dropout,
+# so p = 0.5 is nn.Dropout(0.5) and p = 0.3 is nn.Dropout(0.7)
+_E_DROP = dict(hidden=500, lr=1e-4, decay=0.95, reg=0.0, epochs=20, opt="sgd", mom=0.9, act="leaky_relu")
+_add("he2016/no_dropout", _he(**_E_DROP), "the dropout recipe (H 500, momentum, leaky ReLU, no L2) without dropout")
 for keep in (0.3, 0.5, 0.7):
     _add(f"he2016/dropout_p{int(keep * 10)}", _he(**_E_DROP, dropout=round(1 - keep, 2)),
          f"the dropout recipe, keep probability {keep} (nn.Dropout({round(1 - keep, 2)}))")
@@ -203,19 +214,21 @@ for name in ("lecun_normal", "xavier_normal", "kaiming_normal"):
     _add(f"he2016/init_{name}", _he(**_E_DROP, dropout=0.5, init=(TrickUse(name),)),
          f"the dropout recipe (keep 0.5) with {name.replace('_', '-')} init instead of 1e-4·N(0,1)")
 # K-means features (Coates et al. 2011, the mean-subtraction fix on) into H 200; 7e4 iterations at batch 128 = 179
-# epochs; dropout "0.3" is the keep probability. The net's input width follows the features (6,400 = 4 x 1,600
-# centroids here; scaled profiles use fewer centroids)
+# epochs; dropout "0.3" is the keep probability. As the original script, the training set's mean image is subtracted
+# from the pixels before the patches are drawn (`mean_image=True`; Coates' reference code does not), in both arms.
+# The net's input width follows the features (6,400 = 4 x 1,600 centroids here; scaled profiles use fewer centroids)
 # Heavy: on a CPU its feature extraction takes minutes a run even at the default profile's size, and at the smoke
 # profile's the net stays at chance (from its 1e-4 init, a few hundred steps on 128-d features do not leave zero)
 _E_KMEANS = replace(_he(200, 5e-4, 0.99, 0.0, 179, "sgd", 0.95, dropout=0.7), bs=128, normalize=None,
-                    features="kmeans", features_kwargs=kw(subtract_mean=True), heavy=True)
+                    features="kmeans", features_kwargs=kw(subtract_mean=True, mean_image=True), heavy=True)
 _add("he2016/kmeans", _E_KMEANS, "whitened K-means triangle features (1,600 centroids, 6,400-d) into H 200, 179 epochs")
-_add("he2016/kmeans@code", replace(_E_KMEANS, features_kwargs=kw(subtract_mean=False)),
+_add("he2016/kmeans@code", replace(_E_KMEANS, features_kwargs=kw(subtract_mean=False, mean_image=True)),
      "the original pipeline: ZCA applied without subtracting the patch mean first")
 
 # ------------------------------------------------------------------ doc 004 extras: the rest of the proposed ablation
 _add("jovian/resnet9-no_residual", replace(_D_RESNET, model_kwargs=kw(residual=False)),
      "ResNet9 recipe without its two identity shortcuts (same layers and parameters)")
 _add("jovian/resnet9-no_bn", replace(_D_RESNET, model_kwargs=kw(bn=False)), "ResNet9 recipe without BatchNorm")
-_add("jovian/resnet9-sgd", replace(_D_RESNET, opt="sgd", opt_kwargs=kw(mom=0.9, wd=1e-4)),
-     "ResNet9 recipe with SGD (momentum 0.9, cycled 0.95-0.85 by one-cycle) in place of Adam")
+_add("jovian/resnet9-sgd", replace(_D_RESNET, opt="sgd", opt_kwargs=kw(mom=0.9, wd=1e-4, decouple_wd=False)),
+     "ResNet9 recipe with SGD (momentum 0.9, cycled 0.95-0.85 by one-cycle) in place of Adam, coupled L2 1e-4 as "
+     "the Adam arm")

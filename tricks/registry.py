@@ -26,6 +26,10 @@ class TrickError(ValueError):
     """A user-facing error about a trick name or option: the message is one sentence, fit to print as is."""
 
 
+class TrickWarning(UserWarning):
+    """A trick that cannot act on the model it was given (nothing to freeze, nothing to change): one sentence."""
+
+
 @dataclass(frozen=True)
 class Param:
     """One typed parameter of a trick."""

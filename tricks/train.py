@@ -58,7 +58,7 @@ class Recipe:
     wd_bn_bias: bool = True  # PyTorch optimizers decay BN and bias; fastai's default does not
     phases: tuple[Phase, ...] = (Phase("constant", 10, 1e-3),)
     bs: int = 64
-    augment: bool = False  # reflect-pad 4 + random crop + horizontal flip, on whole batches
+    augment: Any = False  # True: reflect-pad 4 + random crop + horizontal flip, on whole batches; or an Augment
     normalize: str | tuple | None = None  # None, "train" (training-set stats) or ((mean...), (std...))
     loss: str = "ce"  # ce on logits (log_softmax outputs give the same value) | nll on log-probabilities
     features: str | None = None  # a data-level trick that replaces pixels by features, e.g. "kmeans"
@@ -85,6 +85,10 @@ class Recipe:
         d["transforms"] = tuple(TrickUse(t["name"], _params(t["params"])) for t in d.get("transforms", ()))
         d["callbacks"] = tuple(TrickUse(t["name"], _params(t["params"])) for t in d.get("callbacks", ()))
         d["phases"] = tuple(Phase(**{**p, "params": _params(p["params"])}) for p in d.get("phases", ()))
+        if isinstance(d.get("augment"), dict):  # an Augment, written out by asdict
+            from tricks.data import Augment
+
+            d["augment"] = Augment(**d["augment"])
         if isinstance(d.get("normalize"), list):
             d["normalize"] = tuple(tuple(x) for x in d["normalize"])
         return cls(**d)

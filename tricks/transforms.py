@@ -3,8 +3,15 @@
 Each works on any network built from `nn.Sequential` containers (all of `tricks.models`, and most hand-written
 CNNs): the structural ones walk every Sequential, recursively, and rewrite it in place, so a conv whose activation
 is applied functionally (e.g. inside `BnLayer`) is left alone. A transform that finds no place to act in a model
-raises `TrickError`, so a recipe cannot silently train the untransformed net. Each is registered by name for the
-command line; `ModelTransform(fn)` applies one to a fastai Learner's model at the start of its first fit.
+raises `TrickError`, so a recipe cannot silently train the untransformed net, and one that finds every place already
+done says so with a `TrickWarning`. Each is registered by name for the command line; `ModelTransform(fn)` applies one
+to a fastai Learner's model at the start of its first fit. Apply a transform through `ModelTransform`, not straight
+to `learn.model` once the Learner has an optimizer (after `lr_find` or a fit): fastai keeps that optimizer, whose
+parameter groups then miss the new layers, which never train.
+
+Transforms that run the model (`gap_head`, `lsuv`, `params_used`) take the input's shape from `input_shape` or infer
+it: vectors for a first Linear, else square images with the first Conv2d's channels at the first of `PROBE_SIZES`
+that the model accepts (32 for CIFAR, 28 for MNIST-like data).
 
 Init schemes follow the papers: Kaiming (He et al. 2015), Xavier (Glorot & Bengio 2010), LeCun (LeCun et al. 1998),
 orthogonal (Saxe et al. 2014), LSUV (Mishkin & Matas 2016, "All you need is a good init").
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any
@@ -23,10 +31,12 @@ from fastai.callback.core import Callback
 from fastai.layers import init_default as _fastai_init_default
 from torch import nn
 
-from tricks.registry import TrickError, register
+from tricks.layers import BnLayer
+from tricks.registry import TrickError, TrickWarning, register
 
 __all__ = ["LSUVInit", "ModelTransform", "bn_after_relu", "bn_before_relu", "deepen_head", "dropout_both",
-           "dropout_conv", "dropout_dense", "example_input", "gap_head", "init_default", "kaiming_normal",
+           "dropout_conv", "dropout_dense", "example_input", "gap_head", "infer_input_shape", "init_default",
+           "kaiming_normal",
            "kaiming_uniform", "lecun_normal", "lsuv", "lsuv_init", "orthogonal", "params_registered", "params_used",
            "small_normal", "widen_head", "xavier_normal", "xavier_uniform"]
 
@@ -104,7 +114,12 @@ def _act_after(mods: list[nn.Module], i: int, norm: type[nn.Module]) -> int | No
 
 
 def _none_found(transform: str, what: str, model: nn.Module) -> TrickError:
-    return TrickError(f"{transform} cannot apply to this {type(model).__name__}: it has no {what}")
+    own = "; its BnLayers normalize on their own" if any(isinstance(m, BnLayer) for m in model.modules()) else ""
+    return TrickError(f"{transform} cannot apply to this {type(model).__name__}: it has no {what}{own}")
+
+
+def _unchanged(transform: str, model: nn.Module, why: str) -> None:
+    warnings.warn(f"{transform} left this {type(model).__name__} unchanged: {why}", TrickWarning, stacklevel=4)
 
 
 def _check_p(transform: str, p: float) -> None:
@@ -115,7 +130,7 @@ def _check_p(transform: str, p: float) -> None:
 # ------------------------------------------------------------------------------------------- BN placement
 
 def _place_bn(model: nn.Module, before: bool, name: str) -> nn.Module:
-    sites = 0
+    sites = added = 0
     for seq in _sequentials(model):
         mods, inserts = list(seq), []
         for i, m in enumerate(mods):
@@ -129,9 +144,13 @@ def _place_bn(model: nn.Module, before: bool, name: str) -> nn.Module:
             done = j == i + 2 if before else pos < len(mods) and isinstance(mods[pos], nn.BatchNorm2d)
             if not done:
                 inserts.append((pos, _like(nn.BatchNorm2d(m.out_channels), m)))
+        added += len(inserts)
         _insert(seq, inserts)
     if not sites:
         raise _none_found(name, "Conv2d followed " + ("" if before else "directly ") + "by an activation", model)
+    if not added:
+        _unchanged(name, model, f"every Conv2d already has a BatchNorm2d {'before' if before else 'after'} its "
+                                f"activation")
     return model
 
 
@@ -258,13 +277,52 @@ def deepen_head(model: nn.Module, *, widths: tuple[int, ...] = (512, 256)) -> nn
     return _rebuild_head(model, "deepen_head", _check_widths("deepen_head", widths))
 
 
-def example_input(model: nn.Module, batch: int = 2, size: int = 32) -> torch.Tensor:
-    """A random-normal batch the model accepts: images `size`x`size` if its first layer is a Conv2d, else vectors."""
+PROBE_SIZES = (32, 28, 64, 96, 224, 16)  # square image sizes tried, in order, when the input must be inferred
+
+
+def _first_layer(model: nn.Module) -> nn.Module:
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            shape = (batch, m.in_channels, size, size) if isinstance(m, nn.Conv2d) else (batch, m.in_features)
-            return torch.randn(shape, device=m.weight.device, dtype=m.weight.dtype)
-    raise TrickError(f"{type(model).__name__} has no Conv2d or Linear layer to infer its input from")
+            return m
+    raise TrickError(f"{type(model).__name__} has no Conv2d or Linear layer to infer its input from; give "
+                     f"input_shape=(C, H, W)")
+
+
+def _runs_on(model: nn.Module, shape: tuple[int, ...], ref: nn.Module) -> bool:
+    """Whether a forward pass of a zero batch of `shape` goes through (eval mode, no grad, no RNG drawn)."""
+    with _Eval(model):
+        try:
+            model(torch.zeros(shape, device=ref.weight.device, dtype=ref.weight.dtype))
+        except (RuntimeError, ValueError, IndexError):
+            return False
+    return True
+
+
+def infer_input_shape(model: nn.Module, sizes: Iterable[int] = PROBE_SIZES) -> tuple[int, ...]:
+    """The shape of one input (no batch axis): (in_features,) for a first Linear, else (C, s, s) with the first
+    Conv2d's channels C and the first size s of `sizes` the model runs on; TrickError when none does."""
+    first = _first_layer(model)
+    if isinstance(first, nn.Linear):
+        return (first.in_features,)
+    tried = tuple(sizes)
+    for s in tried:
+        if _runs_on(model, (2, first.in_channels, s, s), first):
+            return (first.in_channels, s, s)
+    raise TrickError(f"cannot infer the input of this {type(model).__name__}: no square {first.in_channels}-channel "
+                     f"image of {', '.join(map(str, tried))} pixels passes its forward; give input_shape=(C, H, W)")
+
+
+def example_input(model: nn.Module, batch: int = 2, input_shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """A random-normal batch the model accepts: `input_shape` (one input, no batch axis) or the inferred one."""
+    shape = tuple(input_shape) if input_shape else infer_input_shape(model)
+    ref = _first_layer(model)
+    return torch.randn((batch, *shape), device=ref.weight.device, dtype=ref.weight.dtype)
+
+
+def _forward_error(name: str, model: nn.Module, shape: tuple[int, ...], e: BaseException) -> TrickError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return TrickError(f"{name} cannot run this {type(model).__name__} on a batch of shape {tuple(shape)} ({first}); "
+                      f"give input_shape=(C, H, W) of one input")
 
 
 class _Eval:
@@ -286,15 +344,20 @@ class _Eval:
 
 
 @register(kind="transform")
-def gap_head(model: nn.Module) -> nn.Module:
-    """Replace the Flatten + dense head by global average pooling and one Linear layer (channels -> classes)."""
+def gap_head(model: nn.Module, *, input_shape: tuple[int, ...] = ()) -> nn.Module:
+    """Replace the Flatten + dense head by global average pooling and one Linear layer (channels -> classes).
+
+    `input_shape` is one input's shape, e.g. (1, 28, 28); empty: inferred from the model."""
     seq, i = _head(model, "gap_head")
     flat = seq[i]
     shapes: list[torch.Size] = []
+    xb = example_input(model, input_shape=input_shape)
     handle = flat.register_forward_pre_hook(lambda _m, args: shapes.append(args[0].shape))
     try:
         with _Eval(model):
-            model(example_input(model))
+            model(xb)
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise _forward_error("gap_head", model, tuple(xb.shape), e) from None
     finally:
         handle.remove()
     if not shapes or len(shapes[0]) != 4:
@@ -327,9 +390,11 @@ def _init(model: nn.Module, func: Callable[[torch.Tensor], Any]) -> nn.Module:
 @register(kind="transform")
 def init_default(model: nn.Module) -> nn.Module:
     """PyTorch's default init again: reset_parameters on every layer that has one (convs, linears, norms)."""
-    for m in model.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
+    layers = [m for m in model.modules() if hasattr(m, "reset_parameters")]
+    for m in layers:
+        m.reset_parameters()
+    if not layers:
+        _unchanged("init_default", model, "none of its layers has a reset_parameters method")
     return model
 
 
@@ -415,27 +480,40 @@ def _output_var(model: nn.Module, xb: torch.Tensor, layer: nn.Module) -> float:
 def lsuv_init(model: nn.Module, xb: torch.Tensor, *, tol: float = 0.1, max_iter: int = 10) -> nn.Module:
     """LSUV on batch `xb`: orthogonal init, then scale each Conv2d/Linear, in forward order, to unit output variance.
 
-    Runs in eval mode (dropout off, BatchNorm on its running statistics, which stay untouched).
+    Runs in eval mode (dropout off, BatchNorm on its running statistics, which stay untouched). A batch the model
+    cannot run raises TrickError and leaves the model as it was, not half-initialised.
     """
     if tol <= 0 or max_iter < 1:
         raise TrickError(f"options lsuv:tol={tol},max_iter={max_iter} are invalid: tol must be > 0 and max_iter >= 1")
-    orthogonal(model)
-    with _Eval(model):
-        w = _weighted(model)[0].weight
-        xb = xb.to(device=w.device, dtype=w.dtype)
-        for layer in _forward_order(model, xb, _weighted(model)):
-            for it in range(max_iter + 1):
-                var = _output_var(model, xb, layer)
-                if abs(var - 1.0) < tol or var < 1e-12 or it == max_iter:  # a dead layer cannot be rescaled
-                    break
-                layer.weight.div_(math.sqrt(var))
+    saved = copy.deepcopy(model.state_dict())
+    try:
+        orthogonal(model)
+        with _Eval(model):
+            w = _weighted(model)[0].weight
+            xb = xb.to(device=w.device, dtype=w.dtype)
+            for layer in _forward_order(model, xb, _weighted(model)):
+                for it in range(max_iter + 1):
+                    var = _output_var(model, xb, layer)
+                    if abs(var - 1.0) < tol or var < 1e-12 or it == max_iter:  # a dead layer cannot be rescaled
+                        break
+                    layer.weight.div_(math.sqrt(var))
+    except (RuntimeError, ValueError, IndexError) as e:
+        model.load_state_dict(saved)
+        if isinstance(e, TrickError):
+            raise
+        raise _forward_error("lsuv", model, tuple(xb.shape), e) from None
+    except BaseException:
+        model.load_state_dict(saved)
+        raise
     return model
 
 
 @register(kind="transform")
-def lsuv(model: nn.Module, *, tol: float = 0.1, max_iter: int = 10) -> nn.Module:
-    """LSUV init (Mishkin & Matas 2016) on a random-normal batch of 64; the LSUVInit callback uses real data."""
-    return lsuv_init(model, example_input(model, batch=64), tol=tol, max_iter=max_iter)
+def lsuv(model: nn.Module, *, tol: float = 0.1, max_iter: int = 10, input_shape: tuple[int, ...] = ()) -> nn.Module:
+    """LSUV init (Mishkin & Matas 2016) on a random-normal batch of 64; the LSUVInit callback uses real data.
+
+    `input_shape` is one input's shape, e.g. (1, 28, 28); empty: inferred from the model."""
+    return lsuv_init(model, example_input(model, batch=64, input_shape=input_shape), tol=tol, max_iter=max_iter)
 
 
 # ------------------------------------------------------------------------------------------- counting
@@ -445,15 +523,17 @@ def params_registered(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def params_used(model: nn.Module, input_shape: tuple[int, ...] = (2, 3, 32, 32)) -> int:
+def params_used(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> int:
     """Parameters the forward pass uses: those that get a gradient from a random batch (a defined, uncalled layer not).
 
-    The pass runs in eval mode, so BatchNorm statistics and dropout are untouched; training flags and requires_grad
-    are restored after.
+    `input_shape` is the batch's shape, e.g. (2, 1, 28, 28); None: two inputs of the inferred shape. The pass runs in
+    eval mode, so BatchNorm statistics and dropout are untouched; training flags and requires_grad are restored after.
     """
     params = list(model.parameters())
     if not params:
         return 0
+    if input_shape is None:
+        input_shape = (2, *infer_input_shape(model))
     flags = [p.requires_grad for p in params]
     modes = [(m, m.training) for m in model.modules()]
     ref = params[0]
@@ -463,7 +543,10 @@ def params_used(model: nn.Module, input_shape: tuple[int, ...] = (2, 3, 32, 32))
             p.requires_grad_(True)
         model.eval()
         with torch.enable_grad():
-            out = model(torch.randn(input_shape, device=ref.device, dtype=dtype))
+            try:
+                out = model(torch.randn(input_shape, device=ref.device, dtype=dtype))
+            except (RuntimeError, ValueError, IndexError) as e:
+                raise _forward_error("params_used", model, tuple(input_shape), e) from None
             grads = torch.autograd.grad(out.float().sum(), params, allow_unused=True)
     finally:
         for p, f in zip(params, flags, strict=True):

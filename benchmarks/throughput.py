@@ -583,13 +583,13 @@ def train_flops_per_image(recipe: Any) -> float:
     return counter.get_total_flops() / recipe.bs
 
 
-def cpu_peak() -> tuple[float, str]:
+def cpu_peak(cpuinfo: str = "/proc/cpuinfo") -> tuple[float, str]:
     """This CPU's FP32 peak in FLOP/s (physical cores x clock x FP32 FLOPs a cycle of its widest FMA units), and how
     it was reckoned. The clock is /proc/cpuinfo's (a VM's nominal clock; turbo would raise the peak)."""
     cores: set[tuple[str, str]] = set()
     mhz, flags, phys, core = 0.0, set(), "0", ""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in [*Path(cpuinfo).read_text().splitlines(), ""]:
             key, _, value = (t.strip() for t in line.partition(":"))
             if key == "physical id":
                 phys = value

@@ -287,7 +287,8 @@ def _learner(arrays, recipe: Recipe, channels_last=None, **dls_kwargs):
     return build_learner(recipe, dls, channels_last=channels_last)
 
 
-@pytest.mark.parametrize(("model", "layout"), [("tf_cnn", True), ("conv_bn_net", False), ("simple_net", False)])
+@pytest.mark.parametrize(("model", "layout"), [("tf_cnn", True), ("conv_bn_net", True), ("resnet9", False),
+                                               ("simple_net", False)])
 def test_build_learner_uses_channels_last_on_a_cpu_for_the_families_measured_faster(arrays, model, layout):
     learn = _learner(arrays, replace(THREE, model=model))
     convs = [m.weight for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d)]

@@ -348,8 +348,9 @@ def _fit_phase(learn: Any, phase: Phase) -> None:
 #   resnet9 (doc 004)                       32            5                     5       0.96x   (kept NCHW)
 #
 # resnet9 had 7 steps a layout, a few seconds each, so its 0.96x is no clear loss either; it stays NCHW until a
-# measurement says otherwise. conv_bn_net's first 0.92x did not repeat: 1.20x again here, and 1.14x in the project
-# path itself (`benchmarks/throughput.py`, `conv_bn_net_cl_vs_nchw`, 2026-12-03 run 1), so it trains in channels_last.
+# measurement says otherwise. conv_bn_net's first 0.92x did not repeat: 1.20x again here, and 1.14x and 1.17x in the
+# project path itself (`benchmarks/throughput.py`, `conv_bn_net_cl_vs_nchw`, two runs on 2026-12-03), so it trains in
+# channels_last.
 # Dense-only models (simple_net, two_layer_net, features) have no layout. On CUDA nothing was measured (no GPU was
 # lent), so the GPU path keeps NCHW.
 CHANNELS_LAST_CPU: frozenset[str] = frozenset({"tf_cnn", "pal2021_code_net", "conv_net", "conv_bn_net", "jovian_cnn"})

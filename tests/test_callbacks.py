@@ -16,7 +16,7 @@ from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import SchedExp
 from fastai.callback.training import BnFreeze as FastaiBnFreeze
 from fastai.data.core import DataLoaders, TfmdDL
-from fastai.learner import Learner
+from fastai.learner import Learner, Recorder
 from fastai.losses import CrossEntropyLossFlat
 from fastai.optimizer import SGD, Adam
 from hypothesis import given, settings
@@ -391,6 +391,66 @@ def test_divergence_guard_leaves_a_healthy_fit_alone(tmp_path):
     assert learn.diverged is False and learn.diverged_reason == "" and len(learn.recorder.values) == 2
 
 
+@pytest.mark.parametrize("k", [0, 2, 5])
+def test_divergence_guard_read_per_epoch_stops_at_the_epochs_end_and_names_the_first_bad_batch(tmp_path, k):
+    model = NanAt(tiny_net(), k)
+    learn = tiny_learner(tmp_path, [DivergenceGuard(per_batch=False)], model=model)
+    learn.fit(3)
+    n = N_TRAIN // BS
+    assert learn.diverged is True
+    assert learn.diverged_reason == f"training loss was nan at epoch {k // n}, batch {k % n} (counting from 0)"
+    assert model.calls == (k // n + 1) * n  # the diverged epoch runs to its end, no further
+
+
+def test_divergence_guard_read_per_epoch_leaves_a_healthy_fit_alone(tmp_path):
+    learn = tiny_learner(tmp_path, [DivergenceGuard(per_batch=False)])
+    learn.fit(2)
+    assert learn.diverged is False and learn.diverged_reason == "" and len(learn.recorder.values) == 2
+
+
+class SyncSpy(torch.Tensor):
+    """A tensor that counts the reads of its values on the host (`item`, `float`, `bool`, `.cpu()`, ...): on a GPU
+    each is a sync. Results of ops on it are SyncSpy too, so the count follows the value through fastai and tricks."""
+
+    reads: list[str] = []
+    WATCHED = frozenset({"item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__",
+                         "__format__"})
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in cls.WATCHED:
+            cls.reads.append(name)
+        return super().__torch_function__(func, types, args, kwargs or {})
+
+
+class SpyOnLoss(Callback):
+    """Wraps each batch's loss and predictions in SyncSpy before any other callback sees them."""
+
+    order = -50
+
+    def after_loss(self) -> None:
+        self.learn.loss = self.learn.loss.as_subclass(SyncSpy)
+        self.learn.pred = self.learn.pred.as_subclass(SyncSpy)
+
+
+def host_reads(fit) -> int:
+    """How many host reads of a loss or prediction `fit()` made."""
+    SyncSpy.reads = []
+    fit()
+    return len(SyncSpy.reads)
+
+
+def test_divergence_guard_read_per_epoch_reads_the_loss_off_the_device_once_an_epoch(tmp_path):
+    def reads(n_train: int, per_batch: bool) -> int:
+        learn = tiny_learner(tmp_path, [SpyOnLoss(), DivergenceGuard(per_batch=per_batch)], n_train=n_train)
+        learn.remove_cb(Recorder)  # fastai's Recorder reads losses of its own (see test_train for the project's)
+        return host_reads(lambda: learn.fit(2))
+
+    assert reads(16, per_batch=False) == reads(48, per_batch=False) > 0  # 2 or 6 batches an epoch: same reads
+    assert reads(48, per_batch=True) > reads(16, per_batch=True)  # on a CPU, each batch is checked
+
+
 # --------------------------------------------------------------------------------------------- recorders
 
 
@@ -476,7 +536,7 @@ def test_plain_fastai_learner_with_only_clip_grad_value(tmp_path):
     code = f"""
 import torch
 from fastai.data.core import DataLoaders, TfmdDL
-from fastai.learner import Learner
+from fastai.learner import Learner, Recorder
 from fastai.losses import CrossEntropyLossFlat
 from torch import nn
 from torch.utils.data import TensorDataset

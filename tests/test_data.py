@@ -1005,3 +1005,30 @@ def test_real_cifar10_has_60000_images_in_the_official_split():
     np.testing.assert_allclose(a.stats[1], official_std, atol=0.005)
     x, y = cifar_dls(a, bs=256, augment=True, normalize="train", test_subset=1000).one_batch()
     assert x.shape == (256, 3, 32, 32) and y.shape == (256,)
+
+
+# ------------------------------------------------------------------------------------------ layout, host reads
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_channels_last_loaders_hand_out_the_same_batches_in_channels_last_layout(augment):
+    a = synthetic_arrays()
+    kw = dict(bs=16, augment=augment, normalize="train", seed=3)
+    nchw = cifar_dls(a, **kw)
+    cl = cifar_dls(a, memory_format=torch.channels_last, **kw)
+    for dl_n, dl_c in ((nchw.train, cl.train), (nchw.valid, cl.valid)):
+        for (xn, yn), (xc, yc) in zip(dl_n, dl_c, strict=True):
+            assert xc.is_contiguous(memory_format=torch.channels_last) and not xc.is_contiguous()
+            assert xn.is_contiguous() and torch.equal(xn, xc) and torch.equal(yn, yc)
+    again = cl.train.new()  # fastai's copies keep the layout
+    assert again.one_batch()[0].is_contiguous(memory_format=torch.channels_last)
+
+
+def test_loader_to_detach_keeps_a_0_dim_value_on_its_device_and_moves_the_rest_as_fastai_does():
+    from tests.test_callbacks import SyncSpy, host_reads
+
+    dl = cifar_dls(synthetic_arrays()).train
+    scalar, preds = torch.tensor(2.5).as_subclass(SyncSpy), torch.randn(4, 10).as_subclass(SyncSpy)
+    assert host_reads(lambda: dl.to_detach(scalar)) == 0
+    assert host_reads(lambda: dl.to_detach(preds)) == 1  # get_preds still gathers predictions on the host
+    assert float(dl.to_detach(scalar)) == 2.5 and not dl.to_detach(scalar).requires_grad

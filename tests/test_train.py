@@ -270,3 +270,69 @@ def test_doc_000s_weight_decay_arm_turns_weight_decay_on_under_every_profile(pro
     r = prof.scale(RECIPES["pal2021a/weight_decay"])
     (use,) = [u for u in r.callbacks if u.name == "WeightDecayFrom"]
     assert dict(use.params)["start_epoch"] < r.epochs
+
+
+# ---------------------------------------------------------------------------------------------- layout and syncs
+
+
+def _is_cl(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _learner(arrays, recipe: Recipe, channels_last=None, **dls_kwargs):
+    from tricks.data import cifar_dls
+    from tricks.train import build_learner
+
+    dls = cifar_dls(arrays, bs=8, augment=True, normalize="train", device="cpu", **dls_kwargs)
+    return build_learner(recipe, dls, channels_last=channels_last)
+
+
+@pytest.mark.parametrize(("model", "layout"), [("tf_cnn", True), ("conv_bn_net", True), ("resnet9", False),
+                                               ("simple_net", False)])
+def test_build_learner_uses_channels_last_on_a_cpu_for_the_families_measured_faster(arrays, model, layout):
+    learn = _learner(arrays, replace(THREE, model=model))
+    convs = [m.weight for m in learn.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    x, _ = learn.dls.train.one_batch()
+    assert all(_is_cl(w) == layout for w in convs) and _is_cl(x) == layout
+    assert _is_cl(learn.dls.valid.one_batch()[0]) == layout
+
+
+def test_build_learner_follows_an_explicit_channels_last_either_way(arrays):
+    off = _learner(arrays, replace(THREE, model="tf_cnn"), channels_last=False)
+    on = _learner(arrays, THREE, channels_last=True)  # tiny_cnn: not in the measured table
+    assert not _is_cl(off.dls.train.one_batch()[0]) and not _is_cl(off.model[0][0][0].weight)
+    assert _is_cl(on.dls.train.one_batch()[0]) and _is_cl(on.model[0][0][0].weight)
+
+
+def test_channels_last_and_nchw_runs_agree_within_float_tolerance(arrays):
+    nchw = _run(THREE, 0, PLAIN, arrays, channels_last=False)
+    cl = _run(THREE, 0, PLAIN, arrays, channels_last=True)
+    assert cl.train_loss_per_epoch == pytest.approx(nchw.train_loss_per_epoch, rel=1e-4)
+    assert cl.loss_per_epoch == pytest.approx(nchw.loss_per_epoch, rel=1e-4)
+    assert cl.acc_per_epoch == nchw.acc_per_epoch
+
+
+def test_a_channels_last_run_gives_the_same_numbers_for_the_same_seed(arrays):
+    first = _run(THREE, 3, PLAIN, arrays, channels_last=True)
+    again = _run(THREE, 3, PLAIN, arrays, channels_last=True)
+    assert (again.acc, again.loss, again.train_loss_per_epoch) == (first.acc, first.loss, first.train_loss_per_epoch)
+
+
+def test_the_project_learner_reads_no_loss_or_metric_off_the_device_per_batch(arrays):
+    """With the divergence check read once an epoch (its mode on a GPU), a fit's host reads do not grow with the
+    number of batches: fastai's Recorder sums losses and metrics on the device (tricks.data's to_detach and the
+    device-side smooth loss)."""
+    from tests.test_callbacks import SpyOnLoss, host_reads
+    from tricks.callbacks import DivergenceGuard
+
+    def reads(n_train: int, n_test: int) -> int:
+        learn = _learner(arrays, THREE, train_subset=n_train, test_subset=n_test)
+        for cb in learn.cbs:
+            if isinstance(cb, DivergenceGuard):
+                cb.per_batch = False
+        learn.add_cb(SpyOnLoss())
+        count = host_reads(lambda: learn.fit(2, 1e-3))
+        assert len(learn.recorder.values) == 2 and all(v == v for row in learn.recorder.values for v in row)
+        return count
+
+    assert reads(20, 10) == reads(80, 60) > 0  # 3 vs 10 training batches, 2 vs 8 validation batches an epoch

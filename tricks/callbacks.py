@@ -280,40 +280,48 @@ class WeightDecayFrom(FitScoped):
 class DivergenceGuard(FitScoped):
     """Stop the fit cleanly when the training loss is not finite or above max_loss; sets `learn.diverged`.
 
-    `learn.diverged_reason` says which loss, epoch and batch. To avoid a device sync per step, each batch's loss is
-    checked at the start of the next one (or at the end of the epoch's training), before that batch runs; so a bad
-    loss costs at most the one optimizer step it came with. Inactive under lr_find, which diverges on purpose.
+    `learn.diverged_reason` says which loss, epoch and batch. Each batch notes on the device whether its loss is bad
+    (the first bad batch and its loss), with no host sync. `per_batch` says when that note is read: True at the start
+    of the next batch, so a bad loss costs at most the one optimizer step it came with; False once, at the end of the
+    epoch's training (a GPU's queue never drains mid-epoch for it; a diverged epoch runs to its end); None (default)
+    per batch on a CPU, where reading a value waits for nothing, and per epoch on an accelerator. Inactive under
+    lr_find, which diverges on purpose.
     A stop in epoch 0 leaves no epoch for fastai's `SaveModelCallback` to save, whose after_fit then fails loading
     the missing `best.pth`: check `learn.diverged` before relying on the saved model.
     """
 
     order = MixedPrecision.order - 1  # stop in before_batch before MixedPrecision enters autocast
 
-    def __init__(self, max_loss: float = 1e4):
+    def __init__(self, max_loss: float = 1e4, per_batch: bool | None = None):
         _check(max_loss > 0, f"DivergenceGuard max_loss must be positive, got {max_loss}")
-        self.max_loss = max_loss
-        self._pending: tuple[torch.Tensor, int, int] | None = None
+        self.max_loss, self.per_batch = max_loss, per_batch
+        self._first: tuple[torch.Tensor, torch.Tensor] | None = None  # (batch index or -1, its loss), on the device
+        self._epoch = 0
+        self._check_each_batch = True
 
     @property
     def _active(self) -> bool:
         return self._fitting and not self.in_lr_find
 
     def start_fit(self) -> None:
-        self._pending = None
+        self._first = None
         if self._active:
             self.learn.diverged, self.learn.diverged_reason = False, ""
+            dev = next(iter(self.learn.model.parameters()), torch.empty(0)).device
+            self._check_each_batch = self.per_batch if self.per_batch is not None else dev.type == "cpu"
 
     def _reason(self) -> str:
-        """Check the pending loss; the reason it is bad, or '' when it is fine."""
-        if self._pending is None:
+        """Read the note (the one host sync); the reason the first bad loss is bad, or '' when none was."""
+        if self._first is None:
             return ""
-        loss, epoch, batch = self._pending
-        self._pending = None
-        value = float(loss.detach().float().mean())
-        if math.isfinite(value) and abs(value) <= self.max_loss:
+        batch_t, loss_t = self._first
+        self._first = None
+        batch = int(batch_t)
+        if batch < 0:
             return ""
+        value = float(loss_t)
         what = f"{value}" if not math.isfinite(value) else f"{value:.4g}, above max_loss {self.max_loss:g},"
-        return f"training loss was {what} at epoch {epoch}, batch {batch} (counting from 0)"
+        return f"training loss was {what} at epoch {self._epoch}, batch {batch} (counting from 0)"
 
     def _stop_if_bad(self) -> None:
         reason = self._reason()
@@ -322,12 +330,19 @@ class DivergenceGuard(FitScoped):
             raise CancelFitException()
 
     def before_batch(self) -> None:
-        if self._active and self.training:
+        if self._active and self.training and self._check_each_batch:
             self._stop_if_bad()
 
     def after_loss(self) -> None:
-        if self._active and self.training:
-            self._pending = (self.learn.loss, self.epoch, self.iter)
+        if not (self._active and self.training):
+            return
+        loss = self.learn.loss.detach().float().mean()
+        bad = ~(loss.abs() <= self.max_loss)  # NaN compares false, so it counts as bad
+        if self._first is None:
+            self._first, self._epoch = (torch.full_like(loss, -1, dtype=torch.long), torch.zeros_like(loss)), self.epoch
+        batch_t, loss_t = self._first
+        take = bad & (batch_t < 0)  # only the first bad batch is kept
+        self._first = (torch.where(take, self.iter, batch_t), torch.where(take, loss, loss_t))
 
     def after_train(self) -> None:
         if self._active:
@@ -338,7 +353,7 @@ class DivergenceGuard(FitScoped):
             reason = self._reason()
             if reason:
                 self.learn.diverged, self.learn.diverged_reason = True, reason
-        self._pending = None
+        self._first = None
 
 
 @register(kind="callback")

@@ -15,7 +15,10 @@ times). `CifarArrays.digest` is the sha256 of the decoded pixels and labels, so 
 
 `cifar_dls(arrays, ...)` gives fastai `DataLoaders` over those tensors: the whole split lives on the device, and each
 batch is gathered, reflect-padded, cropped, flipped and normalized in a few tensor operations, driven by a generator
-seeded from the run's seed (same seed, same batches and augmentations).
+seeded from the run's seed (same seed, same batches and augmentations). `memory_format=torch.channels_last` hands
+the model each batch in that layout, converted once per batch on the device (`tricks.train` chooses it per model
+family, where measured faster). On a GPU nothing in a batch waits for the host: the epoch's order and augmentation
+draws are copied to the device once, and the loss and metric values fastai folds in stay there (`to_detach`).
 """
 
 from __future__ import annotations
@@ -522,17 +525,19 @@ class TensorImageDL(DataLoader):
     `x` is uint8 images (N, C, H, W) (or float features (N, D), passed through as they are), `y` labels. `mean` and
     `std` (per channel, in [0, 1] units) normalize after scaling to [0, 1]; without them images are scaled to [0, 1].
     `mean_image` (C, H, W), in 0-255 units, instead subtracts a mean image from the raw pixels (no scaling).
-    `seed` fixes the generator of order and augmentation: the same seed gives the same batches.
+    `seed` fixes the generator of order and augmentation: the same seed gives the same batches. `memory_format` is the
+    layout of the image batches handed out (torch.channels_last for a model in that layout).
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, bs: int = 64, shuffle: bool = False, drop_last: bool = False,
                  augment: Augment | None = None, mean: Sequence[float] | None = None,
                  std: Sequence[float] | None = None, seed: int | None = 0, gen_state: torch.Tensor | None = None,
-                 device: Any = None, mean_image: torch.Tensor | None = None, **kwargs: Any):
+                 device: Any = None, mean_image: torch.Tensor | None = None,
+                 memory_format: torch.memory_format = torch.contiguous_format, **kwargs: Any):
         device = torch.device(device) if device is not None else x.device
         self.x, self.y = x.to(device), y.to(device)
         self.augment, self.mean, self.std, self.seed = augment, mean, std, seed
-        self.mean_image = mean_image
+        self.mean_image, self.memory_format = mean_image, memory_format
         self.gen = torch.Generator()
         if gen_state is not None:
             self.gen.set_state(gen_state)
@@ -567,7 +572,7 @@ class TensorImageDL(DataLoader):
     def new(self, dataset: Any = None, cls: Any = None, **kwargs: Any) -> TensorImageDL:
         """A copy (fastai's `new`) that keeps the tensors, augmentation, normalization and generator state."""
         mine = dict(x=self.x, y=self.y, augment=self.augment, mean=self.mean, std=self.std, seed=self.seed,
-                    gen_state=self.gen.get_state(), mean_image=self.mean_image)
+                    gen_state=self.gen.get_state(), mean_image=self.mean_image, memory_format=self.memory_format)
         return super().new(dataset, cls, **{**mine, **kwargs})
 
     def get_idxs(self) -> torch.Tensor:
@@ -609,7 +614,19 @@ class TensorImageDL(DataLoader):
             cols = self._cols[dx[:, None] + torch.arange(w, device=b.device)]  # (B, W)
             cols = torch.where(flip[:, None], cols.flip(1), cols)
             xb = self.x[b.view(-1, 1, 1, 1), self._ch, rows[:, None, :, None], cols[:, None, None, :]]
+        # the one layout conversion of the batch, on the uint8 pixels (a quarter of the float bytes); the
+        # elementwise normalization keeps the layout
+        xb = xb.contiguous(memory_format=self.memory_format)
         return torch.addcmul(-self._shift, xb.float(), self._scale)
+
+    def to_detach(self, b: Any, cpu: bool = True, gather: bool = True) -> Any:
+        """fastai's `to_detach`, except that 0-dim tensors stay on the device: the per-batch loss and metric values
+        fastai's AvgLoss and AvgMetric add up, read once at the epoch's end rather than copied (a sync) per batch."""
+        from fastai.torch_core import to_detach
+
+        if isinstance(b, torch.Tensor) and b.dim() == 0:
+            return to_detach(b, cpu=False, gather=gather)
+        return to_detach(b, cpu=cpu, gather=gather)
 
     def to(self, device: Any) -> TensorImageDL:
         """Move the tensors (and the loader) to `device`."""
@@ -676,13 +693,15 @@ def subsets(arrays: Any, seed: int, train_subset: float | int | None = None, tes
 
 def cifar_dls(arrays: Any, bs: int = 64, *, val_bs: int | None = None, augment: bool | Augment = False,
               normalize: Any = None, seed: int = 0, train_subset: float | int | None = None,
-              test_subset: int | None = None, device: Any = None) -> DataLoaders:
+              test_subset: int | None = None, device: Any = None,
+              memory_format: torch.memory_format = torch.contiguous_format) -> DataLoaders:
     """fastai DataLoaders (train, valid = the test set) over `arrays`, on `device`, seeded by `seed`.
 
     `augment`: True for reflect-pad 4 + random crop + horizontal flip, or an `Augment`. `normalize`: None, "train"
     (training-set mean and std), ((mean...), (std...)), or "mean_image" (raw pixels minus the training mean image).
     `train_subset`: a fraction (<= 1.0) or a count, class-balanced, drawn with the seed; `test_subset`: the first
-    `count` test images, class-balanced, the same every seed.
+    `count` test images, class-balanced, the same every seed. `memory_format`: the layout of the image batches
+    (torch.channels_last for a model in that layout).
     """
     dev = torch.device(device) if device is not None else torch.device("cpu")
     mean, std = _norm_stats(normalize, arrays)
@@ -693,9 +712,9 @@ def cifar_dls(arrays: Any, bs: int = 64, *, val_bs: int | None = None, augment: 
     aug = Augment() if augment is True else (augment or None)
     loader_seed = int(np.random.SeedSequence([int(seed), 0x7A11]).generate_state(2)[1])
     train = TensorImageDL(x_tr, y_tr, bs=bs, shuffle=True, drop_last=False, augment=aug, mean=mean, std=std,
-                          seed=loader_seed, device=dev, mean_image=mean_image)
+                          seed=loader_seed, device=dev, mean_image=mean_image, memory_format=memory_format)
     valid = TensorImageDL(x_te, y_te, bs=val_bs or bs, shuffle=False, mean=mean, std=std, device=dev,
-                          mean_image=mean_image)
+                          mean_image=mean_image, memory_format=memory_format)
     dls = DataLoaders(train, valid, device=dev)
     dls.c = len(getattr(arrays, "classes", ())) or int(torch.max(arrays.y_train)) + 1
     dls.vocab = list(getattr(arrays, "classes", ()))

@@ -334,8 +334,64 @@ def _fit_phase(learn: Any, phase: Phase) -> None:
         raise ValueError(f"unknown schedule '{phase.schedule}' (constant, exp_decay, one_cycle, sgdr)")
 
 
-def build_learner(recipe: Recipe, dls: Any, *, extra_cbs: tuple = (), progress: bool = False) -> Any:
-    """A fastai Learner for the recipe over `dls`: model, transforms, optimizer, loss, callbacks, no progress bar."""
+# Model families trained in torch.channels_last on a CPU: those where it was measured faster. Measured 2026-12-03
+# (`benchmarks/layouts.py --steps 30`: NCHW and channels_last training steps interleaved, synthetic batches, a
+# torch.optim.Adam step, 1 thread as a suite worker, torch 2.14.1, 2-core AMD EPYC (Zen 2, AVX2), other processes
+# loading the cores; median step; the same-run ratio is what decides):
+#
+#   family (recipe's model)              batch   NCHW img/s   channels_last img/s   cl / NCHW
+#   tf_cnn padding 0 (doc 000)              64          964                  1294       1.34x
+#   tf_cnn padding 1 (doc 001 baseline)     64          687                   926       1.35x
+#   tf_cnn padding 1 + bn_before_relu       64          639                   930       1.46x
+#   tf_cnn padding 1, residual (doc 001)    64          169                   190       1.12x
+#   pal2021_code_net (doc 000 as run)       64          539                   685       1.27x
+#   conv_net (doc 003)                     256         2369                  2909       1.23x
+#   conv_bn_net (doc 003, BnLayer)         256          555                   511       0.92x   (first run)
+#   conv_bn_net, again (20 steps)          256          313                   375       1.20x
+#   jovian_cnn (doc 004)                   128           25                    27       1.10x
+#   resnet9 (doc 004)                       32            5                     5       0.96x   (kept NCHW)
+#
+# resnet9 had 7 steps a layout, a few seconds each, so its 0.96x is no clear loss either; it stays NCHW until a
+# measurement says otherwise. conv_bn_net's first 0.92x did not repeat: 1.20x again here, and 1.14x and 1.17x in the
+# project path itself (`benchmarks/throughput.py`, `conv_bn_net_cl_vs_nchw`, two runs on 2026-12-03), so it trains in
+# channels_last.
+# Dense-only models (simple_net, two_layer_net, features) have no layout. On CUDA nothing was measured (no GPU was
+# lent), so the GPU path keeps NCHW.
+CHANNELS_LAST_CPU: frozenset[str] = frozenset({"tf_cnn", "pal2021_code_net", "conv_net", "conv_bn_net", "jovian_cnn"})
+
+
+def memory_format_for(recipe: Recipe, device: Any) -> Any:
+    """torch.channels_last where the recipe's model family trains faster in it on this device, else contiguous."""
+    import torch
+
+    on_cpu = torch.device(device or "cpu").type == "cpu"
+    fast = on_cpu and recipe.model in CHANNELS_LAST_CPU and recipe.features is None
+    return torch.channels_last if fast else torch.contiguous_format
+
+
+def _device_smooth_loss(beta: float) -> Any:
+    """fastai's AvgSmoothLoss with its running value kept on the loss's device: fastai's copies each training
+    batch's loss to the host (`to_detach`), a sync per step on a GPU; this one is read once, at the epoch's end."""
+    import torch
+    from fastai.learner import AvgSmoothLoss
+
+    class DeviceSmoothLoss(AvgSmoothLoss):
+        def accumulate(self, learn: Any) -> None:
+            self.count += 1
+            loss = learn.loss.mean().detach()
+            self.val = torch.lerp(loss, self.val.to(loss.device), self.beta)
+
+    return DeviceSmoothLoss(beta)
+
+
+def build_learner(recipe: Recipe, dls: Any, *, extra_cbs: tuple = (), progress: bool = False,
+                  channels_last: bool | None = None) -> Any:
+    """A fastai Learner for the recipe over `dls`: model, transforms, optimizer, loss, callbacks, no progress bar.
+
+    `channels_last`: put the model, and the batches of the project's loaders, in torch.channels_last (None: where
+    `memory_format_for` says it is faster for the recipe's model family on the loaders' device).
+    """
+    import torch
     import torch.nn.functional as F
     from fastai.callback.progress import ProgressCallback
     from fastai.learner import Learner
@@ -355,13 +411,26 @@ def build_learner(recipe: Recipe, dls: Any, *, extra_cbs: tuple = (), progress: 
     cbs = [get_trick(c.name).build(**dict(c.params)) for c in recipe.callbacks]
     cbs += [DivergenceGuard(), ThroughputRecorder(), *extra_cbs]
     loss = CrossEntropyLossFlat() if recipe.loss == "ce" else F.nll_loss
-    learn = Learner(dls, model.to(dls.device), loss_func=loss, opt_func=_opt_func(recipe), metrics=accuracy,
-                    cbs=cbs, wd_bn_bias=recipe.wd_bn_bias, train_bn=True)
+    fmt = memory_format_for(recipe, dls.device) if channels_last is None else (
+        torch.channels_last if channels_last else torch.contiguous_format)
+    _set_memory_format(dls, fmt)
+    learn = Learner(dls, model.to(dls.device, memory_format=fmt), loss_func=loss, opt_func=_opt_func(recipe),
+                    metrics=accuracy, cbs=cbs, wd_bn_bias=recipe.wd_bn_bias, train_bn=True)
+    learn.recorder.smooth_loss = _device_smooth_loss(learn.recorder.smooth_loss.beta)
     if not progress:
         if ProgressCallback in [type(c) for c in learn.cbs]:
             learn.remove_cb(ProgressCallback)
         learn.logger = _quiet  # the Recorder would print each epoch's row
     return learn
+
+
+def _set_memory_format(dls: Any, fmt: Any) -> None:
+    """Hand out the batches of the project's image loaders in `fmt` (other loaders are left as they are)."""
+    from tricks.data import TensorImageDL
+
+    for dl in (dls.train, dls.valid):
+        if isinstance(dl, TensorImageDL):
+            dl.memory_format = fmt
 
 
 def _builder_params(name: str) -> set[str]:
@@ -389,8 +458,12 @@ def seed_everything(seed: int) -> None:
 
 
 def run(recipe: Recipe, seed: int, profile: Profile | str = "default", *, source: str | None = None,
-        device: str | None = None, arrays: Any = None, extra_cbs: tuple = (), progress: bool = False) -> RunResult:
-    """Train `recipe` with `seed` under `profile` and return its RunResult; a diverged run is flagged, not raised."""
+        device: str | None = None, arrays: Any = None, extra_cbs: tuple = (), progress: bool = False,
+        channels_last: bool | None = None) -> RunResult:
+    """Train `recipe` with `seed` under `profile` and return its RunResult; a diverged run is flagged, not raised.
+
+    `channels_last` None lets `memory_format_for` choose the layout (the same for every run of a recipe on a device).
+    """
     import time
 
     import torch
@@ -407,15 +480,17 @@ def run(recipe: Recipe, seed: int, profile: Profile | str = "default", *, source
     data, cut = arrays, prof
     if r.features:  # computed on this seed's subsets only, which the loaders then take whole
         data, cut = _features(r, arrays, seed, prof), replace(prof, train_subset=None, test_subset=None)
-    dls = _loaders(r, data, seed, cut, dev)
+    fmt = memory_format_for(r, dev) if channels_last is None else (
+        torch.channels_last if channels_last else torch.contiguous_format)
+    dls = _loaders(r, data, seed, cut, dev, fmt)
     seed_everything(seed)  # after the data draw, so init and dropout do not depend on the loaders' internals
     cbs = tuple(extra_cbs)
     if prof.curve_test is not None and len(dls.valid.x) > prof.curve_test and r.epochs > 1:
         from tricks.callbacks import ValidateSubsetUntil
 
-        small = _loaders(r, data, seed, replace(cut, test_subset=prof.curve_test), dev).valid
+        small = _loaders(r, data, seed, replace(cut, test_subset=prof.curve_test), dev, fmt).valid
         cbs += (ValidateSubsetUntil(small, r.epochs),)
-    learn = build_learner(r, dls, extra_cbs=cbs, progress=progress)
+    learn = build_learner(r, dls, extra_cbs=cbs, progress=progress, channels_last=fmt == torch.channels_last)
     n_params = params_used(learn.model, input_shape=(2, *data.x_train.shape[1:]))
     learn.diverged, learn.diverged_reason = False, ""
     vals: list[list[float]] = []  # per epoch: train_loss, valid_loss, accuracy (the Recorder resets at each fit)
@@ -440,11 +515,14 @@ def run(recipe: Recipe, seed: int, profile: Profile | str = "default", *, source
     )
 
 
-def _loaders(r: Recipe, arrays: Any, seed: int, prof: Profile, dev: Any) -> Any:
+def _loaders(r: Recipe, arrays: Any, seed: int, prof: Profile, dev: Any, fmt: Any = None) -> Any:
+    import torch
+
     from tricks.data import cifar_dls
 
     return cifar_dls(arrays, bs=r.bs, val_bs=max(r.bs, 500), augment=r.augment, normalize=r.normalize, seed=seed,
-                     train_subset=prof.train_subset, test_subset=prof.test_subset, device=dev)
+                     train_subset=prof.train_subset, test_subset=prof.test_subset, device=dev,
+                     memory_format=fmt or torch.contiguous_format)
 
 
 def _features(r: Recipe, arrays: Any, seed: int, prof: Profile) -> Any:

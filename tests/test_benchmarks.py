@@ -1,0 +1,83 @@
+"""The benchmark scripts' own logic on a CPU: FLOPs counted, the CPU's peak reckoned, bad options refused, and the
+GPU steps skipping cleanly (with a reason) where there is no CUDA. No timing is judged here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_apply import _write_source
+
+torch.set_num_threads(1)
+warnings.filterwarnings("ignore")
+ROOT = Path(__file__).resolve().parents[1]
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the path taken without CUDA")
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+throughput, gpu_check = _load("throughput"), _load("gpu_check")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRICKS_CACHE", str(root / "cache"))
+        yield str(_write_source(root / "source", 4, 10))
+
+
+def test_flops_of_a_training_image_of_doc_001s_baseline_are_counted_as_the_layers_add_up():
+    # forward: 2 x (in x 3 x 3 x out x map) for the convs 3-32 (32x32), 32-64 (16x16), 64-64 (8x8), and 2 x in x out
+    # for the dense 1024-64, 64-10; backward twice that (input and weight gradients), less the first conv's input
+    forward = 2 * (3 * 9 * 32 * 32 * 32 + 32 * 9 * 64 * 16 * 16 + 64 * 9 * 64 * 8 * 8 + 1024 * 64 + 64 * 10)
+    first_conv_input_grad = 2 * 3 * 9 * 32 * 32 * 32
+    expected = 3 * forward - first_conv_input_grad
+    assert throughput.train_flops_per_image(throughput.baseline_recipe()) == expected == 46_403_328
+
+
+def test_the_cpu_peak_is_cores_times_clock_times_the_fma_width(tmp_path):
+    block = "processor\t: {i}\nphysical id\t: 0\ncore id\t: {i}\ncpu MHz\t\t: 2245.780\nflags\t\t: fpu avx fma avx2\n\n"
+    info = tmp_path / "cpuinfo"
+    info.write_text("".join(block.format(i=i) for i in range(2)))
+    peak, note = throughput.cpu_peak(str(info))
+    assert peak == pytest.approx(2 * 2245.78e6 * 32) and "2 cores" in note and "AVX2" in note
+    info.write_text(info.read_text().replace(" avx fma avx2", " avx512f avx2 fma"))
+    assert throughput.cpu_peak(str(info))[0] == pytest.approx(2 * 2245.78e6 * 64)
+
+
+@pytest.mark.parametrize("argv", [["--steps", "0"], ["--family-steps", "0"], ["--gpu-workers", "4,x"],
+                                  ["--gpu-workers", "0"], ["--arms", "nope"]])
+def test_the_benchmark_refuses_bad_options_with_exit_2(argv, source, capsys):
+    with pytest.raises(SystemExit) as e:
+        throughput.parse_args(["--data", source, *argv])
+    assert e.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+@NO_CUDA
+def test_the_gpu_arm_says_it_is_skipped_without_cuda_and_still_prints_its_json(source, capsys):
+    assert throughput.main(["--gpu", "--data", source, "--steps", "2"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "--gpu: skipped: no CUDA device" in out[0]
+    last = json.loads(out[-1])
+    assert last["gpu"] is None and last["gpu_workers"] == {} and "no CUDA" in last["gpu_skipped"]
+
+
+@NO_CUDA
+def test_gpu_checks_resnet9_step_skips_without_cuda_and_runs_a_cut_down_path_with_steps(source, capsys):
+    assert gpu_check.resnet9_step(source, None)["skipped"] == "no CUDA device"
+    r = gpu_check.resnet9_step(source, 1)
+    assert r["device"].startswith("cpu") and r["met"] is None and 0.0 <= r["acc"] <= 1.0 and r["wall_s"] > 0
+    assert "CPU path check only" in capsys.readouterr().out

@@ -161,6 +161,7 @@ def test_a_bad_option_value_exits_2_in_one_line(env):
     (["--cb", "dropout_conv:p"], "'p' is not of the form key=value"),
     (["--cb", "dropout_conv:q=0.3"], "has no parameter 'q'"),
     (["--cb", "dropout_conv:p=lots"], "dropout_conv:p=lots is malformed"),
+    (["--cb", "dropout_conv:p=2"], "option dropout_conv:p=2 is out of range: p takes a value in (0, 1)"),
     (["--cb", "BnFreeze", "--cb", "BnFreeze"], "trick 'BnFreeze' is given twice"),
     (["--epochs", "0"], "argument --epochs: '0' is not a positive number of epochs"),
     (["--bs", "-4"], "argument --bs"),

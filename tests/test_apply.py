@@ -288,7 +288,10 @@ def test_compare_asks_the_engine_about_superiority_by_delta_over_the_paired_seed
     out = decision_dict(plan, d)
     assert out["verdict"] == "SUPPORTED" and out["n"] == 3 and out["delta_pp"] == 1.0
     assert out["mean_pp"] == pytest.approx(5.5) and out["lower_pp"] > 0 and out["alpha_look"] == 0.05
-    assert "verdict SUPPORTED: A − B = +5.50 pp" in verdict_text(plan, d) and "Δ = 1 pp" in verdict_text(plan, d)
+    text = verdict_text(plan, d)
+    assert "verdict SUPPORTED (smoke profile: checks the pipeline, not the claim): A − B = +5.50 pp" in text
+    assert "Δ = 1 pp" in text
+    assert "verdict SUPPORTED: A − B" in verdict_text(replace(plan, profile="default"), d)
     flat = [Outcome(o.arm, o.recipe, replace(o.result, acc=0.5 + 0.001 * o.result.seed * (o.arm == "trick")), False)
             for o in outcomes]  # no gain: the upper bound falls below Δ
     assert decision_dict(plan, judge_comparison(plan, flat))["verdict"] == "REFUTED"

@@ -612,7 +612,11 @@ def verdict_text(plan: Plan, d: Any) -> str:
     else:  # the engine works in accuracy units; people read points
         interval = (f"A − B = {_num(100 * d.mean, '+.2f')} pp, one-sided {100 * (1 - level):g}% bounds "
                     f"[{_num(100 * d.lower, '+.2f')}, {_num(100 * d.upper, '+.2f')}] pp")
-    return f"verdict {verdict}: {interval}, n = {d.n}, Δ = {plan.delta_pp:g} pp; {d.reason}"
+    from claims.report import pipeline_note
+
+    note = pipeline_note(plan.profile)  # a smoke verdict comes from barely trained models
+    head = f"verdict {verdict}" + (f" ({note})" if note else "")
+    return f"{head}: {interval}, n = {d.n}, Δ = {plan.delta_pp:g} pp; {d.reason}"
 
 
 def _clean(x: Any) -> Any:

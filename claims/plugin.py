@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -330,16 +328,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     tr = terminalreporter
     tr.section(f"claims ({config.getoption('profile')} profile)")
-    if cs.report is not None:
-        from rich.console import Console
+    if cs.report is not None:  # plain lines within 100 columns: the same on a terminal and in a CI log
+        from claims.report import terminal_lines
 
-        from claims.report import print_report
-
-        buf = io.StringIO()
-        console = Console(file=buf, width=max(120, shutil.get_terminal_size().columns), force_terminal=tr.hasmarkup,
-                          color_system="standard" if tr.hasmarkup else None)
-        print_report(cs.report, console)
-        tr.write(buf.getvalue())
+        for line in terminal_lines(cs.report):
+            tr.write_line(line)
     if cs.report_dir is not None:
         tr.write_line(f"report: {cs.report_dir} (and {cs.report_dir.parent / 'latest'})")
     if cs.pilot_error is not None:

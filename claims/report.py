@@ -1,9 +1,12 @@
-"""The claims report: a rich table in the terminal; report.md, report.json and PNG plots on disk.
+"""The claims report: a compact table in the terminal; report.md, summary.md, report.json and PNG plots on disk.
 
-One row a claim: form, margin, seeds, mean difference with its interval, verdict with reason, Holm status, P(A>B),
-compute. One card a claim in report.md: the source's words, per-seed values of the arms joined by seed, parameter
-counts, and the seeds an inconclusive claim would need. report.json holds every per-seed value, so anyone can
-re-analyse the runs with other methods. Every table names its profile: a smoke-profile number is not a published one.
+The terminal gets one plain line a claim (id, form, n, d̄ [L, U], verdict, Holm, FDR), within 100 columns and the
+same on a terminal as in a pipe or CI log, and a line of counts; the reasons live in report.md and summary.md. One
+card a claim in report.md: the source's words, per-seed values of the arms joined by seed, parameter counts, the seeds
+an inconclusive claim would need, the paired plot and the training curves. report.json holds every per-seed value, in
+percent (`*_pct`) and percentage points (`*_pp`), its schema versioned, so anyone can re-analyse the runs. Every table
+names its profile: a smoke-profile number is not a published one, and a smoke verdict checks the pipeline, not the
+claim.
 
 `python -m claims.report [REPORT_DIR] --readme README.md` copies a report's summary table into the README.
 """
@@ -16,6 +19,8 @@ import json
 import math
 import shutil
 import sys
+import textwrap
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
@@ -25,6 +30,12 @@ from typing import Any
 from claims.schedule import Compute, PilotResult, Scheduler
 from tricks.train import CODE_VERSION, PROFILES, Recipe, RunResult
 
+REPORT_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, every such field named by its unit
+REPORT_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference, margin or spread in percentage points",
+                "loss": "cross-entropy, nats", "p_a_gt_b": "share of seeds with A > B (0-1)",
+                "alpha*, *_p, p_seq": "probabilities (0-1)"}
+TERMINAL_WIDTH = 100  # the terminal report's lines never pass this, so CI logs and narrow terminals do not wrap
+PIPELINE_PROFILES = ("smoke",)  # profiles whose barely trained models test the pipeline, not the claims
 SUMMARY_START = "<!-- claims-summary:start -->"
 SUMMARY_END = "<!-- claims-summary:end -->"
 LATEST = "latest"
@@ -233,6 +244,41 @@ def _n(row: ClaimRow) -> str:
     return str(row.decision.n) if row.decision is not None and row.decision.n is not None else "0"
 
 
+def pipeline_only(profile: str) -> bool:
+    """Whether a profile's verdicts check the pipeline rather than the claims (smoke: 14-35 % accuracy models)."""
+    return profile in PIPELINE_PROFILES
+
+
+def pipeline_note(profile: str) -> str:
+    """The words every smoke line, card and headline carries; empty for the other profiles."""
+    return "smoke profile: checks the pipeline, not the claim" if pipeline_only(profile) else ""
+
+
+def headline(rep: SuiteReport) -> str:
+    """The suite's one-line result (the terminal's first line, the summary caption, the rich title)."""
+    text = f"{rep.holding} of {len(rep.rows)} claims hold after Holm (family α {rep.alpha_family})"
+    return f"{text} — {pipeline_note(rep.profile)}s" if pipeline_only(rep.profile) else text
+
+
+def _fdr(row: ClaimRow) -> str:
+    """The FDR column: the row's or its decision's `fdr` flag when the engine gives one, else —."""
+    value = getattr(row, "fdr", None)
+    if value is None and row.decision is not None:
+        value = getattr(row.decision, "fdr", None)
+    if value is None:
+        return "—"
+    return "holds" if value else "no"
+
+
+def counts_line(rep: SuiteReport) -> str:
+    """How many claims got each verdict, and how many could not run here."""
+    seen = Counter(r.verdict for r in rep.rows)
+    order = ["SUPPORTED", "REFUTED", "INCONCLUSIVE", "INVALID", "ERROR", "NOT RUN"]
+    parts = [f"{seen[v]} {v}" for v in order if seen[v] or v in order[:4]]
+    line = f"{len(rep.rows)} judged: " + ", ".join(parts)
+    return line + (f"; {len(rep.not_runnable)} not runnable here" if rep.not_runnable else "")
+
+
 # ------------------------------------------------------------------------------------------------ terminal
 
 
@@ -267,12 +313,58 @@ def header_lines(rep: SuiteReport) -> list[str]:
 _STYLE = {"SUPPORTED": "green", "REFUTED": "red", "INCONCLUSIVE": "yellow", "INVALID": "magenta", "ERROR": "bold red"}
 
 
+_FORM_SHORT = {"non_inferiority": "non-inferior", "fewer_params": "fewer-params"}
+
+
+def _holm_short(row: ClaimRow) -> str:
+    return {"holds": "holds", "not after Holm": "no"}.get(_holm(row), "—")
+
+
+def terminal_table(rep: SuiteReport) -> list[str]:
+    """The claims as plain fixed-width lines within TERMINAL_WIDTH: ids in full, no reasons (they are in report.md)."""
+    checks = "pipeline" if pipeline_only(rep.profile) else "claim"
+    head = ["claim", "form", "n", "d̄ [L, U] pp", "verdict", "Holm", "FDR", "checks"]
+    rows = [[r.claim.id, _FORM_SHORT.get(_value(r.claim.form), _value(r.claim.form)), _n(r), _interval(r.decision),
+             r.verdict, _holm_short(r), _fdr(r), checks] for r in rep.rows]
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
+    right = {2}  # n
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths,
+                                                                                                    strict=True)))
+    return [line(head).rstrip(), line(["-" * w for w in widths]).rstrip()] + [line(r).rstrip() for r in rows]
+
+
+def terminal_lines(rep: SuiteReport) -> list[str]:
+    """The whole terminal report: headline, counts, a little provenance, the table, where the reasons are."""
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(text, TERMINAL_WIDTH, subsequent_indent="  ", break_on_hyphens=False) or [""]
+
+    out = wrap(headline(rep)) + wrap(counts_line(rep))
+    keep = ("profile: ", "claim-spec hash: ", "device: ", "dataset: ", "seeds: ", "A/A pilot", "compute: ")
+    for fact in header_lines(rep):
+        if fact.startswith("profile: "):
+            fact = f"profile: {rep.profile}" + (f" ({pipeline_note(rep.profile)})" if pipeline_only(rep.profile)
+                                                else "")
+        if fact.startswith(keep):
+            out += wrap(fact)
+    for w in rep.warnings:
+        out += wrap(f"warning: {w}")
+    out += [""] + terminal_table(rep)
+    if rep.not_runnable:
+        out += [""] + wrap(f"not runnable here ({len(rep.not_runnable)}): "
+                           + ", ".join(c.id for c in rep.not_runnable))
+    out += wrap("reasons, per-seed values and plots: report.md; the summary table with reasons: summary.md")
+    return out
+
+
 def rich_table(rep: SuiteReport) -> Any:
-    """The claims as a rich Table, one row a claim."""
+    """The claims as a rich Table, one row a claim (with reasons: for wide displays; the terminal report is
+    `terminal_lines`)."""
     from rich.table import Table
 
-    t = Table(title=f"{rep.holding} of {len(rep.rows)} claims hold after Holm — {rep.profile} profile, not the "
-                    "published numbers", show_lines=False, expand=False)
+    t = Table(title=f"{headline(rep)} — {rep.profile} profile, not the published numbers", show_lines=False,
+              expand=False)
     for col, kw in [("claim", {}), ("form", {}), ("Δ pp", {"justify": "right"}), ("n", {"justify": "right"}),
                     ("d̄ [L, U] pp", {}), ("verdict", {}), ("Holm", {}), ("P(A>B)", {"justify": "right"}),
                     ("compute", {}), ("profile", {})]:
@@ -287,17 +379,13 @@ def rich_table(rep: SuiteReport) -> Any:
 
 
 def print_report(rep: SuiteReport, console: Any = None) -> None:
-    """Print the header and the table (to stdout unless a rich Console is given)."""
-    from rich.console import Console
-
-    console = console or Console()
-    for line in header_lines(rep):
-        console.print(line, highlight=False, markup=False)
-    for w in rep.warnings:
-        console.print(f"warning: {w}", style="yellow", markup=False)
-    console.print(rich_table(rep))
-    for c in rep.not_runnable:
-        console.print(f"not runnable here: {c.id}: {c.reason}", markup=False, highlight=False)
+    """Print `terminal_lines` (to stdout unless a rich Console is given): plain text, the same on any console."""
+    if console is None:
+        for line in terminal_lines(rep):
+            print(line)
+        return
+    for line in terminal_lines(rep):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------ markdown
@@ -312,8 +400,8 @@ def summary_markdown(rep: SuiteReport) -> str:
     lines = [
         f"Profile **{rep.profile}**, dataset {_md_escape(rep.dataset or '—')}, machine {_md_escape(rep.device)} "
         f"({rep.threads or '—'} thread(s) per run), {rep.created[:10]}, code {rep.code_version}, "
-        f"claim-spec hash `{rep.spec_hash}`: **{rep.holding} of {len(rep.rows)} claims hold after Holm** "
-        f"(family α {rep.alpha_family}). Accuracies are from the {rep.profile} profile, not the published recipes.",
+        f"claim-spec hash `{rep.spec_hash}`: **{headline(rep)}**. Accuracies are from the {rep.profile} profile, "
+        f"not the published recipes.",
         "",
         "| claim | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | P(A>B) | compute | profile |",
         "| --- | --- | ---: | ---: | --- | --- | --- | ---: | --- | --- |",
@@ -322,16 +410,24 @@ def summary_markdown(rep: SuiteReport) -> str:
         c, d = row.claim, row.decision
         lines.append(f"| {c.id} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
                      f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
-                     f"{_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {rep.profile} |")
+                     f"{_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {_profile_cell(rep.profile)} |")
     if rep.not_runnable:
         lines += ["", f"Not runnable here ({len(rep.not_runnable)}): "
                   + "; ".join(f"**{c.id}** ({_md_escape(c.reason)})" for c in rep.not_runnable)]
     return "\n".join(lines) + "\n"
 
 
-def _card(rep: SuiteReport, row: ClaimRow, plot: str | None) -> list[str]:
+def _profile_cell(profile: str) -> str:
+    return f"{profile} ({pipeline_note(profile).split(': ', 1)[1]})" if pipeline_only(profile) else profile
+
+
+def _card(rep: SuiteReport, row: ClaimRow, plot: str | None, curves: str | None = None) -> list[str]:
     c, d = row.claim, row.decision
-    out = [f"### {c.id}: {row.verdict}", "", f"> {_md_escape(c.quote)}", "", f"— {_md_escape(c.source)}", ""]
+    title = f"### {c.id}: {row.verdict}" + (" (smoke: a pipeline check)" if pipeline_only(rep.profile) else "")
+    out = [title, "", f"> {_md_escape(c.quote)}", "", f"— {_md_escape(c.source)}", ""]
+    if pipeline_only(rep.profile):
+        out += [f"**{pipeline_note(rep.profile).capitalize()}**: its models are barely trained, so this verdict says "
+                "the runs, the store and the statistics work end to end, not whether the claim holds.", ""]
     out.append(f"Form {_value(c.form)}, Δ = {_delta(c)} pp, α = {c.alpha}, looks at "
                f"{', '.join(map(str, c.looks))}; metric {_metric(c)}; profile **{rep.profile}**.")
     if getattr(c, "offset", 0.0):
@@ -371,21 +467,32 @@ def _card(rep: SuiteReport, row: ClaimRow, plot: str | None) -> list[str]:
         out.append("")
     if plot:
         out += [f"![{c.id}]({plot})", ""]
+    if curves:
+        out += [f"Training curves ({rep.profile} profile): test accuracy after each epoch, per arm, every seed thin "
+                "and their mean thick" + (f"; the epochs before the last on {_curve_test(rep.profile):,} test images"
+                                          if _curve_test(rep.profile) else "") + ".", "",
+                f"![{c.id} training curves]({curves})", ""]
     out += [f"Compute: {row.compute.runs} runs, {row.compute.seconds:.0f} s counted in full, "
             f"{row.compute.seconds_split:.0f} s with shared runs split; {row.compute.trained} trained in this session.",
             ""]
     return out
 
 
-def report_markdown(rep: SuiteReport, plots: Mapping[str, str] | None = None) -> str:
+def _curve_test(profile: str) -> int | None:
+    prof = PROFILES.get(profile)
+    return getattr(prof, "curve_test", None) if prof is not None else None
+
+
+def report_markdown(rep: SuiteReport, plots: Mapping[str, str] | None = None,
+                    curves: Mapping[str, str] | None = None) -> str:
     """report.md: header, the summary table, then one card a claim."""
-    plots = plots or {}
+    plots, curves = plots or {}, curves or {}
     out = [f"# Claims report — {rep.profile} profile, {rep.created}", ""]
     out += [f"- {_md_escape(line)}" for line in header_lines(rep)]
     out += [f"- warning: {_md_escape(w)}" for w in rep.warnings]
     out += ["", summary_markdown(rep), "## Claims", ""]
     for row in rep.rows:
-        out += _card(rep, row, plots.get(row.claim.id))
+        out += _card(rep, row, plots.get(row.claim.id), curves.get(row.claim.id))
     return "\n".join(out)
 
 
@@ -404,8 +511,47 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * float(x)
+
+
+def per_seed_json(claim: Any, results: Mapping[str, Mapping[int, RunResult]]) -> list[dict[str, Any]]:
+    """`per_seed` with unit-named fields: A and B in percent, their difference in pp."""
+    return [{"seed": r["seed"], "a_pct": r["a"], "b_pct": r["b"], "d_pp": r["d"]} for r in per_seed(claim, results)]
+
+
+def decision_json(d: Any, claim: Any) -> dict[str, Any]:
+    """A Decision's dict with its accuracy-unit statistics in pp (percent for an absolute claim's mean of A)."""
+    out = d.to_dict()
+    unit = "pct" if _value(getattr(claim, "form", "")) == "absolute" else "pp"
+    for f in ("mean", "lower", "upper"):
+        if f in out:
+            out[f"{f}_{unit}"] = _pct(out.pop(f))
+    parts = list(comparisons(claim)) if getattr(claim, "parts", ()) else []
+    out["parts"] = [decision_json(p, parts[i] if i < len(parts) else p) for i, p in enumerate(d.parts or ())]
+    return out
+
+
+def pilot_json(p: PilotResult) -> dict[str, Any]:
+    """The A/A pilot's dict in unit-named fields: accuracies in percent, spreads and bounds in pp."""
+    out = p.to_dict()
+    for f in ("acc_a", "acc_b"):
+        out[f"{f}_pct"] = [_pct(v) for v in out.pop(f)]
+    out["repeat_acc_pct"] = _pct(out.pop("repeat_acc"))
+    for f in ("sigma", "sigma_d", "mean_d", "lower", "upper"):  # already in pp
+        out[f"{f}_pp"] = out.pop(f)
+    return out
+
+
+def _run_json(res: RunResult) -> dict[str, Any]:
+    return {"acc_pct": _pct(res.acc), "loss": res.loss, "acc_per_epoch_pct": [_pct(a) for a in res.acc_per_epoch],
+            "params_used": res.params_used, "wall_s": res.wall_s, "diverged": res.diverged, "device": res.device,
+            "threads": res.threads, "note": res.note}
+
+
 def report_json(rep: SuiteReport) -> dict[str, Any]:
-    """Everything needed to re-analyse: per-seed values of every arm, the spec hash, profile, dataset, provenance."""
+    """Everything needed to re-analyse: per-seed values of every arm, the spec hash, profile, dataset, provenance;
+    accuracies in percent and differences in pp, each field named by its unit (`REPORT_UNITS`)."""
     claims = []
     for row in rep.rows:
         c, d = row.claim, row.decision
@@ -414,33 +560,33 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
             runs = row.results.get(r.key, {})
             arms.append({
                 "recipe_key": r.key, "recipe_name": r.name, "recipe": r.to_dict(),
-                "runs": {str(s): {"acc": res.acc, "loss": res.loss, "acc_per_epoch": res.acc_per_epoch,
-                                  "params_used": res.params_used, "wall_s": res.wall_s, "diverged": res.diverged,
-                                  "device": res.device, "threads": res.threads, "note": res.note}
-                         for s, res in sorted(runs.items())},
+                "runs": {str(s): _run_json(res) for s, res in sorted(runs.items())},
             })
         claims.append({
             "id": c.id, "key": c.key, "source": c.source, "quote": c.quote, "form": _value(c.form),
-            "delta": getattr(c, "delta", None), "metric": _metric(c), "alpha": c.alpha,
-            "looks": list(c.looks), "threshold": getattr(c, "threshold", None),
-            "offset": getattr(c, "offset", 0.0), "paper_only": getattr(c, "paper_only", False),
+            "delta_pp": _pct(getattr(c, "delta", None)), "metric": _metric(c), "alpha": c.alpha,
+            "looks": list(c.looks), "threshold_pct": _pct(getattr(c, "threshold", None)),
+            "offset_pp": _pct(getattr(c, "offset", 0.0)), "paper_only": getattr(c, "paper_only", False),
             "note": getattr(c, "note", ""),
             "expected": None if getattr(c, "expected", None) is None else _value(c.expected),
             "a": None if c.a is None else c.a.key, "b": None if c.b is None else c.b.key,
             "parts": [{"id": p.id, "a": None if p.a is None else p.a.key, "b": None if p.b is None else p.b.key,
-                       "per_seed": per_seed(p, row.results)} for p in comparisons(c) if p is not c],
-            "per_seed": per_seed(c, row.results) if c.a is not None else [],
+                       "per_seed": per_seed_json(p, row.results)} for p in comparisons(c) if p is not c],
+            "per_seed": per_seed_json(c, row.results) if c.a is not None else [],
             "verdict": row.verdict, "reason": row.reason, "error": row.error,
-            "decision": None if d is None else d.to_dict(), "holm": row.holm, "compute": row.compute.to_dict(),
+            "pipeline_only": pipeline_only(rep.profile),
+            "decision": None if d is None else decision_json(d, c), "holm": row.holm, "compute": row.compute.to_dict(),
             "arms": arms,
         })
     prof = PROFILES.get(rep.profile)
     return _jsonable({
+        "schema_version": REPORT_SCHEMA_VERSION, "units": REPORT_UNITS,
         "spec_hash": rep.spec_hash, "created": rep.created, "profile": rep.profile,
+        "pipeline_only": pipeline_only(rep.profile), "headline": headline(rep),
         "profile_description": prof.description if prof is not None else "", "seeds": list(rep.seeds),
         "max_seeds": rep.max_seeds, "alpha_family": rep.alpha_family, "code_version": rep.code_version,
         "versions": rep.versions, "device": rep.device, "threads": rep.threads, "dataset": rep.dataset,
-        "pilot": None if rep.pilot is None else rep.pilot.to_dict(), "total_compute": rep.total.to_dict(),
+        "pilot": None if rep.pilot is None else pilot_json(rep.pilot), "total_compute": rep.total.to_dict(),
         "wall_s": rep.wall_s, "holding": rep.holding, "warnings": rep.warnings, "claims": claims,
         "not_runnable": [{"id": c.id, "source": c.source, "quote": c.quote, "reason": c.reason}
                          for c in rep.not_runnable],
@@ -513,6 +659,39 @@ def plot_claim(rep: SuiteReport, row: ClaimRow, path: Path) -> Path | None:
     return path
 
 
+def plot_curves(rep: SuiteReport, row: ClaimRow, path: Path) -> Path | None:
+    """A PNG of the training curves: test accuracy after each epoch per arm (from the stored runs), every seed a thin
+    line and the arms' mean a thick one; None when no run has a curve."""
+    arms = [(r, row.results.get(r.key, {})) for r in row.claim.recipes()]
+    arms = [(r, runs) for r, runs in arms if any(res.acc_per_epoch for res in runs.values())]
+    if not arms:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for i, (recipe, runs) in enumerate(arms):
+        color = f"C{i % 10}"
+        curves = [[100.0 * a for a in res.acc_per_epoch] for res in runs.values() if res.acc_per_epoch]
+        for curve in curves:
+            ax.plot(range(1, len(curve) + 1), curve, color=color, alpha=0.3, lw=0.8)
+        longest = max(len(cv) for cv in curves)
+        mean = [sum(cv[e] for cv in curves if len(cv) > e) / sum(len(cv) > e for cv in curves) for e in range(longest)]
+        ax.plot(range(1, longest + 1), mean, color=color, lw=2, marker="o", ms=3,
+                label=f"{recipe.name or recipe.key[:12]} ({len(curves)} seeds)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"test accuracy % ({rep.profile})")
+    note = f" — {pipeline_note(rep.profile)}" if pipeline_only(rep.profile) else ""
+    ax.set_title(f"{row.claim.id}: training curves{note}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ files
 
 
@@ -531,12 +710,16 @@ def write_report(rep: SuiteReport, reports_root: str | Path = "reports") -> Path
         out = root / f"{stamp}-{rep.profile}-{k}"
     out.mkdir(parents=True)
     plots: dict[str, str] = {}
+    curves: dict[str, str] = {}
     (out / "plots").mkdir()
     for row in rep.rows:
         p = plot_claim(rep, row, out / "plots" / f"{_safe(row.claim.id)}.png")
         if p is not None:
             plots[row.claim.id] = f"plots/{p.name}"
-    (out / "report.md").write_text(report_markdown(rep, plots))
+        p = plot_curves(rep, row, out / "plots" / f"{_safe(row.claim.id)}-curves.png")
+        if p is not None:
+            curves[row.claim.id] = f"plots/{p.name}"
+    (out / "report.md").write_text(report_markdown(rep, plots, curves))
     (out / "summary.md").write_text(summary_markdown(rep))
     (out / "report.json").write_text(json.dumps(report_json(rep), indent=1, sort_keys=False, allow_nan=False))
     latest = root / LATEST

@@ -602,6 +602,10 @@ def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, 
     sigma = "σ_d" if f is not Form.ABSOLUTE else "σ"
     need = f"~{seeds_needed}" if seeds_needed is not None else f"more than {SEED_SEARCH_BUDGET:,}"
     capped = "" if m >= max(claim.looks) else " (seed cap)"
+    if seeds_needed is not None and seeds_needed <= m:  # "needs ~3 seeds" after 3 would read as a contradiction
+        return (f"budget exhausted at n = {m}{capped}: {interval}; needs more than {m} seeds: d̄ lies near the "
+                f"margin, where {m} seeds (80 % power at the design's alternative, {sigma} = {_pp(sd, False)}) are "
+                f"too few")
     return f"budget exhausted at n = {m}{capped}: {interval}; needs {need} seeds at {sigma} = {_pp(sd, False)}"
 
 

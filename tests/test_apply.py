@@ -161,6 +161,7 @@ def test_a_bad_option_value_exits_2_in_one_line(env):
     (["--cb", "dropout_conv:p"], "'p' is not of the form key=value"),
     (["--cb", "dropout_conv:q=0.3"], "has no parameter 'q'"),
     (["--cb", "dropout_conv:p=lots"], "dropout_conv:p=lots is malformed"),
+    (["--cb", "dropout_conv:p=2"], "option dropout_conv:p=2 is out of range: p takes a value in (0, 1)"),
     (["--cb", "BnFreeze", "--cb", "BnFreeze"], "trick 'BnFreeze' is given twice"),
     (["--epochs", "0"], "argument --epochs: '0' is not a positive number of epochs"),
     (["--bs", "-4"], "argument --bs"),
@@ -173,7 +174,8 @@ def test_a_bad_option_value_exits_2_in_one_line(env):
     (["--profile", "fast"], "argument --profile: invalid choice"),
     (["--no-such-option"], "unrecognized arguments: --no-such-option"),
     (["--delta", "0.02"], "--delta only applies with --compare"),
-    (["--compare", "--cb", "BnFreeze", "--delta", "2"], "--delta 2 must be below 1"),
+    (["--compare", "--cb", "BnFreeze", "--delta", "100"], "--delta 100 must be below 100: it is in percentage points"),
+    (["--compare", "--cb", "BnFreeze", "--delta", "0.01"], "--delta 0.01 is in percentage points and below 0.1 pp"),
     (["--compare"], "--compare needs at least one --cb trick"),
     (["--compare", "--cb", "BnFreeze", "--seed", "3"], "--compare needs at least 2 paired seeds"),
     (["--json", "/no/such/folder/out.json"], "folder /no/such/folder does not exist"),
@@ -260,7 +262,7 @@ def test_a_trick_applied_here_gives_the_claims_suites_recipe_key():
 
 def test_a_callbacks_own_argument_check_is_a_usage_error():
     needs_registry()
-    with pytest.raises(TrickError, match="option --cb ClipGradValue:clip=-1 is invalid"):
+    with pytest.raises(TrickError, match=r"option ClipGradValue:clip=-1 is out of range: clip takes a value in \("):
         apply_tricks(load_recipe("pal2021b/baseline"), ["ClipGradValue:clip=-1"])
 
 
@@ -304,15 +306,18 @@ def _result(recipe: Recipe, seed: int, acc: float) -> RunResult:
 def test_compare_asks_the_engine_about_superiority_by_delta_over_the_paired_seeds():
     pytest.importorskip("claims.spec", reason="claims/spec.py has not landed yet")
     base = load_recipe("pal2021b/baseline")
-    plan = Plan(replace(base, bs=128, name="with"), base, (0, 1, 2), "smoke", 0.01)
+    plan = Plan(replace(base, bs=128, name="with"), base, (0, 1, 2), "smoke", 1.0)
     gains = {0: 0.050, 1: 0.060, 2: 0.055}  # five to six points on every seed: clearly above Δ = 1 point
     outcomes = [Outcome(arm, r, _result(r, s, 0.5 + (gains[s] if arm == "trick" else 0.0) + 0.01 * s), False)
                 for s in plan.seeds for arm, r in (("trick", plan.recipe), ("baseline", base))]
     d = judge_comparison(plan, outcomes)
     out = decision_dict(plan, d)
-    assert out["verdict"] == "SUPPORTED" and out["n"] == 3 and out["delta"] == 0.01
-    assert out["mean"] == pytest.approx(0.055) and out["lower"] > 0 and out["alpha_look"] == 0.05
-    assert "verdict SUPPORTED: A − B = +5.50 pp" in verdict_text(plan, d) and "Δ = 1 pp" in verdict_text(plan, d)
+    assert out["verdict"] == "SUPPORTED" and out["n"] == 3 and out["delta_pp"] == 1.0
+    assert out["mean_pp"] == pytest.approx(5.5) and out["lower_pp"] > 0 and out["alpha_look"] == 0.05
+    text = verdict_text(plan, d)
+    assert "verdict SUPPORTED (smoke profile: checks the pipeline, not the claim): A − B = +5.50 pp" in text
+    assert "Δ = 1 pp" in text
+    assert "verdict SUPPORTED: A − B" in verdict_text(replace(plan, profile="default"), d)
     flat = [Outcome(o.arm, o.recipe, replace(o.result, acc=0.5 + 0.001 * o.result.seed * (o.arm == "trick")), False)
             for o in outcomes]  # no gain: the upper bound falls below Δ
     assert decision_dict(plan, judge_comparison(plan, flat))["verdict"] == "REFUTED"
@@ -328,7 +333,8 @@ def test_a_run_prints_its_table_writes_json_and_is_cached_the_second_time(env, t
     for word in ("accuracy", "loss", "wall", "img/s", "params", "seed", "smoke", "trained", "dataset"):
         assert word in first.stdout
     doc = json.loads(out.read_text())
-    assert doc["schema"] == "tricks.apply/1" and doc["status"] == "done" and doc["comparison"] is None
+    assert doc["schema"] == "tricks.apply/2" and doc["schema_version"] == 2 and doc["units"]["*_pct"].startswith("acc")
+    assert doc["status"] == "done" and doc["comparison"] is None
     assert doc["profile"] == "smoke" and doc["seeds"] == [0] and doc["baseline"] is None
     assert doc["options"]["cb"] == ["BnFreeze"] and doc["options"]["epochs"] == 1
     assert doc["recipe"]["callbacks"][-1]["name"] == "BnFreeze" and sum(
@@ -336,14 +342,15 @@ def test_a_run_prints_its_table_writes_json_and_is_cached_the_second_time(env, t
     (run,) = doc["runs"]
     assert run["arm"] == "trick" and run["cached"] is False and run["seed"] == 0 and run["profile"] == "smoke"
     assert run["recipe_key"] == doc["recipe"]["key"]
-    assert 0 <= run["acc"] <= 1 and run["loss"] > 0 and run["wall_s"] > 0 and run["img_per_s"] > 0
-    assert run["params_used"] > 0 and str(source) in run["dataset"] and len(run["acc_per_epoch"]) == 1
+    assert 0 <= run["acc_pct"] <= 100 and run["loss"] > 0 and run["wall_s"] > 0 and run["img_per_s"] > 0
+    assert run["params_used"] > 0 and str(source) in run["dataset"] and len(run["acc_per_epoch_pct"]) == 1
+    assert "acc" not in run and "acc_per_epoch" not in run  # one unit, named in the field
 
     second = cli(*tiny_args(tiny, source, store, "--cb", "BnFreeze", "--json", str(out)), env=env)
     assert second.returncode == 0, second.stderr
     assert "cached" in second.stdout and "cached" in second.stderr
     (again,) = json.loads(out.read_text())["runs"]
-    assert again["cached"] is True and again["acc"] == run["acc"] and again["wall_s"] == run["wall_s"]
+    assert again["cached"] is True and again["acc_pct"] == run["acc_pct"] and again["wall_s"] == run["wall_s"]
 
 
 def test_options_reach_the_recipe_and_the_run(env, tiny, source, tmp_path):
@@ -383,28 +390,28 @@ def test_runs_are_shared_with_the_claims_suites_store_both_ways(env, tiny, sourc
     res = cli(*tiny_args(tiny, source, store_path, "--seed", "5", "--json", str(out)), env=env)
     assert res.returncode == 0, res.stderr
     (run,) = json.loads(out.read_text())["runs"]
-    assert run["cached"] is True and run["acc"] == 0.4242 and "42.42" in res.stdout
+    assert run["cached"] is True and run["acc_pct"] == pytest.approx(42.42) and "42.42" in res.stdout
 
 
 def test_compare_trains_both_arms_on_paired_seeds_and_prints_the_verdict(env, tiny, source, tmp_path):
     out = tmp_path / "cmp.json"
     trick = "GradientClip:max_norm=0.5"
     res = cli(*tiny_args(tiny, source, tmp_path / "runs.sqlite", "--cb", trick, "--compare", "--seeds", "2",
-                         "--delta", "0.05", "--json", str(out)), env=env)
+                         "--delta", "5", "--json", str(out)), env=env)
     assert res.returncode in (0, 1), res.stderr  # 1 only if a tiny run diverged, which makes the verdict INVALID
     assert "verdict" in res.stdout
     doc = json.loads(out.read_text())
     cmp = doc["comparison"]
     assert cmp["verdict"] in VERDICTS and cmp["verdict"] in res.stdout
-    assert cmp["delta"] == 0.05 and cmp["n"] == 2 and cmp["form"] == "superiority"
+    assert cmp["delta_pp"] == 5 and cmp["n"] == 2 and cmp["form"] == "superiority"
     assert cmp["a"] == doc["recipe"]["key"] and cmp["b"] == doc["baseline"]["key"] != cmp["a"]
     arms = {(run["arm"], run["seed"]) for run in doc["runs"]}
     assert arms == {("trick", 0), ("trick", 1), ("baseline", 0), ("baseline", 1)}
     if cmp["verdict"] != "INVALID":
-        a = {r["seed"]: r["acc"] for r in doc["runs"] if r["arm"] == "trick"}
-        b = {r["seed"]: r["acc"] for r in doc["runs"] if r["arm"] == "baseline"}
-        assert cmp["mean"] == pytest.approx(sum(a[s] - b[s] for s in (0, 1)) / 2)
-        assert cmp["lower"] <= cmp["mean"] <= cmp["upper"]
+        a = {r["seed"]: r["acc_pct"] for r in doc["runs"] if r["arm"] == "trick"}
+        b = {r["seed"]: r["acc_pct"] for r in doc["runs"] if r["arm"] == "baseline"}
+        assert cmp["mean_pp"] == pytest.approx(sum(a[s] - b[s] for s in (0, 1)) / 2)
+        assert cmp["lower_pp"] <= cmp["mean_pp"] <= cmp["upper_pp"]
 
 
 def test_a_diverged_run_exits_1_and_is_kept_in_the_store_and_json(env, tiny, source, tmp_path):
@@ -413,7 +420,7 @@ def test_a_diverged_run_exits_1_and_is_kept_in_the_store_and_json(env, tiny, sou
     assert res.returncode == 1, res.stdout + res.stderr
     assert "diverged" in res.stderr and "Traceback" not in res.stderr
     doc = json.loads(out.read_text())
-    assert doc["status"] == "diverged" and doc["runs"][0]["diverged"] is True and doc["runs"][0]["acc"] is None
+    assert doc["status"] == "diverged" and doc["runs"][0]["diverged"] is True and doc["runs"][0]["acc_pct"] is None
     recipe = load_recipe(str(tiny))
     recipe = replace(rescale_epochs(recipe, 1), phases=tuple(replace(p, lr=1e30) for p in rescale_epochs(recipe, 1)
                                                              .phases))
@@ -479,3 +486,131 @@ def test_progress_shows_epoch_batches_and_loss_on_a_terminal(env, tiny, source, 
     text = shown.decode(errors="replace")
     assert "seed 0 epoch 1/1" in text and "loss " in text and "ETA" in text
     assert "accuracy" in stdout
+
+
+# ------------------------------------------------------------------------------------------------ issue 14
+
+
+def _plan(*argv: str) -> Plan:
+    from tricks.apply import build_parser, make_plan
+
+    return make_plan(build_parser().parse_args(list(argv)))
+
+
+def test_the_readme_example_bnfreeze_runs_on_a_recipe_with_batchnorm_and_names_it():
+    """`--cb BnFreeze` alone used to train doc 001's baseline, which has no BatchNorm: the trick did nothing."""
+    needs_registry()
+    from tricks.apply import _bn_freeze_acts, model_of
+
+    plan = _plan("--cb", "BnFreeze")
+    assert _bn_freeze_acts(model_of(plan.recipe))
+    assert plan.recipe.name.startswith("fastai2018/")  # doc 003, where BnFreeze comes from
+    base_name = plan.recipe.name.split("+")[0]
+    assert plan.note.startswith(f"recipe {base_name}: chosen for BnFreeze") and "--recipe" in plan.note
+    assert not _bn_freeze_acts(model_of(load_recipe("pal2021b/baseline")))  # the old default: nothing to freeze
+
+
+def test_every_tricks_default_recipe_is_one_the_trick_acts_on():
+    needs_registry()
+    from tricks.apply import why_not_acting
+    from tricks.registry import all_tricks
+
+    for t in all_tricks():
+        plan = _plan("--cb", t.name)
+        assert why_not_acting(plan.recipe) is None, (t.name, plan.recipe.name)
+    bn = _plan("--cb", "bn_before_relu")  # a BN placement transform gets a network without BN
+    assert bn.recipe.key == load_recipe("pal2021b/bn_before_relu").key
+    assert _plan("--cb", "dropout_conv:p=0.3").recipe.name == "pal2021a/baseline+dropout_conv:p=0.3"
+    assert _plan("--recipe", "pal2021b/baseline", "--cb", "BnFreeze").note == ""  # an explicit recipe is kept
+
+
+def test_a_transform_with_nothing_to_act_on_is_refused_before_any_data_is_loaded(capsys, tmp_path):
+    needs_registry()
+    missing = tmp_path / "no_data_here"
+    assert main(["--recipe", "he2016/naive", "--cb", "dropout_conv", "--data", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err, "dropout_conv cannot apply")
+    assert str(missing) not in err  # the data was never looked at
+
+
+def test_the_output_names_the_recipe_chosen_for_the_trick(env, source, tmp_path):
+    """The default recipe reached through the command line, on a tiny synthetic source with one epoch."""
+    needs_registry()
+    res = cli("--cb", "BnFreeze", "--data", str(source), "--profile", "smoke", "--epochs", "1", "--bs", "32",
+              "--no-store", env=env)
+    assert res.returncode == 0, res.stderr
+    assert "recipe fastai2018/bn_before_relu: chosen for BnFreeze" in res.stderr  # said before training
+    assert "recipe fastai2018/bn_before_relu: chosen for BnFreeze" in res.stdout  # and kept with the results
+
+
+def test_a_no_op_trick_compared_with_a_suite_run_gives_zero_on_every_seed(env, tiny, source, tmp_path):
+    """The baseline's runs come from the store, trained with one thread as the suite trains; the command line,
+    started where torch would take two threads, must train the other arm the same way: d = 0 on every seed."""
+    store, out = tmp_path / "runs.sqlite", tmp_path / "cmp.json"
+    args = ["--recipe", str(tiny), "--data", str(source), "--profile", "paper", "--epochs", "3", "--store", str(store)]
+    suite = cli(*args, "--seeds", "3", "--threads", "1", env=env)  # the "suite's" runs
+    assert suite.returncode == 0, suite.stderr
+    two = {**env, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}  # torch's default here would be 2 threads
+    res = cli(*args, "--cb", "ThroughputRecorder", "--compare", "--seeds", "3", "--json", str(out), env=two)
+    assert res.returncode in (0, 1), res.stderr  # 1: a tiny run at chance makes the verdict INVALID
+    doc = json.loads(out.read_text())
+    by_arm = {(r["arm"], r["seed"]): r for r in doc["runs"]}
+    assert {r["cached"] for r in doc["runs"] if r["arm"] == "baseline"} == {True}
+    assert {r["threads"] for r in doc["runs"]} == {1}
+    for s in (0, 1, 2):
+        assert by_arm[("trick", s)]["acc_pct"] == by_arm[("baseline", s)]["acc_pct"]
+        assert by_arm[("trick", s)]["acc_per_epoch_pct"] == by_arm[("baseline", s)]["acc_per_epoch_pct"]
+        assert by_arm[("trick", s)]["loss_per_epoch"] == by_arm[("baseline", s)]["loss_per_epoch"]  # bit for bit
+    if doc["comparison"]["verdict"] != "INVALID":
+        assert doc["comparison"]["mean_pp"] == 0.0
+
+
+def test_another_thread_count_trains_outside_the_store(env, tiny, source, tmp_path):
+    store = tmp_path / "runs.sqlite"
+    res = cli(*tiny_args(tiny, source, store, "--threads", "2"), env=env)
+    assert res.returncode == 0, res.stderr
+    assert "--threads 2 trains outside the run store" in res.stderr
+    assert _stored(store) == 0
+
+
+def test_a_stored_run_from_another_thread_count_is_not_paired_but_trained_again(env, tiny, source, tmp_path):
+    from tricks.data import load_cifar10
+
+    store_path, out = tmp_path / "runs.sqlite", tmp_path / "out.json"
+    recipe = rescale_epochs(load_recipe(str(tiny)), 1)
+    first = cli(*tiny_args(tiny, source, store_path, "--seed", "0"), env=env)
+    assert first.returncode == 0, first.stderr
+    store = RunStore(store_path)
+    version = run_version(load_cifar10(str(source)).digest)
+    mine = store.get(recipe.key, 0, "smoke", version)
+    other = replace(mine, seed=1, threads=4, acc=0.4242)  # as if trained elsewhere with 4 threads
+    store.put(other, recipe)
+    res = cli(*tiny_args(tiny, source, store_path, "--seed", "1", "--json", str(out)), env=env)
+    assert res.returncode == 0, res.stderr
+    assert "not taken from the run store" in res.stderr and "with 4 thread(s)" in res.stderr
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["cached"] is False and run["threads"] == 1 and run["acc_pct"] != pytest.approx(42.42)
+    assert store.get(recipe.key, 1, "smoke", version).threads == 4  # the stored run is left as it was
+
+
+def test_off_a_terminal_each_epoch_is_a_plain_line(env, tiny, source, tmp_path):
+    res = cli("--recipe", str(tiny), "--data", str(source), "--profile", "smoke", "--epochs", "2", "--no-store",
+              env=env)  # smoke keeps a tenth of 2 epochs but at least one a phase: the tiny recipe has one phase
+    assert res.returncode == 0, res.stderr
+    res = cli("--recipe", str(tiny), "--data", str(source), "--profile", "paper", "--epochs", "2", "--no-store",
+              env=env)
+    assert res.returncode == 0, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if " epoch " in ln]
+    assert [ln.split(":")[0] for ln in lines] == ["seed 0 epoch 1/2", "seed 0 epoch 2/2"], res.stderr
+    assert all("train loss" in ln and "test accuracy" in ln and "%" in ln for ln in lines)
+    quiet = cli("--recipe", str(tiny), "--data", str(source), "--profile", "smoke", "--epochs", "1", "--no-store",
+                "--quiet", env=env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_delta_is_in_percentage_points_like_every_report(capsys):
+    needs_registry()
+    assert _plan("--cb", "BnFreeze", "--compare", "--delta", "2").delta_pp == 2.0
+    assert _plan("--cb", "BnFreeze", "--compare").delta_pp == 1.0
+    assert main(["--cb", "BnFreeze", "--compare", "--delta", "0.01"]) == 2  # the old fraction for one point
+    assert "one point is --delta 1" in capsys.readouterr().err

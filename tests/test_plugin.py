@@ -53,6 +53,11 @@ def test_example_claims_run_together_and_reach_a_verdict_with_a_report(suite):
     result.assert_outcomes(passed=2)
     out = result.stdout.str()
     assert "claims (smoke profile)" in out and "EX-1" in out and "EX-2" in out
+    section = out[out.index("claims (smoke profile)"):].splitlines()[1:]
+    claims_lines = section[:next(i for i, ln in enumerate(section) if ln.startswith("report: "))]
+    assert all(len(ln) <= 100 for ln in claims_lines), max(claims_lines, key=len)  # a compact table, no wrapping
+    assert [ln.split()[0] for ln in claims_lines if ln.startswith("EX-")] == ["EX-1", "EX-2"]  # one line a claim
+    assert any("checks the pipeline, not the claim" in ln for ln in claims_lines)
 
     base, trick = fake_recipe("base"), fake_recipe("trick", 0.05)
     calls = _calls(suite)
@@ -67,8 +72,8 @@ def test_example_claims_run_together_and_reach_a_verdict_with_a_report(suite):
     by_id = {c["id"]: c for c in data["claims"]}
     assert by_id["EX-1"]["verdict"] == "SUPPORTED" and by_id["EX-2"]["verdict"] != "SUPPORTED"
     for row in by_id["EX-1"]["per_seed"]:
-        assert row["a"] == pytest.approx(100 * fake_run(trick, row["seed"], "smoke").acc)
-        assert row["b"] == pytest.approx(100 * fake_run(base, row["seed"], "smoke").acc)
+        assert row["a_pct"] == pytest.approx(100 * fake_run(trick, row["seed"], "smoke").acc)
+        assert row["b_pct"] == pytest.approx(100 * fake_run(base, row["seed"], "smoke").acc)
     md = (report_dir / "report.md").read_text()
     assert "The trick adds five points of accuracy." in md
     assert (report_dir / "plots" / "EX-1.png").stat().st_size > 0
@@ -164,10 +169,8 @@ def test_not_runnable_entries_are_printed_and_written_to_the_report_even_when_th
     result = _run(suite, "--workers", "0", "--pilot-seeds", "0")
     result.assert_outcomes(passed=2, skipped=3)
     out = result.stdout.str()
-    printed = [line for line in out.splitlines() if line.startswith("not runnable here: ")]
-    assert printed == ["not runnable here: NR-1: a mechanism statement with no measurable form",
-                       "not runnable here: NR-2: needs CIFAR-100, which this suite does not load",
-                       "not runnable here: NR-3: reason 3", "not runnable here: NR-4: reason 4"]
+    printed = [line for line in out.splitlines() if line.startswith("not runnable here ")]
+    assert printed == ["not runnable here (4): NR-1, NR-2, NR-3, NR-4"]  # their reasons: summary.md, below
     assert "the report could not be written" not in out, out
     (report_dir,) = [p for p in (suite.path / "reports").iterdir() if p.name != "latest"]
     assert "Not runnable here (4): **NR-1** (a mechanism statement" in (report_dir / "summary.md").read_text()
@@ -183,9 +186,8 @@ def test_a_deselected_not_runnable_entry_is_left_out(suite):
     suite.makepyfile(test_not_runnable=(EXAMPLES / "example_not_runnable.py").read_text())
     result = _run(suite, "--workers", "0", "--pilot-seeds", "0", "-k", "not NR-3 and not nr2")
     result.assert_outcomes(passed=2, skipped=1, deselected=2)
-    printed = [line.split(":")[1].strip() for line in result.stdout.str().splitlines()
-               if line.startswith("not runnable here: ")]
-    assert printed == ["NR-1", "NR-4"]
+    printed = [line for line in result.stdout.str().splitlines() if line.startswith("not runnable here ")]
+    assert printed == ["not runnable here (2): NR-1, NR-4"]
 
 
 # ---------------------------------------------------------------------------------------------- the profile's seed cap

@@ -129,14 +129,65 @@ def test_a_name_registered_twice_for_different_objects_is_an_error():
 
 @settings(max_examples=60, deadline=None)
 @given(x=st.floats(allow_nan=False, allow_infinity=False, width=64))
-def test_float_options_round_trip_exactly(x):
-    assert parse_spec(f"ExpLRDecay:gamma={x!r}") == ("ExpLRDecay", {"gamma": x})
+def test_float_options_round_trip_exactly_or_are_refused_outside_their_range(x):
+    if x > 0:
+        assert parse_spec(f"ExpLRDecay:gamma={x!r}") == ("ExpLRDecay", {"gamma": x})
+    else:
+        with pytest.raises(TrickError, match=r"gamma takes a value in \(0, inf\)"):
+            parse_spec(f"ExpLRDecay:gamma={x!r}")
 
 
 @settings(max_examples=60, deadline=None)
-@given(n=st.integers(-10**12, 10**12))
+@given(n=st.integers(0, 10**12))
 def test_int_options_round_trip_exactly(n):
     assert parse_spec(f"WeightDecayFrom:start_epoch={n}") == ("WeightDecayFrom", {"start_epoch": n})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("dropout_conv:p=2", "option dropout_conv:p=2 is out of range: p takes a value in (0, 1)"),
+    ("dropout_dense:p=1", "option dropout_dense:p=1 is out of range: p takes a value in (0, 1)"),
+    ("dropout_both:p=-0.1", "option dropout_both:p=-0.1 is out of range: p takes a value in (0, 1)"),
+    ("dropout_conv:p=nan", "option dropout_conv:p=nan is out of range: p takes a value in (0, 1)"),
+    ("WeightDecayFrom:start_epoch=-1", "start_epoch takes a value in [0, inf)"),
+    ("GradNormRecorder:every=0", "every takes a value in [1, inf)"),
+    ("ClipGradValue:clip=0", "clip takes a value in (0, inf)"),
+    ("kmeans:patch=33", "patch takes a value in [1, 32]"),
+])
+def test_an_option_outside_its_declared_range_is_refused_when_parsed(text, message):
+    pytest.importorskip("tricks.transforms")
+    with pytest.raises(TrickError) as e:
+        parse_spec(text)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_ends_of_a_range_are_open_or_closed_as_declared():
+    pytest.importorskip("tricks.transforms")
+    assert parse_spec("dropout_conv:p=0.999") == ("dropout_conv", {"p": 0.999})
+    assert parse_spec("WeightDecayFrom:start_epoch=0") == ("WeightDecayFrom", {"start_epoch": 0})
+    assert parse_spec("kmeans:patch=32")[1] == {"patch": 32}
+
+
+def test_every_numeric_parameter_of_every_trick_declares_its_range():
+    pytest.importorskip("tricks.transforms")
+    missing = [f"{t.name}:{p.name}" for t in all_tricks() for p in t.params
+               if p.type in (int, float) and p.range is None]
+    assert missing == []
+
+
+def test_a_range_is_declared_at_registration_and_must_name_a_parameter():
+    def scaled(model, *, factor: float = 2.0):
+        return model
+
+    register(name="test_scaled", kind="transform", ranges={"factor": "[1, 10]"})(scaled)
+    try:
+        assert str(get_trick("test_scaled").param("factor").range) == "[1, 10]"
+        assert get_trick("test_scaled").param("factor").describe() == "factor: float in [1, 10] = 2.0"
+        with pytest.raises(TrickError, match=r"factor takes a value in \[1, 10\]"):
+            parse_spec("test_scaled:factor=11")
+        with pytest.raises(ValueError, match="declares a range for size, which it does not take"):
+            register(name="test_scaled2", kind="transform", ranges={"size": "[1, 2]"})(scaled)
+    finally:
+        registry._REGISTRY.pop("test_scaled", None)
 
 
 @settings(max_examples=200, deadline=None)

@@ -97,8 +97,8 @@ def test_report_files_hold_the_per_seed_values_joined_by_seed(report):
     claim = sched.states["R-1"].claim
     for row in big["per_seed"]:
         a, b = fake_run(claim.a, row["seed"], "smoke").acc, fake_run(claim.b, row["seed"], "smoke").acc
-        assert row["a"] == pytest.approx(100 * a) and row["b"] == pytest.approx(100 * b)
-        assert row["d"] == pytest.approx(100 * (a - b))
+        assert row["a_pct"] == pytest.approx(100 * a) and row["b_pct"] == pytest.approx(100 * b)
+        assert row["d_pp"] == pytest.approx(100 * (a - b))
     assert [r["seed"] for r in big["per_seed"]] == list(range(n))
     assert {arm["recipe_name"] for arm in big["arms"]} == {"fake/trick", "fake/base"}
     assert all(len(arm["runs"]) == n for arm in big["arms"])
@@ -116,7 +116,8 @@ def test_every_summary_row_names_the_profile(report):
     rep, _, _ = report
     lines = summary_markdown(rep).splitlines()
     rows = [line for line in lines if line.startswith("| R-")]
-    assert len(rows) == 2 and all(line.rstrip().endswith("| smoke |") for line in rows)
+    assert len(rows) == 2 and all(line.rstrip().endswith("| smoke (checks the pipeline, not the claim) |")
+                                  for line in rows)
     assert "Profile **smoke**" in lines[0] and "not the published recipes" in lines[0]
 
 
@@ -208,12 +209,11 @@ def test_not_runnable_claims_are_listed_by_id_with_their_reason_in_the_markdown(
     assert [r.claim.id for r in rep.rows] == ["R-1", "R-2"]  # listed beside the judged claims, not among them
 
 
-def test_not_runnable_claims_are_printed_after_the_table(report):
+def test_not_runnable_claims_are_listed_by_id_after_the_table_their_reasons_in_the_markdown(report):
     _, sched, _ = report
     text = _console_text(build_report(sched, not_runnable=NOT_RUNNABLE))
-    first = text.index("not runnable here: N-1: a mechanism | with no measurable form")
-    second = text.index("not runnable here: N-2: needs CIFAR-100 [not loaded here]")  # no rich markup applied
-    assert text.index("R-2") < first < second
+    assert text.index("R-2") < text.index("not runnable here (2): N-1, N-2")
+    assert "a mechanism" not in text and "CIFAR-100" not in text
 
 
 def test_not_runnable_claims_go_into_report_json_with_source_quote_and_reason(tmp_path):
@@ -243,3 +243,96 @@ def test_a_report_without_not_runnable_claims_says_nothing_about_them(report, tm
                       progress=False)
     empty.run()
     assert report_json(build_report(empty))["not_runnable"] == []
+
+
+# ---------------------------------------------------------------------------------------------- issue 14
+
+
+def _long_report(rep):
+    """The fixture's report with a long claim id and a long reason, as the real suite has."""
+    from dataclasses import replace
+
+    rows = [replace(r, claim=replace(r.claim, id=f"C000-5@code-{r.claim.id}"),
+                    decision=replace(r.decision, reason="budget exhausted at n = 5 (seed cap): " + "x " * 200))
+            for r in rep.rows]
+    return replace(rep, rows=rows, dataset="class folders (JPEG) /a/very/long/path/" + "d" * 80 + " (sha256 0)")
+
+
+def test_the_terminal_report_is_a_compact_table_within_100_columns_with_full_ids(report):
+    from rich.console import Console
+
+    from claims.report import terminal_lines
+
+    rep = _long_report(report[0])
+    lines = terminal_lines(rep)
+    assert all(len(line) <= 100 for line in lines), max(lines, key=len)
+    table = lines[lines.index("") + 1:]
+    assert table[0].split() == ["claim", "form", "n", "d̄", "[L,", "U]", "pp", "verdict", "Holm", "FDR", "checks"]
+    for row in rep.rows:
+        (line,) = [ln for ln in table if ln.startswith(row.claim.id + " ")]  # the id in full, one line a claim
+        assert row.verdict in line and line.split()[-2:] == ["—", "pipeline"]  # no FDR field yet: —
+    assert "x x x" not in "\n".join(lines) and "report.md" in lines[-1]  # the reasons stay in the files
+    counts = lines[1]
+    assert counts.startswith("2 judged: ") and "SUPPORTED" in counts and "INVALID" in counts
+    assert sum(int(w) for w in counts.split(": ", 1)[1].replace(",", "").split()[::2]) == 2
+    tty, pipe = io.StringIO(), io.StringIO()
+    print_report(rep, Console(file=tty, force_terminal=True, width=80))
+    print_report(rep, Console(file=pipe, force_terminal=False, width=300))
+    assert tty.getvalue() == pipe.getvalue() == "\n".join(lines) + "\n"  # a terminal and a pipe show the same
+
+
+def test_the_fdr_column_shows_the_engines_fdr_flag_when_there_is_one(report):
+    from dataclasses import replace
+
+    from claims.report import terminal_table
+
+    rep = report[0]
+    rows = [replace(r) for r in rep.rows]
+    rows[0].fdr = True
+    lines = terminal_table(replace(rep, rows=rows))
+    assert lines[2].split()[-2] == "holds" and lines[3].split()[-2] == "—"
+
+
+def test_every_smoke_line_card_and_headline_says_it_checks_the_pipeline(report, tmp_path):
+    from dataclasses import replace
+
+    from claims.report import headline, terminal_lines
+
+    rep = report[0]
+    note = "checks the pipeline, not the claim"
+    assert note in headline(rep) and note in terminal_lines(rep)[0]
+    md = report_markdown(rep)
+    cards = md.split("\n### ")[1:]
+    assert len(cards) == 2 and all("(smoke: a pipeline check)" in c.splitlines()[0] and note in c for c in cards)
+    rows = [ln for ln in summary_markdown(rep).splitlines() if ln.startswith("| R-")]
+    assert all(note in ln for ln in rows) and note in summary_markdown(rep).splitlines()[0]
+    assert note in json.loads(json.dumps(report_json(rep)))["headline"]
+    full = replace(rep, profile="default")
+    assert "pipeline" not in headline(full) and "pipeline" not in report_markdown(full)
+    assert all(ln.split()[-1] == "claim" for ln in terminal_lines(full)[-len(rep.rows) - 1:-1])
+
+
+def test_report_json_names_its_units_and_versions_its_schema(report):
+    rep, sched, _ = report
+    data = json.loads(json.dumps(report_json(rep)))
+    assert data["schema_version"] == 2 and set(data["units"]) >= {"*_pct", "*_pp"}
+    big = next(c for c in data["claims"] if c["id"] == "R-1")
+    d = sched.decisions["R-1"]
+    assert "mean" not in big["decision"] and big["decision"]["mean_pp"] == pytest.approx(100 * d.mean)
+    assert big["decision"]["lower_pp"] == pytest.approx(100 * d.lower) and big["delta_pp"] == pytest.approx(1.0)
+    (arm,) = [a for a in big["arms"] if a["recipe_name"] == "fake/trick"]
+    run = arm["runs"]["0"]
+    assert run["acc_pct"] == pytest.approx(100 * fake_run(sched.states["R-1"].claim.a, 0, "smoke").acc)
+    assert "acc" not in run and all(0 <= a <= 100 for a in run["acc_per_epoch_pct"])
+    assert data["pilot"]["sigma_d_pp"] == pytest.approx(rep.pilot.sigma_d) and "acc_a" not in data["pilot"]
+    assert all(0 <= a <= 100 for a in data["pilot"]["acc_a_pct"])
+
+
+def test_each_card_shows_the_training_curves_of_its_arms(report, tmp_path):
+    rep, _, _ = report
+    out = write_report(rep, tmp_path / "reports")
+    md = (out / "report.md").read_text()
+    for cid in ("R-1", "R-2"):
+        assert f"![{cid} training curves](plots/{cid}-curves.png)" in md
+        assert (out / "plots" / f"{cid}-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "test accuracy after each epoch, per arm" in md

@@ -105,6 +105,20 @@ def test_an_interval_that_straddles_the_margin_is_inconclusive_until_the_budget_
     assert capped.final and capped.reason.startswith("budget exhausted at n = 3 (seed cap)")
 
 
+@pytest.mark.parametrize("form, d", [
+    (Form.SUPERIORITY, [0.0037, 0.0079, 0.008]),
+    (Form.NONINFERIORITY, [-0.008, -0.0092, -0.0127]),
+    (Form.EQUIVALENCE, [0.0118, 0.0122, 0.0087]),
+])
+def test_an_exhausted_budget_never_asks_for_no_more_seeds_than_were_run(form, d):
+    """The power calculation can say the n already run suffices (this draw fell near the margin): then the reason
+    says more than n are needed, not "needs ~3 seeds" after 3."""
+    dec = judge(claim(form), paired(d), last_look=True)
+    assert dec.verdict is Verdict.INCONCLUSIVE and dec.seeds_needed is not None and dec.seeds_needed <= dec.n == 3
+    assert f"needs ~{dec.seeds_needed} seeds" not in dec.reason
+    assert "needs more than 3 seeds: d̄ lies near the margin" in dec.reason
+
+
 def test_fewer_params_needs_both_fewer_parameters_and_higher_accuracy():
     better = [0.05, 0.051, 0.049]
     ok = judge(claim(Form.FEWER_PARAMS), paired(better, params=900), last_look=False)

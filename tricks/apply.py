@@ -1,8 +1,12 @@
 """`python -m tricks.apply`: train a recipe with extra tricks, or compare it with and without them over paired seeds.
 
     python -m tricks.apply --list                                  # every trick and named recipe
-    python -m tricks.apply --cb BnFreeze                           # pal2021b/baseline + BnFreeze, seed 0
+    python -m tricks.apply --cb BnFreeze                           # a recipe with BatchNorm + BnFreeze, seed 0
     python -m tricks.apply --cb dropout_conv:p=0.3 --compare       # with vs without over seeds 0-2, and a verdict
+
+Without `--recipe`, a trick runs on a recipe it acts on: the first of its `TRICK_RECIPES` candidates whose model it
+changes (BnFreeze needs BatchNorm layers, a BN placement transform a network without them), else doc 001's baseline.
+The output names the recipe chosen.
 
 Runs go through `tricks.train.run` and the claims suite's run store (`claims.store.RunStore`), keyed by (recipe key,
 seed, profile, code version): a run trained here is reused by the suite and the other way round, and a run found in
@@ -11,7 +15,16 @@ the store is not trained again.
 `--recipe` takes a named recipe or a JSON file holding `Recipe.to_dict()` (how the tests train a tiny recipe).
 `--epochs N` rescales the recipe's schedule to N epochs in all: each phase gets its share of N by largest remainder
 (ties go to the earlier phase) and a phase whose share rounds to 0 is dropped. The profile then scales the epochs as
-it does for the claims suite (`smoke` keeps a fifth, at least one a phase).
+it does for the claims suite (`smoke` keeps a tenth, at least one a phase).
+
+Every run trains with one torch thread, as the claims suite's workers do: the thread count changes a run's numbers
+(float sums split differently) and the store's key does not hold it, so a run trained here under another count could
+be paired with the suite's. `--threads N` other than 1 therefore trains outside the run store. A stored run made on
+another device or thread count is not taken either: it is trained again here (and not stored, its key being taken).
+Deterministic-algorithm settings are torch's defaults everywhere (nothing in tricks or claims changes them).
+
+Units: every accuracy a person or a program reads from here is in percent and every difference or margin in
+percentage points (pp), `--delta` included; JSON fields say theirs (`acc_pct`, `mean_pp`, `delta_pp`).
 
 Exit codes: 0 done, 1 a run diverged (it is kept in the store and the JSON) or --compare's verdict is INVALID, 2 a
 usage or data error (one sentence on stderr), 130 interrupted (finished runs stay in the store).
@@ -22,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import enum
+import inspect
 import json
 import math
 import sys
@@ -35,10 +49,27 @@ from tricks.registry import TrickError, all_tricks, get_trick, parse_spec
 from tricks.train import PROFILES, Recipe, RunResult, TrickUse, get_profile, kw, run_version
 
 DEFAULT_RECIPE = "pal2021b/baseline"
+# candidate recipes of a trick, in order of preference; the first one the trick acts on is its default
+TRICK_RECIPES: dict[str, tuple[str, ...]] = {
+    # doc 003 (fast.ai 2018), where BnFreeze comes from: its ConvBnNet when BnFreeze acts on its BnLayers, else doc
+    # 003's network with torch BatchNorm before each ReLU
+    "BnFreeze": ("fastai2018/conv_bn_net", "fastai2018/bn_before_relu", "pal2021b/residual"),
+    "bn_before_relu": ("pal2021b/baseline",),  # doc 001's network without BN: the transform gives its BN arm
+    "bn_after_relu": ("pal2021b/baseline",),
+    "dropout_conv": ("pal2021a/baseline",),  # doc 000, whose claims test dropout
+    "dropout_dense": ("pal2021a/baseline",),
+    "dropout_both": ("pal2021a/baseline",),
+    "kmeans": ("he2016/naive",),  # doc 002's two-layer net, which takes the feature vectors
+}
 DEFAULT_COMPARE_SEEDS = 3
-DEFAULT_DELTA = 0.01  # accuracy as a fraction: one accuracy point
+DEFAULT_DELTA_PP = 1.0  # percentage points: one accuracy point
+MIN_DELTA_PP = 0.1  # below what a 10,000-image test set resolves (0.01 pp a image); 0.01 here was the old fraction
+RUN_THREADS = 1  # torch threads of every stored run: the claims suite's workers train with one thread each
 COMPARE_ALPHA = 0.05
-JSON_SCHEMA = "tricks.apply/1"
+JSON_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, unit-named fields
+JSON_SCHEMA = f"tricks.apply/{JSON_SCHEMA_VERSION}"
+JSON_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference or margin in percentage points",
+              "loss": "cross-entropy, nats", "p_a_gt_b": "share of seeds with A > B (0-1)"}
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -66,6 +97,71 @@ def load_recipe(name_or_path: str) -> Recipe:
     except (ValueError, TypeError, KeyError, AttributeError) as e:
         raise UsageError(f"recipe file {path} does not hold a Recipe ({type(e).__name__}: {e})") from None
     return recipe if recipe.name else replace(recipe, name=path.stem)
+
+
+def _bn_freeze_acts(model: Any) -> bool:
+    """Whether BnFreeze finds layers to freeze in `model` (asked of the callback itself, so it tracks the library)."""
+    from types import SimpleNamespace
+
+    from tricks.callbacks import BnFreeze
+
+    cb = BnFreeze()
+    cb.learn = SimpleNamespace(model=model)
+    return bool(cb._bn_layers())
+
+
+# callbacks that act only on some models: name -> (test on the built model, what the model lacks otherwise)
+_CALLBACK_NEEDS = {"BnFreeze": (_bn_freeze_acts, "no BatchNorm layer BnFreeze acts on")}
+
+
+def model_of(recipe: Recipe) -> Any:
+    """The recipe's model with its transforms applied; TrickError names a transform that finds nothing to act on."""
+    from tricks.models import MODELS, build_model
+
+    kwargs = dict(recipe.model_kwargs)
+    if recipe.features and recipe.model in MODELS and "d_in" in inspect.signature(MODELS[recipe.model]).parameters:
+        kwargs.setdefault("d_in", 64)  # the real width follows the features; any width shows the structure
+    model = build_model(recipe.model, **kwargs)
+    for t in recipe.transforms:
+        model = get_trick(t.name).build(**dict(t.params))(model)
+    return model
+
+
+def why_not_acting(recipe: Recipe) -> str | None:
+    """None when every trick of the recipe acts on its model, else the reason one does not (one clause)."""
+    from tricks.models import MODELS
+
+    if recipe.features and (recipe.model not in MODELS
+                            or "d_in" not in inspect.signature(MODELS[recipe.model]).parameters):
+        return f"its model {recipe.model} takes images, not the {recipe.features} feature vectors"
+    try:
+        model = model_of(recipe)
+    except TrickError as e:
+        return " ".join(str(e).split())
+    for use in recipe.callbacks:
+        need = _CALLBACK_NEEDS.get(use.name)
+        if need is not None and not need[0](model):
+            return f"its model has {need[1]}"
+    return None
+
+
+def choose_recipe(specs: Sequence[str]) -> tuple[Recipe, str]:
+    """The default recipe for these tricks, and a line saying which it is and why: the first candidate of
+    `TRICK_RECIPES` (tricks in the order given) that every trick acts on, else DEFAULT_RECIPE."""
+    names = [parse_spec(t)[0] for t in specs]
+    if not names:
+        return load_recipe(DEFAULT_RECIPE), ""
+    candidates = list(dict.fromkeys([r for n in names for r in TRICK_RECIPES.get(n, ())] + [DEFAULT_RECIPE]))
+    skipped: list[str] = []
+    for name in candidates:
+        base = load_recipe(name)
+        why = why_not_acting(apply_tricks(base, specs)) if specs else None
+        if why is None:
+            passed = f" ({'; '.join(skipped)})" if skipped else ""
+            return base, f"recipe {name}: chosen for {', '.join(names)}, as --recipe was not given{passed}"
+        skipped.append(f"not {name}: {why}")
+    return load_recipe(DEFAULT_RECIPE), (f"recipe {DEFAULT_RECIPE}: the default; no candidate recipe suits "
+                                         f"{', '.join(names)} ({'; '.join(skipped)})")
 
 
 def apply_tricks(recipe: Recipe, specs: Sequence[str]) -> Recipe:
@@ -164,8 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list every trick and named recipe, then exit")
     p.add_argument("--cb", action="append", default=[], metavar="NAME[:k=v,...]",
                    help="a trick to add (repeatable): callbacks, model transforms and data tricks alike")
-    p.add_argument("--recipe", default=DEFAULT_RECIPE, metavar="NAME|FILE.json",
-                   help=f"named recipe, or a JSON file of Recipe.to_dict() (default: {DEFAULT_RECIPE})")
+    p.add_argument("--recipe", default=None, metavar="NAME|FILE.json",
+                   help="named recipe, or a JSON file of Recipe.to_dict() (default: one the tricks act on, named in "
+                        f"the output; {DEFAULT_RECIPE} without tricks)")
     p.add_argument("--data", default=None, metavar="PATH",
                    help="CIFAR-10 source: class folders, an archive, or cifar-10-batches-py (default: $TRICKS_DATA, "
                         "else fastai's download)")
@@ -183,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the recipe is scaled to this machine, as in the claims suite (default: default)")
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: cuda when available)")
     p.add_argument("--threads", type=_positive(int, "a positive thread count"), default=None, metavar="N",
-                   help="torch intra-op threads (default: torch's own)")
+                   help=f"torch intra-op threads (default: {RUN_THREADS}, as in the claims suite; another count "
+                        "trains outside the run store, since it changes the numbers)")
     p.add_argument("--json", default=None, metavar="PATH",
                    help="write the runs, the recipe, the options and the verdict as JSON")
     store = p.add_mutually_exclusive_group()
@@ -192,9 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--no-store", action="store_true", help="neither read nor write the run store")
     p.add_argument("--compare", action="store_true",
                    help="train the recipe with and without the tricks over paired seeds and judge A > B")
-    p.add_argument("--delta", type=_positive(float, "a positive accuracy margin"), default=None, metavar="D",
-                   help=f"the margin of --compare as a fraction of accuracy (default: {DEFAULT_DELTA}, one point)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or status lines")
+    p.add_argument("--delta", type=_positive(float, "a positive accuracy margin"), default=None, metavar="PP",
+                   help=f"the margin of --compare in percentage points (default: {DEFAULT_DELTA_PP:g}, one point; "
+                        f"at least {MIN_DELTA_PP:g})")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, epoch or status lines")
     return p
 
 
@@ -206,22 +305,30 @@ class Plan:
     baseline: Recipe | None
     seeds: tuple[int, ...]
     profile: str
-    delta: float
+    delta_pp: float  # the margin of --compare in percentage points
+    note: str = ""  # which recipe was chosen for the tricks, when --recipe was not given
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
     """Check the options against each other and build the recipes they describe."""
     if args.delta is not None and not args.compare:
         raise UsageError("--delta only applies with --compare")
-    if args.delta is not None and args.delta >= 1:
-        raise UsageError(f"--delta {args.delta:g} must be below 1: it is a fraction of accuracy, 0.01 is one point")
+    if args.delta is not None and args.delta >= 100:
+        raise UsageError(f"--delta {args.delta:g} must be below 100: it is in percentage points, 1 is one point")
+    if args.delta is not None and args.delta < MIN_DELTA_PP:
+        raise UsageError(f"--delta {args.delta:g} is in percentage points and below {MIN_DELTA_PP:g} pp, finer than "
+                         f"a test set resolves; one point is --delta 1")
     if args.compare and not args.cb:
         raise UsageError("--compare needs at least one --cb trick to compare the recipe against")
     if args.json is not None:
         parent = Path(args.json).expanduser().resolve().parent
         if not parent.is_dir():  # say so now rather than after the training
             raise UsageError(f"--json {args.json}: folder {parent} does not exist")
-    base = load_recipe(args.recipe)
+    note = ""
+    if args.recipe is None:
+        base, note = choose_recipe(args.cb)
+    else:
+        base = load_recipe(args.recipe)
     if args.epochs is not None:
         base = rescale_epochs(base, args.epochs)
     if args.bs is not None:
@@ -238,7 +345,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.compare and len(seeds) < 2:
         raise UsageError(f"--compare needs at least 2 paired seeds; got {len(seeds)} (use --seeds 2 or more)")
     return Plan(recipe, base if args.compare else None, seeds, get_profile(args.profile).name,
-                DEFAULT_DELTA if args.delta is None else args.delta)
+                DEFAULT_DELTA_PP if args.delta is None else args.delta, note)
 
 
 def _check_device(device: str | None) -> None:
@@ -257,10 +364,9 @@ def _check_device(device: str | None) -> None:
 
 
 def _check_model(recipe: Recipe) -> None:
-    """Build the recipe's model once, so an unknown model or option is reported before any data is loaded."""
-    from tricks.models import build_model
-
-    build_model(recipe.model, **dict(recipe.model_kwargs))  # TrickError names the model or option
+    """Build the recipe's model and transforms once, so an unknown model or option, or a transform with nothing to
+    act on, is reported before any data is loaded."""
+    model_of(recipe)  # TrickError names the model, the option or the transform
 
 
 # ------------------------------------------------------------------------------------------------ progress
@@ -317,6 +423,28 @@ def rich_progress(bar: Any, label: str, total_epochs: int) -> Any:
     return _rich_progress_class()(bar, label, total_epochs)
 
 
+def epoch_lines(say: Any, label: str, total_epochs: int) -> Any:
+    """A fastai Callback saying one plain line per epoch (off a terminal, where no bar is drawn): losses, accuracy."""
+    from fastai.callback.core import Callback
+    from fastai.learner import Recorder
+
+    class EpochLines(Callback):
+        order = Recorder.order + 1  # after the Recorder has logged this epoch's values
+
+        def __init__(self):
+            self.done = 0
+
+        def after_epoch(self) -> None:
+            self.done += 1
+            vals = self.learn.recorder.values[-1] if self.learn.recorder.values else []
+            names = ("train loss", "test loss", "test accuracy")  # the Recorder's columns: losses, then the metric
+            shown = [f"{n} {_num(float(v) * 100, '.2f')} %" if n == "test accuracy" else f"{n} {_num(float(v), '.4f')}"
+                     for n, v in zip(names, vals, strict=False)]
+            say(f"{label} epoch {self.done}/{total_epochs}: " + ", ".join(shown))
+
+    return EpochLines()
+
+
 # ------------------------------------------------------------------------------------------------ training
 
 
@@ -346,13 +474,32 @@ def _jobs(plan: Plan) -> list[tuple[str, Recipe, int]]:
     return [(arm, r, s) for s in plan.seeds for arm, r in arms]  # seed by seed: an interruption leaves whole pairs
 
 
+def run_device(device: str | None) -> str:
+    """The name `RunResult.device` will carry for a run on `device` (None: cuda when available, as `run` picks)."""
+    import torch
+
+    from tricks.train import device_name
+
+    return device_name(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def mismatch(cached: RunResult, device: str, threads: int) -> str | None:
+    """Why a stored run cannot be paired with runs trained here (another device or thread count), or None."""
+    if (cached.device, cached.threads) == (device, threads):
+        return None
+    return (f"the stored run was trained on {cached.device} with {cached.threads} thread(s), runs here on {device} "
+            f"with {threads}")
+
+
 def train(session: Session, store: Any, *, source: str | None, device: str | None, console: Any,
-          show_progress: bool, quiet: bool) -> None:
-    """Train (or take from the store) every run of the plan, storing each as soon as it finishes."""
+          show_progress: bool, quiet: bool, threads: int = RUN_THREADS) -> None:
+    """Train (or take from the store) every run of the plan, storing each as soon as it finishes; a stored run made
+    on another device or thread count is trained again (and not stored: its key is taken)."""
     from tricks.data import load_cifar10
     from tricks.train import run
 
     plan = session.plan
+    here = run_device(device)
     prof = get_profile(plan.profile)
     # loaded even when every run is cached: a bad --data is reported, and the store's key names this copy
     arrays = load_cifar10(source)
@@ -369,16 +516,22 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
         for arm, recipe, seed in _jobs(plan):
             label = f"{'B' if arm == 'baseline' else 'A'} seed {seed}" if plan.baseline else f"seed {seed}"
             cached = store.get(recipe.key, seed, plan.profile, version) if store is not None else None
-            if cached is not None:
+            unfit = mismatch(cached, here, threads) if cached is not None else None
+            if cached is not None and unfit is None:
                 session.outcomes.append(Outcome(arm, recipe, cached, True))
                 say(f"{label}: cached (run store {store.path})")
                 continue
+            if unfit is not None:
+                say(f"{label}: not taken from the run store ({unfit}); trained again here and not stored")
             epochs = prof.scale(recipe).epochs
-            extra = (rich_progress(bar, label, epochs),) if bar is not None else ()
-            leased = store is not None and store.claim_run(recipe.key, seed, plan.profile, version)
+            if bar is not None:
+                extra: tuple = (rich_progress(bar, label, epochs),)
+            else:
+                extra = () if quiet else (epoch_lines(say, label, epochs),)
+            leased = store is not None and unfit is None and store.claim_run(recipe.key, seed, plan.profile, version)
             try:
                 res = run(recipe, seed, plan.profile, source=source, device=device, arrays=arrays, extra_cbs=extra)
-                if store is not None:
+                if store is not None and unfit is None:
                     store.put(res, recipe)
             finally:
                 if leased:  # put() drops the lease of a stored run; this frees one that raised or was interrupted
@@ -392,13 +545,14 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
 
 
 def judge_comparison(plan: Plan, outcomes: Sequence[Outcome]) -> Any:
-    """The claims engine's Decision on "the tricks beat the recipe" (superiority, margin `plan.delta`), one look."""
+    """The claims engine's Decision on "the tricks beat the recipe" (superiority, margin `plan.delta_pp`), one look."""
     from claims import spec
 
     assert plan.baseline is not None
     claim = spec.Claim(id="tricks.apply", source="python -m tricks.apply --compare",
-                       quote=f"{plan.recipe.name} beats {plan.baseline.name} by at least {100 * plan.delta:g} points.",
-                       form=spec.Form.SUPERIORITY, a=plan.recipe, b=plan.baseline, delta=plan.delta, metric="acc",
+                       quote=f"{plan.recipe.name} beats {plan.baseline.name} by at least {plan.delta_pp:g} points.",
+                       form=spec.Form.SUPERIORITY, a=plan.recipe, b=plan.baseline, delta=plan.delta_pp / 100,
+                       metric="acc",  # the engine works in accuracy fractions
                        alpha=COMPARE_ALPHA, looks=(len(plan.seeds),))
     results: dict[str, dict[int, RunResult]] = {plan.recipe.key: {}, plan.baseline.key: {}}
     for o in outcomes:
@@ -437,8 +591,9 @@ def _footer(session: Session) -> list[str]:
     plan = session.plan
     prof = get_profile(plan.profile)
     epochs = prof.scale(plan.recipe).epochs
-    lines = [f"recipe {plan.recipe.name} (key {plan.recipe.key[:12]}), {epochs} epoch{'s' if epochs != 1 else ''} "
-             f"under profile {plan.profile}: {prof.description}"]
+    lines = [plan.note] if plan.note else []
+    lines.append(f"recipe {plan.recipe.name} (key {plan.recipe.key[:12]}), {epochs} epoch{'s' if epochs != 1 else ''} "
+                 f"under profile {plan.profile}: {prof.description}")
     if plan.baseline is not None:
         lines.append(f"baseline {plan.baseline.name} (key {plan.baseline.key[:12]})")
     for what in ("dataset", "device"):
@@ -457,7 +612,11 @@ def verdict_text(plan: Plan, d: Any) -> str:
     else:  # the engine works in accuracy units; people read points
         interval = (f"A − B = {_num(100 * d.mean, '+.2f')} pp, one-sided {100 * (1 - level):g}% bounds "
                     f"[{_num(100 * d.lower, '+.2f')}, {_num(100 * d.upper, '+.2f')}] pp")
-    return f"verdict {verdict}: {interval}, n = {d.n}, Δ = {100 * plan.delta:g} pp; {d.reason}"
+    from claims.report import pipeline_note
+
+    note = pipeline_note(plan.profile)  # a smoke verdict comes from barely trained models
+    head = f"verdict {verdict}" + (f" ({note})" if note else "")
+    return f"{head}: {interval}, n = {d.n}, Δ = {plan.delta_pp:g} pp; {d.reason}"
 
 
 def _clean(x: Any) -> Any:
@@ -475,12 +634,23 @@ def _clean(x: Any) -> Any:
 
 def decision_dict(plan: Plan, d: Any) -> dict[str, Any]:
     """The --compare part of the JSON: the engine's Decision and the claim it judged."""
-    fields = ("verdict", "reason", "n", "mean", "lower", "upper", "alpha_look", "sign_flip_p", "fragile", "p_a_gt_b",
-              "params_a", "params_b")
+    fields = ("verdict", "reason", "n", "alpha_look", "sign_flip_p", "fragile", "p_a_gt_b", "params_a", "params_b")
     out = {f: getattr(d, f, None) for f in fields}
-    out.update(form="superiority", metric="final_acc", units="accuracy (0.01 is one point)", delta=plan.delta,
-               alpha=COMPARE_ALPHA, a=plan.recipe.key, b=plan.baseline.key if plan.baseline else None)
+    for f in ("mean", "lower", "upper"):  # the engine's accuracy fractions, in pp like every report
+        v = getattr(d, f, None)
+        out[f"{f}_pp"] = None if v is None else 100 * v
+    out.update(form="superiority", metric="final_acc", delta_pp=plan.delta_pp, alpha=COMPARE_ALPHA,
+               a=plan.recipe.key, b=plan.baseline.key if plan.baseline else None)
     return _clean(out)
+
+
+def run_dict(o: Outcome) -> dict[str, Any]:
+    """One run for the JSON: the RunResult's fields with accuracies in percent (`acc_pct`, `acc_per_epoch_pct`)."""
+    r = asdict(o.result)
+    acc, per_epoch = r.pop("acc"), r.pop("acc_per_epoch")
+    r["acc_pct"] = None if acc is None else 100 * acc
+    r["acc_per_epoch_pct"] = [100 * a for a in per_epoch]
+    return {**r, "arm": o.arm, "cached": o.cached}
 
 
 def session_dict(session: Session, argv: Sequence[str]) -> dict[str, Any]:
@@ -491,9 +661,10 @@ def session_dict(session: Session, argv: Sequence[str]) -> dict[str, Any]:
     def recipe(r: Recipe | None) -> dict[str, Any] | None:
         return None if r is None else {**r.to_dict(), "key": r.key}
 
-    runs = [{**asdict(o.result), "arm": o.arm, "cached": o.cached} for o in session.outcomes]
+    runs = [run_dict(o) for o in session.outcomes]
     return _clean({
-        "schema": JSON_SCHEMA, "status": session.status, "argv": list(argv), "options": opts,
+        "schema": JSON_SCHEMA, "schema_version": JSON_SCHEMA_VERSION, "units": JSON_UNITS, "status": session.status,
+        "argv": list(argv), "options": opts,
         "profile": plan.profile, "seeds": list(plan.seeds), "recipe": recipe(plan.recipe),
         "baseline": recipe(plan.baseline), "runs": runs,
         "comparison": None if session.decision is None else decision_dict(plan, session.decision),
@@ -574,12 +745,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from claims.store import RunStore
 
             store = RunStore(args.store)
-        if args.threads is not None:
-            import torch
+        threads = RUN_THREADS if args.threads is None else args.threads
+        if store is not None and threads != RUN_THREADS:
+            store = None  # its runs, and the suite's, are one-thread runs: these would pair with them unfairly
+            _say(f"note: --threads {threads} trains outside the run store, whose runs all use {RUN_THREADS} thread")
+        import torch
 
-            torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
+        if plan.note and not args.quiet:
+            _say(plan.note)
         train(session, store, source=args.data, device=args.device, console=err,
-              show_progress=not args.quiet and err.is_terminal, quiet=args.quiet)
+              show_progress=not args.quiet and err.is_terminal, quiet=args.quiet, threads=threads)
         if plan.baseline is not None:
             session.decision = judge_comparison(plan, session.outcomes)
         diverged = [o for o in session.outcomes if o.result.diverged]

@@ -4,6 +4,10 @@ A trick registers itself with the `register` decorator where it is defined (timm
 parameters are read from the signature: the keyword arguments of a callback's `__init__`, or the keyword-only
 arguments of a transform `fn(model, *, ...)`. `parse_spec("dropout_conv:p=0.3")` turns a command-line spec into a
 name and typed keyword arguments, with one clear sentence on any error.
+
+A numeric parameter with a range declares it at registration, `register(ranges={"p": "(0, 1)"})`, so a value outside
+it is refused when the command line is read, before any data is loaded or a run starts. The tricks registered before
+this existed get theirs from `DECLARED_RANGES` below.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import importlib
 import inspect
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal, NamedTuple
 
 Kind = Literal["callback", "transform", "data"]
 
@@ -30,6 +34,58 @@ class TrickWarning(UserWarning):
     """A trick that cannot act on the model it was given (nothing to freeze, nothing to change): one sentence."""
 
 
+class Range(NamedTuple):
+    """An interval of allowed values, written as in mathematics: "(0, 1)", "[0, inf)", "[1, 32]"."""
+
+    lo: float
+    hi: float
+    lo_closed: bool
+    hi_closed: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Range:
+        t = text.strip()
+        lo, hi = (v.strip() for v in t[1:-1].split(","))
+        if t[0] not in "[(" or t[-1] not in "])":
+            raise ValueError(f"range {text!r} is not of the form [lo, hi) / (lo, hi] ...")
+        return cls(float(lo), float(hi), t[0] == "[", t[-1] == "]")
+
+    def __contains__(self, x: object) -> bool:
+        v = float(x)  # type: ignore[arg-type]
+        above = v >= self.lo if self.lo_closed else v > self.lo
+        below = v <= self.hi if self.hi_closed else v < self.hi
+        return above and below
+
+    def __str__(self) -> str:
+        def num(v: float) -> str:
+            return "inf" if v == float("inf") else f"{v:g}"
+
+        return f"{'[' if self.lo_closed else '('}{num(self.lo)}, {num(self.hi)}{']' if self.hi_closed else ')'}"
+
+
+# ranges of the tricks registered in modules written before `register(ranges=...)` existed; checked there too, but
+# only once a run builds them, after the data is loaded
+DECLARED_RANGES: dict[str, dict[str, str]] = {
+    "ClipGradValue": {"clip": "(0, inf)"},
+    "DivergenceGuard": {"max_loss": "(0, inf)"},
+    "ExpLRDecay": {"gamma": "(0, inf)"},
+    "GradientClip": {"max_norm": "(0, inf)", "norm_type": "(0, inf]"},
+    "GradNormRecorder": {"every": "[1, inf)"},
+    "L1Penalty": {"l1": "[0, inf)"},
+    "LSUVInit": {"tol": "(0, inf)", "max_iter": "[1, inf)"},
+    "ThroughputRecorder": {"warmup": "[0, inf)"},
+    "WeightDecayFrom": {"wd": "[0, inf)", "start_epoch": "[0, inf)"},
+    "dropout_conv": {"p": "(0, 1)"},
+    "dropout_dense": {"p": "(0, 1)"},
+    "dropout_both": {"p": "(0, 1)"},
+    "lsuv": {"tol": "(0, inf)", "max_iter": "[1, inf)"},
+    "small_normal": {"std": "(0, inf)"},
+    "widen_head": {"width": "[1, inf)"},
+    "kmeans": {"n_centroids": "[1, inf)", "patch": "[1, 32]", "n_patches": "[1, inf)", "iters": "[0, inf)",
+               "seed": "[0, inf)"},
+}
+
+
 @dataclass(frozen=True)
 class Param:
     """One typed parameter of a trick."""
@@ -38,9 +94,17 @@ class Param:
     type: type
     default: Any
     required: bool = False
+    range: Range | None = None  # the allowed values of a numeric parameter
 
     def convert(self, trick: str, raw: str) -> Any:
         """Turn the command-line text `raw` into this parameter's type, or raise TrickError naming the option."""
+        value = self._typed(trick, raw)
+        if self.range is not None and not isinstance(value, (bool, tuple)) and value not in self.range:
+            raise TrickError(f"option {trick}:{self.name}={raw} is out of range: {self.name} takes a value in "
+                             f"{self.range}")
+        return value
+
+    def _typed(self, trick: str, raw: str) -> Any:
         t = self.type
         try:
             if t is bool:
@@ -63,7 +127,8 @@ class Param:
             ) from None
 
     def describe(self) -> str:
-        return f"{self.name}: {self.type.__name__}" + ("" if self.required else f" = {self.default!r}")
+        where = f" in {self.range}" if self.range is not None else ""
+        return f"{self.name}: {self.type.__name__}{where}" + ("" if self.required else f" = {self.default!r}")
 
 
 @dataclass(frozen=True)
@@ -140,8 +205,18 @@ def _params_of(fn: Callable[..., Any], kind: Kind) -> tuple[Param, ...]:
     return tuple(out)
 
 
-def register(name: str | None = None, kind: Kind = "callback", description: str | None = None):
-    """Decorator adding a callback class or a transform function to the registry under `name`."""
+def _with_ranges(trick: str, params: tuple[Param, ...], ranges: dict[str, str]) -> tuple[Param, ...]:
+    names = {p.name for p in params}
+    unknown = sorted(set(ranges) - names)
+    if unknown:
+        raise ValueError(f"trick '{trick}' declares a range for {', '.join(unknown)}, which it does not take")
+    return tuple(replace(p, range=Range.parse(ranges[p.name])) if p.name in ranges else p for p in params)
+
+
+def register(name: str | None = None, kind: Kind = "callback", description: str | None = None,
+             ranges: dict[str, str] | None = None):
+    """Decorator adding a callback class or a transform function to the registry under `name`; `ranges` maps a
+    numeric parameter to its allowed interval, e.g. `{"p": "(0, 1)"}`."""
 
     def deco(obj):
         n = name or obj.__name__
@@ -149,7 +224,8 @@ def register(name: str | None = None, kind: Kind = "callback", description: str 
         desc = doc if isinstance(doc, str) else (doc[0] if doc else "")
         if n in _REGISTRY and _REGISTRY[n].factory is not obj:
             raise ValueError(f"trick name '{n}' registered twice")
-        _REGISTRY[n] = Trick(n, kind, obj, desc, _params_of(obj, kind))
+        params = _with_ranges(n, _params_of(obj, kind), {**DECLARED_RANGES.get(n, {}), **(ranges or {})})
+        _REGISTRY[n] = Trick(n, kind, obj, desc, params)
         return obj
 
     return deco

@@ -160,6 +160,23 @@ def test_gpus_per_run_is_checked_and_a_cluster_without_gpus_says_so(cluster):
 
 
 @needs_ray
+def test_a_cluster_out_of_reach_is_one_sentence_naming_the_address(cluster, monkeypatch):
+    import ray
+
+    from claims.executors.ray import RayError
+
+    def refuse(**kwargs):
+        raise ConnectionError(f"Could not find any running Ray instance at {kwargs['address']}.\nPlease check.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh driver, without touching the instance
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(RayError) as e:
+        _executor(address="10.9.9.9:6379")
+    assert str(e.value) == ("cannot reach a Ray cluster at 10.9.9.9:6379: Could not find any running Ray instance at "
+                            "10.9.9.9:6379. Please check.")
+
+
+@needs_ray
 def test_the_dataset_reaches_each_worker_process_once_from_the_object_store(cluster):
     import torch
 
@@ -380,7 +397,7 @@ def test_two_smoke_claims_are_judged_through_ray_on_the_real_archive(cluster, tm
         pytest.skip("TRICKS_DATA is not set: this test needs the real CIFAR-10 archive")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "pytest", "claims", "-p", "no:cacheprovider", "-q", "--profile", "smoke",
-           "-k", "c003_1 or c003_3", "--pilot-seeds", "0", "--store", str(tmp_path / "runs.sqlite"),
+           "-k", "c003_1 or c003_3", "--pilot-seeds", "0", "--max-seeds", "2", "--store", str(tmp_path / "runs.sqlite"),
            "--report-dir", str(tmp_path / "reports"), "--executor", "ray", "--ray-address", cluster]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
@@ -388,4 +405,8 @@ def test_two_smoke_claims_are_judged_through_ray_on_the_real_archive(cluster, tm
     verdicts = {c["id"]: c["verdict"] for c in report["claims"]}
     assert set(verdicts) == {"C003-1", "C003-3"} and all(v != "INVALID" for v in verdicts.values())
     runs = list(RunStore(tmp_path / "runs.sqlite").runs("smoke"))
-    assert len(runs) == 9 and all(r.threads == 1 for r in runs)  # 3 recipes x 3 seeds, one torch thread each
+    assert len(runs) == 6 and all(r.threads == 1 for r in runs)  # 3 recipes x 2 seeds, one torch thread each
+    from tricks.data import load_cifar10
+
+    digest = load_cifar10(data).digest[:12]  # from the cache: the copy the driver put into the object store
+    assert all(f"sha256 {digest}" in r.dataset for r in runs)

@@ -35,6 +35,7 @@ __all__ = [
 ]
 
 FAMILY_ALPHA = 0.05  # Holm's family level for the suite headline
+RAY_EXIT = 2  # --executor ray without Ray installed, or without a cluster to reach
 
 
 class ClaimSession:
@@ -116,7 +117,8 @@ class ClaimSession:
         profile = self.opt("profile")
         needing = [c for c in claims if claim_needs_runs(c, gpu, profile)]
         version = stored or (_data_version(source) if run_fn is None and needing else None)
-        executor = LocalExecutor(0 if stored else self.opt("workers"), run_fn=run_fn, source=source)
+        executor = self.executor(run_fn, source) if self.opt("executor") == "ray" and not stored else \
+            LocalExecutor(0 if stored else self.opt("workers"), run_fn=run_fn, source=source)
         try:
             with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
                 baseline = _pilot_recipe(needing)
@@ -136,6 +138,16 @@ class ClaimSession:
         except Exception as e:  # a bug in the engine: every claim test reports it, the first with the traceback
             self.crash = f"{type(e).__name__}: {e}"
             raise
+
+    def executor(self, run_fn: Any, source: str | None) -> Any:
+        """--executor ray: a RayExecutor on --ray-address; an unreachable cluster ends the session in one sentence."""
+        from claims.executors.ray import RayError, RayExecutor
+
+        try:
+            return RayExecutor(self.opt("ray_address"), run_fn=run_fn, source=source,
+                               gpus_per_run=self.opt("gpus_per_run"))
+        except RayError as e:
+            pytest.exit(f"claims: {e}", returncode=RAY_EXIT)
 
     def check(self, item: pytest.Item) -> None:
         """Fail the claim test unless the engine reached a verdict (the pinned one, when given)."""
@@ -270,6 +282,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--code-version", default=None,
                 help="judge from the runs stored under this code version (python -m claims.reproduce lists them) "
                      "and train none: a claim that needs a run missing there fails with that reason")
+    g.addoption("--executor", choices=("local", "ray"), default="local",
+                help="local: worker processes here (default); ray: one Ray task a run (pip install -e '.[ray]')")
+    g.addoption("--ray-address", default=None, metavar="ADDR",
+                help="with --executor ray: the cluster's head (host:port, or auto for the one `ray start` began; "
+                     "default: Ray's own search, else a new local instance)")
+    g.addoption("--gpus-per-run", type=float, default=None, metavar="F",
+                help="with --executor ray: the share of a GPU each run asks for (0.25: four runs per GPU)")
     g.addoption("--run-fn", default=None,
                 help="module:function that trains one run (default tricks.train:run; tests use a fake)")
 
@@ -290,7 +309,27 @@ def pytest_configure(config: pytest.Config) -> None:
     if data and "://" not in data and not Path(data).expanduser().exists():
         raise pytest.UsageError(f"--data {data} does not exist")
     _run_fn(config.getoption("run_fn"))
+    _check_executor(config)
     config.stash[_SESSION] = ClaimSession(config)
+
+
+def _check_executor(config: pytest.Config) -> None:
+    """--ray-address and --gpus-per-run only with --executor ray, which needs Ray installed (exit 2 otherwise)."""
+    if config.getoption("executor") != "ray":
+        for name in ("ray_address", "gpus_per_run"):
+            if config.getoption(name) is not None:
+                raise pytest.UsageError(f"--{name.replace('_', '-')} only applies with --executor ray")
+        return
+    from claims.executors.ray import RayError, check_gpus_per_run, import_ray
+
+    try:
+        check_gpus_per_run(config.getoption("gpus_per_run"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+    try:
+        import_ray()
+    except RayError as e:
+        pytest.exit(f"claims: {e}", returncode=RAY_EXIT)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -5,254 +5,30 @@ by default); the union of the (recipe, seed) runs they need is taken, so a basel
 once per seed; runs already in the store are skipped; the rest are leased, trained by an `Executor` and stored as
 each one finishes. Then every claim of the round is judged, and a claim stops as soon as its verdict is final.
 
-An executor maps jobs to RunResults and nothing more (`map_runs`), narrow enough for a distributed engine later.
-`LocalExecutor` runs one-thread worker processes: on a 2-core machine two 1-thread processes gave 1.3x the
-throughput of one 2-thread process.
+An executor maps jobs to RunResults and nothing more (`map_runs`, claims/executors/): `LocalExecutor` runs one-thread
+worker processes on this machine, `RayExecutor` (claims/executors/ray.py) Ray tasks on a cluster.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import multiprocessing as mp
-import os
-import pickle
-import signal
-import sys
 import time
-import traceback
-import warnings
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from multiprocessing.connection import wait as wait_ready
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
+# the executors live in claims/executors/; their names stay importable from here
+from claims.executors.base import Executor, Job, OnDone, RunFailure, RunFn, default_run_fn, limit_threads
+from claims.executors.local import LocalExecutor
 from claims.store import RunStore
 from tricks.train import CODE_VERSION, Recipe, RunResult
 
+__all__ = ["Executor", "Job", "OnDone", "RunFailure", "RunFn", "default_run_fn", "limit_threads", "LocalExecutor",
+           "Scheduler", "Compute", "capped_looks", "pilot", "PilotResult", "PilotError", "paired_bounds",
+           "DEFAULT_SEEDS", "PILOT_SEED_OFFSET"]
+
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(12))
 PILOT_SEED_OFFSET = 1000  # the pilot's B arm draws seeds from here, disjoint from the claims' seeds
-
-
-class Job(NamedTuple):
-    """One run to train: a recipe, a seed, and the name of the profile that scales it."""
-
-    recipe: Recipe
-    seed: int
-    profile: str
-
-
-@dataclass(frozen=True)
-class RunFailure:
-    """A job that produced no RunResult: the run raised, or its worker process died."""
-
-    job: Job
-    error: str  # "ExceptionType: message", one line
-    traceback: str = ""
-
-    def __str__(self) -> str:
-        name = self.job.recipe.name or self.job.recipe.key[:12]
-        return f"run of {name} with seed {self.job.seed} ({self.job.profile}) failed: {self.error}"
-
-
-RunFn = Callable[..., RunResult]
-OnDone = Callable[[Job, "RunResult | RunFailure"], None]
-
-
-class Executor(Protocol):
-    """Trains jobs and reports each one as it finishes, a RunResult or a RunFailure; never hangs on a failure."""
-
-    def map_runs(self, jobs: Sequence[Job], on_done: OnDone) -> None: ...
-
-
-def default_run_fn() -> RunFn:
-    """`tricks.train.run`, imported when first needed."""
-    from tricks.train import run
-
-    return run
-
-
-def limit_threads(threads: int | None) -> None:
-    """Pin BLAS/OpenMP and torch to `threads` threads (torch only if it is imported already)."""
-    if threads is None:
-        return
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
-def _call(run_fn: RunFn, job: Job, source: str | None, device: str | None) -> RunResult | RunFailure:
-    try:
-        res = run_fn(job.recipe, job.seed, job.profile, source=source, device=device)
-    except Exception as e:  # a failing run is reported with its job; KeyboardInterrupt still stops the suite
-        return RunFailure(job, _one_line(e), traceback.format_exc())
-    return _checked(job, res)
-
-
-def _checked(job: Job, res: Any) -> RunResult | RunFailure:
-    if not isinstance(res, RunResult):
-        return RunFailure(job, f"the run function returned {type(res).__name__}, not a RunResult")
-    if res.recipe_key != job.recipe.key or res.seed != job.seed:
-        return RunFailure(job, f"the run function returned the run of recipe {res.recipe_key[:12]} seed {res.seed}")
-    return res
-
-
-def _one_line(e: BaseException) -> str:
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-
-
-def _worker_main(conn: Any, run_fn: RunFn, source: str | None, device: str | None, threads: int | None) -> None:
-    # Ctrl-C reaches the whole process group; only the parent decides what stops, and it terminates the workers
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # fastai's import scripts a function with torch.jit, which torch 2.14 deprecates: one line per worker, no news
-    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
-    limit_threads(threads)
-    conn.send((None, "ready"))  # a worker that dies before this could not start: the parent stops respawning
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):  # the parent is gone
-            return
-        if msg is None:
-            return
-        idx, job = msg
-        limit_threads(threads)  # the previous run may have imported torch with its own default
-        out = _call(run_fn, job, source, device)
-        try:
-            conn.send((idx, out))
-        except (BrokenPipeError, EOFError, OSError):
-            return
-        except Exception as e:  # the result would not pickle
-            conn.send((idx, RunFailure(job, f"the result could not be sent back: {_one_line(e)}")))
-
-
-@dataclass
-class _Worker:
-    proc: Any
-    conn: Any
-    idx: int | None = None  # the job in flight
-    ready: bool = False  # the worker started (imported the run function) and said so
-
-
-class LocalExecutor:
-    """Worker processes (spawn), one thread each; `workers=0` runs the jobs in this process, for debugging."""
-
-    def __init__(self, workers: int | None = None, run_fn: RunFn | None = None, source: str | None = None,
-                 device: str | None = None, threads: int | None = 1):
-        self.workers = (os.cpu_count() or 1) if workers is None else int(workers)
-        if self.workers < 0:
-            raise ValueError(f"workers must be 0 (in-process) or more, not {workers}")
-        self.run_fn = run_fn or default_run_fn()
-        self.source, self.device, self.threads = source, device, threads
-        if self.workers > 0:
-            try:
-                pickle.dumps(self.run_fn)
-            except Exception:
-                raise TypeError(f"run function {self.run_fn!r} cannot be sent to worker processes: "
-                                "it must be a module-level function") from None
-
-    def map_runs(self, jobs: Sequence[Job], on_done: OnDone) -> None:
-        """Train every job; `on_done(job, RunResult | RunFailure)` is called in this thread as each one finishes."""
-        if not jobs:
-            return
-        if self.workers == 0:
-            self._map_in_process(jobs, on_done)
-        else:
-            self._map_in_workers(jobs, on_done)
-
-    def _map_in_process(self, jobs: Sequence[Job], on_done: OnDone) -> None:
-        torch = sys.modules.get("torch")
-        before = torch.get_num_threads() if torch is not None else None
-        try:
-            for job in jobs:
-                limit_threads(self.threads)
-                on_done(job, _call(self.run_fn, job, self.source, self.device))
-        finally:
-            torch = sys.modules.get("torch")
-            if torch is not None and before is not None:
-                torch.set_num_threads(before)
-
-    def _start(self, ctx: Any) -> _Worker:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, args=(child, self.run_fn, self.source, self.device, self.threads),
-                           name="tricks-run-worker")
-        proc.start()
-        child.close()
-        return _Worker(proc, parent)
-
-    def _map_in_workers(self, jobs: Sequence[Job], on_done: OnDone) -> None:
-        ctx = mp.get_context("spawn")
-        pending = deque(range(len(jobs)))
-        pool: list[_Worker] = []
-        clean = False
-
-        def feed(w: _Worker) -> None:
-            if pending:
-                w.idx = pending.popleft()
-                with contextlib.suppress(BrokenPipeError, OSError):  # a dead worker is reported by its sentinel
-                    w.conn.send((w.idx, jobs[w.idx]))
-
-        try:
-            for _ in range(min(self.workers, len(jobs))):
-                pool.append(self._start(ctx))
-                feed(pool[-1])
-            while any(w.idx is not None for w in pool):
-                busy = [w for w in pool if w.idx is not None]
-                wait_ready([w.conn for w in busy] + [w.proc.sentinel for w in busy])
-                for w in busy:
-                    got = None
-                    try:
-                        if w.conn.poll():
-                            got = w.conn.recv()
-                    except (EOFError, OSError):
-                        got = None
-                    if got is not None:
-                        idx, out = got
-                        if idx is None:
-                            w.ready = True
-                            continue
-                        w.idx = None
-                        on_done(jobs[idx], out)
-                        feed(w)
-                    elif not w.proc.is_alive():
-                        w.proc.join()
-                        job = jobs[w.idx]
-                        w.idx = None
-                        pool.remove(w)
-                        if not w.ready:  # respawning would only fail again, once per job
-                            why = (f"worker processes cannot start (exit code {w.proc.exitcode}); --workers 0 "
-                                   "trains in this process and shows why")
-                            for j in [job, *(jobs[i] for i in pending)]:
-                                on_done(j, RunFailure(j, why))
-                            pending.clear()
-                            continue
-                        on_done(job, RunFailure(job, f"its worker process died (exit code {w.proc.exitcode})"))
-                        if pending:
-                            pool.append(self._start(ctx))
-                            feed(pool[-1])
-            clean = True
-        finally:
-            _stop(pool, graceful=clean)
-
-
-def _stop(pool: list[_Worker], graceful: bool) -> None:
-    """Ask idle workers to exit; terminate the rest (Ctrl-C, an error in `on_done`): runs in flight are lost."""
-    for w in pool:
-        if graceful:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                w.conn.send(None)
-        else:
-            w.proc.terminate()
-    for w in pool:
-        w.proc.join(timeout=5 if graceful else 2)
-        if w.proc.is_alive():
-            w.proc.kill()
-            w.proc.join(timeout=2)
-        w.conn.close()
 
 
 # ------------------------------------------------------------------------------------------------ compute

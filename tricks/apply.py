@@ -294,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"the margin of --compare in percentage points (default: {DEFAULT_DELTA_PP:g}, one point; "
                         f"at least {MIN_DELTA_PP:g})")
     p.add_argument("--quiet", action="store_true", help="no progress bar, epoch or status lines")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: train here, one run after another (default); ray: the missing runs as Ray tasks, "
+                        "one CPU each (pip install -e '.[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: the cluster's head (host:port, or auto; default: Ray's own search)")
+    p.add_argument("--gpus-per-run", type=_positive(float, "a positive share of a GPU"), default=None, metavar="F",
+                   help="with --executor ray: the share of a GPU each run asks for (0.25: four runs per GPU)")
     return p
 
 
@@ -318,6 +325,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.delta is not None and args.delta < MIN_DELTA_PP:
         raise UsageError(f"--delta {args.delta:g} is in percentage points and below {MIN_DELTA_PP:g} pp, finer than "
                          f"a test set resolves; one point is --delta 1")
+    if args.executor != "ray" and (args.ray_address is not None or args.gpus_per_run is not None):
+        raise UsageError(f"--{'ray-address' if args.ray_address is not None else 'gpus-per-run'} only applies with "
+                         "--executor ray")
     if args.compare and not args.cb:
         raise UsageError("--compare needs at least one --cb trick to compare the recipe against")
     if args.json is not None:
@@ -544,6 +554,59 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
             bar.stop()
 
 
+def ray_executor(args: argparse.Namespace) -> Any:
+    """--executor ray: a RayExecutor (RayError, a usage error, when Ray is missing or the cluster out of reach)."""
+    from claims.executors.ray import RayExecutor, check_gpus_per_run, import_ray
+
+    import_ray()
+    check_gpus_per_run(args.gpus_per_run)
+    return RayExecutor(args.ray_address, source=args.data, device=args.device, gpus_per_run=args.gpus_per_run)
+
+
+def train_on(executor: Any, session: Session, store: Any, *, source: str | None, console: Any, quiet: bool) -> None:
+    """`train` through an executor: cached runs from the store, the rest trained together, each stored as it ends."""
+    from claims.executors.base import Job
+    from tricks.data import load_cifar10
+
+    plan = session.plan
+    arrays = load_cifar10(source)
+    version = run_version(arrays.digest)
+    jobs, arms, leased = [], {}, []
+    for arm, recipe, seed in _jobs(plan):
+        cached = store.get(recipe.key, seed, plan.profile, version) if store is not None else None
+        if cached is not None:
+            session.outcomes.append(Outcome(arm, recipe, cached, True))
+            continue
+        if store is not None and store.claim_run(recipe.key, seed, plan.profile, version):
+            leased.append((recipe.key, seed))
+        jobs.append(Job(recipe, seed, plan.profile))
+        arms[(recipe.key, seed)] = arm
+    failures = []
+
+    def on_done(job: Any, out: Any) -> None:
+        if not isinstance(out, RunResult):
+            failures.append(out)
+            return
+        if store is not None:
+            store.put(out, job.recipe)
+        session.outcomes.append(Outcome(arms[(job.recipe.key, job.seed)], job.recipe, out, False))
+        if not quiet:
+            console.print(f"{job.recipe.name} seed {job.seed}: trained, accuracy {_num(out.acc * 100, '.2f')} % in "
+                          f"{out.wall_s:.1f} s", markup=False, highlight=False)
+
+    try:
+        if jobs and not quiet:
+            console.print(f"{len(jobs)} run(s) to train as Ray tasks on {executor.workers} slot(s)", markup=False)
+        executor.map_runs(jobs, on_done)
+    finally:
+        for key, seed in leased:  # put() dropped the stored runs' leases; these free the failed or interrupted ones
+            store.release(key, seed, plan.profile, version)
+    if failures:
+        raise RuntimeError(str(failures[0]))
+    order = {(r.key, s): i for i, (_, r, s) in enumerate(_jobs(plan))}
+    session.outcomes.sort(key=lambda o: order[(o.recipe.key, o.result.seed)])
+
+
 def judge_comparison(plan: Plan, outcomes: Sequence[Outcome]) -> Any:
     """The claims engine's Decision on "the tricks beat the recipe" (superiority, margin `plan.delta_pp`), one look."""
     from claims import spec
@@ -709,7 +772,8 @@ def print_list(console: Any) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is meant for the user as is (the data and store modules are imported lazily)."""
     errors: list[type[BaseException]] = [UsageError, TrickError]
-    for module, name in (("tricks.data", "DataError"), ("claims.store", "StoreError")):
+    for module, name in (("tricks.data", "DataError"), ("claims.store", "StoreError"),
+                         ("claims.executors.ray", "RayError")):
         mod = sys.modules.get(module)
         if mod is not None and hasattr(mod, name):
             errors.append(getattr(mod, name))
@@ -737,6 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_list(out)
             return EXIT_OK
         plan = make_plan(args)
+        executor = ray_executor(args) if args.executor == "ray" else None  # Ray missing: said before any work
         _check_device(args.device)
         _check_model(plan.recipe)
         session = Session(plan, args)
@@ -754,8 +819,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(threads)
         if plan.note and not args.quiet:
             _say(plan.note)
-        train(session, store, source=args.data, device=args.device, console=err,
-              show_progress=not args.quiet and err.is_terminal, quiet=args.quiet, threads=threads)
+        if executor is not None:
+            train_on(executor, session, store, source=args.data, console=err, quiet=args.quiet)
+        else:
+            train(session, store, source=args.data, device=args.device, console=err,
+                  show_progress=not args.quiet and err.is_terminal, quiet=args.quiet, threads=threads)
         if plan.baseline is not None:
             session.decision = judge_comparison(plan, session.outcomes)
         diverged = [o for o in session.outcomes if o.result.diverged]

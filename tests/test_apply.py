@@ -539,8 +539,8 @@ def test_the_output_names_the_recipe_chosen_for_the_trick(env, source, tmp_path)
     res = cli("--cb", "BnFreeze", "--data", str(source), "--profile", "smoke", "--epochs", "1", "--bs", "32",
               "--no-store", env=env)
     assert res.returncode == 0, res.stderr
-    assert "recipe fastai2018/bn_before_relu: chosen for BnFreeze" in res.stderr  # said before training
-    assert "recipe fastai2018/bn_before_relu: chosen for BnFreeze" in res.stdout  # and kept with the results
+    assert "recipe fastai2018/conv_bn_net: chosen for BnFreeze" in res.stderr  # said before training
+    assert "recipe fastai2018/conv_bn_net: chosen for BnFreeze" in res.stdout  # and kept with the results
 
 
 def test_a_no_op_trick_compared_with_a_suite_run_gives_zero_on_every_seed(env, tiny, source, tmp_path):

@@ -195,7 +195,7 @@ class Scheduler:
         empty: dict[str, dict[int, RunResult]] = {r.key: {} for r in st.claim.recipes()}
         try:
             d = judge(st.claim, empty, last_look=False, device_has_gpu=self.device_has_gpu,
-                      sigma_d_pilot=self.sigma_d_pilot)
+                      sigma_d_pilot=self.sigma_d_pilot, looks=st.looks)
         except Exception:  # a judge that cannot look at zero seeds makes no prediction
             return
         # only a final INCONCLUSIVE that names the seeds it would need is a prediction; anything else is ignored
@@ -211,8 +211,8 @@ class Scheduler:
             st.error, st.done = f"{failed[0]}{more}", True
             return
         last = st.i == len(st.looks) - 1
-        st.decision = judge(st.claim, self._by_recipe(st.claim, n), last_look=last,
-                            device_has_gpu=self.device_has_gpu, sigma_d_pilot=self.sigma_d_pilot)
+        st.decision = judge(st.claim, self._by_recipe(st.claim, n), last_look=last,  # the cap's looks: its α_j
+                            device_has_gpu=self.device_has_gpu, sigma_d_pilot=self.sigma_d_pilot, looks=st.looks)
         if st.decision.final or last:
             st.done = True
         else:

@@ -102,7 +102,7 @@ class ClaimSession:
         if not self.claims:
             return
         from claims.schedule import LocalExecutor, PilotError, Scheduler, pilot
-        from claims.spec import claim_needs_runs
+        from claims.spec import claim_needs_runs, profile_arms
         from claims.store import RunStore, StoreError
 
         capman = self.config.pluginmanager.getplugin("capturemanager")
@@ -115,6 +115,7 @@ class ClaimSession:
         run_fn = _run_fn(self.opt("run_fn"))
         source = _data(self.config)
         profile = self.opt("profile")
+        claims = [profile_arms(c, profile, gpu) for c in claims]  # heavy arms scaled on a CPU, named as such
         needing = [c for c in claims if claim_needs_runs(c, gpu, profile)]
         version = _data_version(source) if run_fn is None and needing else None
         executor = LocalExecutor(self.opt("workers"), run_fn=run_fn, source=source)

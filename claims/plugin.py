@@ -101,7 +101,7 @@ class ClaimSession:
         if not self.claims:
             return
         from claims.schedule import LocalExecutor, PilotError, Scheduler, pilot
-        from claims.spec import claim_needs_runs
+        from claims.spec import claim_needs_runs, profile_arms
         from claims.store import RunStore, StoreError
 
         capman = self.config.pluginmanager.getplugin("capturemanager")
@@ -115,6 +115,7 @@ class ClaimSession:
         run_fn = not_stored if stored else _run_fn(self.opt("run_fn"))
         source = _data(self.config)
         profile = self.opt("profile")
+        claims = [profile_arms(c, profile, gpu) for c in claims]  # heavy arms scaled on a CPU, named as such
         needing = [c for c in claims if claim_needs_runs(c, gpu, profile)]
         version = stored or (_data_version(source) if run_fn is None and needing else None)
         executor = self.executor(run_fn, source) if self.opt("executor") == "ray" and not stored else \

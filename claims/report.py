@@ -240,6 +240,16 @@ def _metric(c: Any) -> str:
     return m.label() if hasattr(m, "label") else str(m or "final_acc")
 
 
+def scaled_arms(claim: Any) -> list[Any]:
+    """The claim's arms that are scaled variants of heavy recipes (a CPU's stand-ins for ResNet9, K-means)."""
+    return [r for r in claim.recipes() if getattr(r, "scaled", "")]
+
+
+def _profile(rep: SuiteReport, row: ClaimRow) -> str:
+    """The profile column: the profile's name, and "scaled" when a heavy arm trained as its scaled variant."""
+    return _profile_cell(rep.profile) + (", scaled" if scaled_arms(row.claim) else "")
+
+
 def _n(row: ClaimRow) -> str:
     return str(row.decision.n) if row.decision is not None and row.decision.n is not None else "0"
 
@@ -374,7 +384,7 @@ def rich_table(rep: SuiteReport) -> Any:
         style = _STYLE.get(row.verdict, "")
         t.add_row(c.id, _value(c.form), _delta(c), _n(row), _interval(d),
                   f"[{style}]{row.verdict}[/]\n{row.reason}" if style else f"{row.verdict}\n{row.reason}",
-                  _holm(row), _p(getattr(d, "p_a_gt_b", None)), _compute(row.compute), rep.profile)
+                  _holm(row), _p(getattr(d, "p_a_gt_b", None)), _compute(row.compute), _profile(rep, row))
     return t
 
 
@@ -410,7 +420,7 @@ def summary_markdown(rep: SuiteReport) -> str:
         c, d = row.claim, row.decision
         lines.append(f"| {c.id} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
                      f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
-                     f"{_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {_profile_cell(rep.profile)} |")
+                     f"{_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {_profile(rep, row)} |")
     if rep.not_runnable:
         lines += ["", f"Not runnable here ({len(rep.not_runnable)}): "
                   + "; ".join(f"**{c.id}** ({_md_escape(c.reason)})" for c in rep.not_runnable)]
@@ -436,6 +446,9 @@ def _card(rep: SuiteReport, row: ClaimRow, plot: str | None, curves: str | None 
         out[-1] += f" Pinned expectation: {_value(c.expected)}."
     if getattr(c, "note", ""):
         out += ["", f"Note: {_md_escape(c.note)}"]
+    for r in scaled_arms(c):
+        out += ["", f"Scaled: arm `{r.name or r.key[:12]}` is a CPU stand-in for a heavy recipe: "
+                    f"{_md_escape(r.scaled)}; its numbers are not the published recipe's."]
     out += ["", f"Verdict: **{row.verdict}**: {_md_escape(row.reason)}", ""]
     if d is not None:
         out.append(f"Mean difference ({rep.profile} profile) over n = {d.n} seeds: {_interval(d)} pp "

@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
@@ -275,6 +275,20 @@ def off_profile(claim: Claim, profile: str | None, device_has_gpu: bool = False)
 def judge_off_profile(claim: Claim, reason: str) -> Decision:
     """The final INCONCLUSIVE of a claim its profile cannot test here (`off_profile`'s reason): no run is made."""
     return _bare(claim, Verdict.INCONCLUSIVE, reason, final=True)
+
+
+def profile_arms(claim: Claim, profile: str | None, device_has_gpu: bool) -> Claim:
+    """The claim with each arm (parts included) replaced by the recipe `profile` trains for it on this device: a
+    heavy arm's named scaled variant on a CPU under a scaled profile (`Profile.arm`); the claim itself otherwise."""
+    prof = PROFILES.get(profile) if profile is not None else None
+    if prof is None:
+        return claim
+    a = None if claim.a is None else prof.arm(claim.a, device_has_gpu)
+    b = None if claim.b is None else prof.arm(claim.b, device_has_gpu)
+    parts = tuple(profile_arms(p, profile, device_has_gpu) for p in claim.parts)
+    if a is claim.a and b is claim.b and all(x is y for x, y in zip(parts, claim.parts, strict=True)):
+        return claim
+    return replace(claim, a=a, b=b, parts=parts)
 
 
 def next_look(claim: Claim, n_done: int) -> int | None:

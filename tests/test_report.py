@@ -336,3 +336,28 @@ def test_each_card_shows_the_training_curves_of_its_arms(report, tmp_path):
         assert f"![{cid} training curves](plots/{cid}-curves.png)" in md
         assert (out / "plots" / f"{cid}-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "test accuracy after each epoch, per arm" in md
+
+
+def test_a_claim_with_a_scaled_arm_is_marked_scaled_in_its_line_and_card(tmp_path):
+    from dataclasses import replace
+
+    from claims.spec import Claim, Form
+
+    base = fake_recipe("base")
+    small = replace(fake_recipe("resnet-like", 0.05), scaled="the net at a quarter of the width")
+    claims = [Claim(id="S-1", source="Doc 9", quote="The big net wins.", form=Form.SUPERIORITY, a=small, b=base,
+                    delta=0.01),
+              Claim(id="S-2", source="Doc 9", quote="Nothing scaled here.", form=Form.SUPERIORITY,
+                    a=fake_recipe("trick", 0.05), b=base, delta=0.01)]
+    sched = Scheduler(claims, RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), "smoke",
+                      progress=False)
+    sched.run()
+    rep = build_report(sched)
+    lines = {line.split(" | ")[0]: line for line in summary_markdown(rep).splitlines() if line.startswith("| S-")}
+    assert lines["| S-1"].endswith(", scaled |") and lines["| S-2"].endswith("the claim) |")
+    assert "| smoke (" in lines["| S-1"] and "scaled" not in lines["| S-2"]
+    md = report_markdown(rep)
+    card_1, card_2 = md.split("### S-1")[1].split("### S-2")
+    assert "Scaled: arm `fake/resnet-like` is a CPU stand-in for a heavy recipe: the net at a quarter of the width" \
+        in card_1
+    assert "Scaled:" not in card_2

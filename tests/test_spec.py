@@ -580,3 +580,23 @@ def test_arms_identical_on_every_seed_are_flagged_in_the_reason(form):
     d = judge(claim(form), paired([0.0, 0.0, 0.0]), last_look=True)
     assert "same accuracy on every seed" in d.reason
     assert "same accuracy on every seed" not in judge(claim(form), paired(TIGHT_ZERO), last_look=True).reason
+
+
+def test_profile_arms_puts_the_scaled_variants_of_heavy_arms_in_a_claim_on_a_cpu_only():
+    from claims.build import compound, part, superior
+    from claims.spec import profile_arms
+
+    c = compound("K-9", "doc", "q", [part("K-9/a", Form.SUPERIORITY, "jovian/resnet9", "jovian/resnet9-no_bn"),
+                                     part("K-9/b", Form.SUPERIORITY, "pal2021b/residual", "pal2021b/baseline")])
+    cpu = profile_arms(c, "default", device_has_gpu=False)
+    assert [r.name for r in cpu.recipes()] == ["jovian/resnet9@w16", "jovian/resnet9-no_bn@w16", "pal2021b/residual",
+                                               "pal2021b/baseline"]
+    assert off_profile(c, "default") is not None and off_profile(cpu, "default") is None  # now trainable here
+    assert claim_needs_runs(cpu, False, "default") and cpu.id == c.id and cpu.parts[1] is c.parts[1]
+    assert profile_arms(c, "default", device_has_gpu=True) is c  # full size on a GPU
+    assert profile_arms(c, "paper", device_has_gpu=False) is c  # and under the paper profile
+    km = superior("K-8", "doc", "q", "he2016/kmeans", "he2016/naive")
+    assert profile_arms(km, "default", False).a.name == "he2016/kmeans@k400"
+    assert profile_arms(km, "smoke", False) is km  # smoke skips heavy arms on a CPU
+    toy = claim(id="K-7", a=HEAVY)
+    assert profile_arms(toy, "default", False) is toy  # no variant: still a GPU-only claim

@@ -132,7 +132,8 @@ class ClaimSession:
                         self.pilot_error = str(e)
                 self.scheduler = Scheduler(claims, store, executor, profile, max_seeds=self.max_seeds,
                                            device_has_gpu=gpu, progress=True, code_version=version,
-                                           sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d / 100)
+                                           sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d / 100,
+                                           confirm=bool(self.opt("confirm")), alpha_family=FAMILY_ALPHA)
                 self.scheduler.run()
         except (KeyboardInterrupt, pytest.exit.Exception):
             raise
@@ -290,6 +291,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "default: Ray's own search, else a new local instance)")
     g.addoption("--gpus-per-run", type=float, default=None, metavar="F",
                 help="with --executor ray: the share of a GPU each run asks for (0.25: four runs per GPU)")
+    g.addoption("--confirm", action="store_true", default=False,
+                help="SUPPORTED claims that do not clear Holm across the suite keep sampling, within the seed cap, "
+                     "until they clear it or reach the cap; the report says which did (verdicts unchanged)")
     g.addoption("--run-fn", default=None,
                 help="module:function that trains one run (default tricks.train:run; tests use a fake)")
 

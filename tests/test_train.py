@@ -407,7 +407,9 @@ def test_the_scaled_variants_change_only_the_size():
     assert dict(v9.model_kwargs) == {"residual": False, "width": 16}
     assert replace(v9, model_kwargs=r9.model_kwargs, heavy=True).key == r9.key  # nothing else differs
     km, vk = RECIPES["he2016/kmeans@code"], scaled_variant(RECIPES["he2016/kmeans@code"])
-    assert dict(vk.features_kwargs) == {"subtract_mean": False, "n_centroids": 400, "n_patches": 100_000, "iters": 20}
+    assert dict(vk.features_kwargs) == {**dict(km.features_kwargs), "n_centroids": 400, "n_patches": 100_000,
+                                        "iters": 20}
+    assert {"subtract_mean", "mean_image"} <= set(dict(vk.features_kwargs))  # the recipe's own options carry over
     assert replace(vk, features_kwargs=km.features_kwargs).key == km.key
 
 

@@ -1,0 +1,173 @@
+"""Calibration of the verdict engine by simulation: synthetic paired differences through `claims.spec.judge` (and
+`claims.spec.walk`, the same sequential rules on many rows at once, checked against `judge` first), with the design's
+looks and a seed cap, under normal and skewed noise; the reported repeated intervals' coverage; and the suite's
+multiplicity layer (`claims.report.multiplicity`: Holm and Benjamini-Hochberg) under the global null.
+
+Every rate is compared with its target plus three Monte-Carlo standard errors, from a fixed generator, so a run is
+deterministic and a real regression (a rate well above the target) fails.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from claims import stats
+from claims.report import multiplicity
+from claims.spec import SUPPORTED_, Form, Verdict, claim_design, judge, walk
+from tests.test_spec import BASE_ACC, A, B, claim, run
+
+SIGMA = 0.01  # σ_d = 1 pp, as the spec's examples
+DELTA = 0.01
+CAP = 12
+
+
+def _mc(rate: float, sims: int) -> float:
+    """Three Monte-Carlo standard errors of a rate near `rate` over `sims` draws."""
+    return 3 * math.sqrt(rate * (1 - rate) / sims)
+
+
+def _noise(rng: np.random.Generator, sims: int, kind: str) -> np.ndarray:
+    """Mean-zero noise of SD about σ_d: normal, or skewed the way a CNN arm that sometimes trains badly skews d.
+
+    mild: 10 % of seeds lose 3 σ_d (the audit's case); strong: 5 % lose 6 σ_d. Centred so the true mean is exactly 0.
+    """
+    z = SIGMA * rng.standard_normal((sims, CAP))
+    if kind == "normal":
+        return z
+    share, loss = {"mild": (0.10, 3.0), "strong": (0.05, 6.0)}[kind]
+    bad = rng.random((sims, CAP)) < share
+    return z - loss * SIGMA * bad + share * loss * SIGMA
+
+
+# the null boundary of each form: the true difference at which SUPPORTED would be a false verdict
+NULLS = {Form.SUPERIORITY: 0.0, Form.NONINFERIORITY: -DELTA, Form.EQUIVALENCE: DELTA, Form.FEWER_PARAMS: 0.0}
+
+
+def _claim(form: Form, looks: tuple[int, ...] = (3, 5, 8, 12)):
+    if form is Form.ABSOLUTE:
+        return claim(Form.ABSOLUTE, threshold=BASE_ACC, looks=looks)
+    return claim(form, delta=DELTA, looks=looks)
+
+
+def _walk_supported(c, x: np.ndarray, cap: int) -> np.ndarray:
+    """Which rows of paired values `x` the engine SUPPORTS under the looks a seed cap of `cap` allows."""
+    looks = stats.allowed_looks(c.looks, cap)
+    des = claim_design(c, looks, cap, last_look=True)
+    shift = BASE_ACC if c.form is Form.ABSOLUTE else 0.0  # an absolute claim's values are A's accuracies
+    code, _, _ = walk(c, shift + x[:, :cap], None, des, [m for m in des.looks if m <= cap])
+    return code == SUPPORTED_
+
+
+def _results(c, x: np.ndarray) -> dict:
+    """Run results whose A - B (or A, for an absolute claim) per seed is `x` (B at BASE_ACC on every seed)."""
+    params = 900 if c.form is Form.FEWER_PARAMS else 1000
+    if c.form is Form.ABSOLUTE:
+        return {A.key: {s: run(A, s, BASE_ACC + v) for s, v in enumerate(x)}}
+    return {A.key: {s: run(A, s, BASE_ACC + v, params=params) for s, v in enumerate(x)},
+            B.key: {s: run(B, s, BASE_ACC) for s in range(len(x))}}
+
+
+@pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.NONINFERIORITY, Form.EQUIVALENCE, Form.FEWER_PARAMS,
+                                  Form.ABSOLUTE])
+def test_walk_gives_the_verdicts_judge_gives(form):
+    """The vectorised rules the rate tests use are the judge's own: same verdict on every simulated path."""
+    c = _claim(form)
+    rng = np.random.default_rng(1)
+    true = NULLS.get(form, 0.0) + rng.choice([-DELTA, 0.0, DELTA, 2 * DELTA], size=(120, 1))
+    x = true + _noise(rng, 120, "normal")
+    fast = _walk_supported(c, x, CAP)
+    slow = np.array([judge(c, _results(c, row), last_look=True).verdict is Verdict.SUPPORTED for row in x])
+    assert (fast == slow).all() and 0 < slow.sum() < len(slow)  # and both verdicts occur
+
+
+@pytest.mark.parametrize("cap", [12, 5])
+@pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.NONINFERIORITY, Form.EQUIVALENCE, Form.FEWER_PARAMS,
+                                  Form.ABSOLUTE])
+def test_false_support_stays_within_alpha_under_normal_noise_with_the_looks_and_the_cap(form, cap):
+    sims = 20_000
+    c = _claim(form)
+    x = NULLS.get(form, 0.0) + _noise(np.random.default_rng(2 + cap), sims, "normal")
+    rate = _walk_supported(c, x, cap).mean()
+    assert rate <= c.alpha + _mc(c.alpha, sims), rate
+
+
+@pytest.mark.parametrize("cap", [12, 5])
+def test_the_cap_spends_the_whole_alpha_rather_than_a_fraction_of_it(cap):
+    """The per-look levels come from the looks the cap allows: at the null the rate is near α, not far below it."""
+    sims = 20_000
+    c = _claim(Form.SUPERIORITY)
+    rate = _walk_supported(c, _noise(np.random.default_rng(9), sims, "normal"), cap).mean()
+    assert c.alpha - _mc(c.alpha, sims) - 0.01 <= rate
+
+
+def test_false_support_under_mild_skew_is_bounded():
+    """Regression guard on a known weakness: one arm that now and then trains badly (10 % of seeds lose 3 σ_d).
+
+    A paired t over 3-12 seeds cannot see a tail it has not sampled, so the rate is above α (8.7 % measured, the
+    audit's 7-9 %). This test pins it from growing; the next one states the target it does not meet yet."""
+    sims = 20_000
+    c = _claim(Form.SUPERIORITY)
+    rate = _walk_supported(c, _noise(np.random.default_rng(3), sims, "mild"), CAP).mean()
+    assert rate <= 0.10, rate
+
+
+@pytest.mark.xfail(strict=True, reason="known: ~8-9 % false SUPPORTED under mild one-sided skew (issue 12, point 5)")
+def test_false_support_under_mild_skew_is_within_alpha():
+    sims = 20_000
+    c = _claim(Form.SUPERIORITY)
+    rate = _walk_supported(c, _noise(np.random.default_rng(3), sims, "mild"), CAP).mean()
+    assert rate <= c.alpha + _mc(c.alpha, sims), rate
+
+
+@pytest.mark.parametrize("true_d", [0.0, DELTA, 3 * DELTA])
+def test_the_reported_repeated_intervals_cover_the_true_difference_after_sequential_stopping(true_d):
+    sims = 1_000
+    c = _claim(Form.SUPERIORITY)
+    x = true_d + _noise(np.random.default_rng(4), sims, "normal")
+    covered = []
+    for row in x:
+        d = judge(c, _results(c, row), last_look=True)
+        covered.append(d.ci_lower <= true_d <= d.ci_upper)
+    assert np.mean(covered) >= 0.93, np.mean(covered)
+
+
+def _null_family(rng: np.random.Generator, m: int) -> dict[str, SimpleNamespace]:
+    """m superiority claims with no true effect, judged by the engine: their decisions (verdict and sequential p)."""
+    c = _claim(Form.SUPERIORITY)
+    x = _noise(rng, m, "normal")
+    out = {}
+    for i, row in enumerate(x):
+        d = judge(c, _results(c, row), last_look=True)
+        out[f"N-{i}"] = SimpleNamespace(verdict=d.verdict, p_seq=d.p_seq)
+    return out
+
+
+def test_holm_and_bh_keep_their_levels_under_the_global_null():
+    """Families of 10 claims all without an effect: Holm's family-wise error and BH's false-discovery rate (which
+    under the global null is the chance of any discovery) stay at 5 %, and both are tighter than per-claim α."""
+    families, m = 300, 10
+    rng = np.random.default_rng(6)
+    any_holm = any_bh = any_raw = 0
+    for _ in range(families):
+        decisions = _null_family(rng, m)
+        claims = [SimpleNamespace(id=k, restates=None) for k in decisions]
+        mult = multiplicity(claims, decisions, 0.05)
+        any_holm += any(mult.holm.values())
+        any_bh += any(mult.fdr.values())
+        any_raw += any(d.verdict is Verdict.SUPPORTED for d in decisions.values())
+    assert any_holm / families <= 0.05 + _mc(0.05, families)
+    assert any_bh / families <= 0.05 + _mc(0.05, families)
+    assert any_raw / families > 0.15  # without the layer, ten claims at 5 % each find something far more often
+
+
+def test_the_sequential_p_is_uniform_enough_under_the_null_for_holm_to_use():
+    """P(p_seq <= a) <= a at the levels Holm and BH use on a family of 10 to 57 claims."""
+    rng = np.random.default_rng(8)
+    decisions = _null_family(rng, 1_500)
+    p = np.array([d.p_seq for d in decisions.values()])
+    for a in (0.05, 0.01, 0.005, 0.001):
+        assert np.mean(p <= a) <= a + _mc(max(a, 0.002), len(p)), (a, np.mean(p <= a))

@@ -486,7 +486,8 @@ def summary_markdown(rep: SuiteReport) -> str:
         c, d = row.claim, row.decision
         lines.append(f"| {c.id} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
                      f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
-                     f"{_fdr_cell(row)} | {_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {_profile(rep, row)} |")
+                     f"{_fdr_cell(row)} | {_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | "
+                     f"{_profile(rep, row)} |")
     if rep.not_runnable:
         lines += ["", f"Not runnable here ({len(rep.not_runnable)}): "
                   + "; ".join(f"**{c.id}** ({_md_escape(c.reason)})" for c in rep.not_runnable)]

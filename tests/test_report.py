@@ -270,7 +270,8 @@ def test_the_terminal_report_is_a_compact_table_within_100_columns_with_full_ids
     assert table[0].split() == ["claim", "form", "n", "d̄", "[L,", "U]", "pp", "verdict", "Holm", "FDR", "checks"]
     for row in rep.rows:
         (line,) = [ln for ln in table if ln.startswith(row.claim.id + " ")]  # the id in full, one line a claim
-        assert row.verdict in line and line.split()[-2:] == ["—", "pipeline"]  # no FDR field yet: —
+        fdr = "holds" if row.fdr else "—"  # the SUPPORTED R-1 holds at FDR 5 %, the INVALID R-2 is not a discovery
+        assert row.verdict in line and line.split()[-2:] == [fdr, "pipeline"]
     assert "x x x" not in "\n".join(lines) and "report.md" in lines[-1]  # the reasons stay in the files
     counts = lines[1]
     assert counts.startswith("2 judged: ") and "SUPPORTED" in counts and "INVALID" in counts
@@ -287,10 +288,12 @@ def test_the_fdr_column_shows_the_engines_fdr_flag_when_there_is_one(report):
     from claims.report import terminal_table
 
     rep = report[0]
-    rows = [replace(r) for r in rep.rows]
-    rows[0].fdr = True
-    lines = terminal_table(replace(rep, rows=rows))
-    assert lines[2].split()[-2] == "holds" and lines[3].split()[-2] == "—"
+    assert rep.rows[0].verdict == "SUPPORTED" and rep.rows[0].fdr is True  # build_report applied BH
+    for flag, shown in ((True, "holds"), (False, "no"), (None, "—")):
+        rows = [replace(r) for r in rep.rows]
+        rows[0].fdr = flag
+        lines = terminal_table(replace(rep, rows=rows))
+        assert lines[2].split()[-2] == shown and lines[3].split()[-2] == "—"  # the INVALID claim is no discovery
 
 
 def test_every_smoke_line_card_and_headline_says_it_checks_the_pipeline(report, tmp_path):

@@ -270,7 +270,7 @@ def test_the_terminal_report_is_a_compact_table_within_100_columns_with_full_ids
     assert table[0].split() == ["claim", "form", "n", "d̄", "[L,", "U]", "pp", "verdict", "Holm", "FDR", "checks"]
     for row in rep.rows:
         (line,) = [ln for ln in table if ln.startswith(row.claim.id + " ")]  # the id in full, one line a claim
-        fdr = "holds" if row.fdr else "—"  # the SUPPORTED R-1 holds at FDR 5 %, the INVALID R-2 is not a discovery
+        fdr = "holds" if row.fdr else "—"  # the engine's BH flag of each SUPPORTED claim
         assert row.verdict in line and line.split()[-2:] == [fdr, "pipeline"]
     assert "x x x" not in "\n".join(lines) and "report.md" in lines[-1]  # the reasons stay in the files
     counts = lines[1]
@@ -288,12 +288,12 @@ def test_the_fdr_column_shows_the_engines_fdr_flag_when_there_is_one(report):
     from claims.report import terminal_table
 
     rep = report[0]
-    assert rep.rows[0].verdict == "SUPPORTED" and rep.rows[0].fdr is True  # build_report applied BH
+    assert [(r.verdict, r.fdr) for r in rep.rows] == [("SUPPORTED", True)] * 2  # build_report applied BH
     for flag, shown in ((True, "holds"), (False, "no"), (None, "—")):
         rows = [replace(r) for r in rep.rows]
         rows[0].fdr = flag
         lines = terminal_table(replace(rep, rows=rows))
-        assert lines[2].split()[-2] == shown and lines[3].split()[-2] == "—"  # the INVALID claim is no discovery
+        assert lines[2].split()[-2] == shown and lines[3].split()[-2] == "holds"  # R-2 keeps its own flag
 
 
 def test_every_smoke_line_card_and_headline_says_it_checks_the_pipeline(report, tmp_path):

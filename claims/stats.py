@@ -10,7 +10,7 @@ design: the same numbers in every process.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -376,11 +376,15 @@ def seeds_to_decide(form: str, mean: float, sd: float, delta: float, level: floa
     if sd <= 0:
         return 2
 
-    def enough(n: int) -> bool:
-        return max(float(v) for v in decision_power(form, mean, sd, delta, n, level)) >= power
+    return _smallest_n(lambda n: max(float(v) for v in decision_power(form, mean, sd, delta, n, level)) >= power,
+                       budget)
 
+
+def _smallest_n(enough: Callable[[int], bool], budget: int) -> int | None:
+    """The smallest n >= 2 with `enough(n)`, for a condition that stays true once true (power grows with n): double,
+    then bisect; None if even `budget` is not enough."""
     hi = 2
-    while not enough(hi):  # power grows with n: double, then bisect
+    while not enough(hi):
         if hi >= budget:
             return None
         hi = min(2 * hi, budget)
@@ -403,19 +407,7 @@ def seeds_needed(sigma_d: float, delta: float, form: str, looks: Sequence[int] =
     if not 0 < power < 1:
         raise ValueError(f"power must lie in (0, 1), not {power}")
     a = design(looks, alpha, shape).levels[-1]
-    hi = 2
-    while design_power(form, sigma_d, delta, hi, a) < power:  # power grows with n: double, then bisect
-        if hi >= budget:
-            return None
-        hi = min(2 * hi, budget)
-    lo = max(2, hi // 2)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if design_power(form, sigma_d, delta, mid, a) >= power:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+    return _smallest_n(lambda n: design_power(form, sigma_d, delta, n, a) >= power, budget)
 
 
 def predict_underpowered(sigma_d: float, delta: float, form: str, looks: Sequence[int] = DEFAULT_LOOKS,

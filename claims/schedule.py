@@ -72,9 +72,9 @@ class Scheduler:
 
     def __init__(self, claims: Sequence[Any], store: RunStore, executor: Executor, profile: str = "default",
                  seeds: Sequence[int] = DEFAULT_SEEDS, max_seeds: int | None = None, device_has_gpu: bool = False,
-                 progress: bool = True, *, sigma_d_pilot: float | None = None, code_version: str | None = None,
-                 poll_s: float = 2.0, console: Any = None, judge: Callable[..., Any] | None = None,
-                 confirm: bool = False, alpha_family: float = 0.05):
+                 progress: bool = True, *, sigma_d_pilot: float | None = None, pilot_source: str | None = None,
+                 code_version: str | None = None, poll_s: float = 2.0, console: Any = None,
+                 judge: Callable[..., Any] | None = None, confirm: bool = False, alpha_family: float = 0.05):
         ids = [c.id for c in claims]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
@@ -86,6 +86,8 @@ class Scheduler:
         self.seeds = tuple(int(s) for s in seeds)
         self.max_seeds, self.device_has_gpu, self.progress = max_seeds, device_has_gpu, progress
         self.sigma_d_pilot = sigma_d_pilot
+        # the source (recipe-name prefix, e.g. "pal2021b") whose arms the pilot's σ_d speaks for; None: every claim's
+        self.pilot_source = pilot_source
         self.code_version = code_version or CODE_VERSION
         self.poll_s, self.console = poll_s, console
         self.judge = judge  # None: claims.spec.judge (a parameter so that tests can script the verdicts)
@@ -176,7 +178,7 @@ class Scheduler:
                 st.done = True
         if self.sigma_d_pilot is not None:
             for st in self.states.values():
-                if not st.done:
+                if not st.done and self.pilot_speaks_for(st.claim):
                     self._predict(st, judge)
         while True:
             active = [st for st in self.states.values() if not st.done]
@@ -252,6 +254,15 @@ class Scheduler:
             else:
                 self.confirmations[cid] = (f"confirmation sampling reached the seed cap (n = {n0} → {st.n}) without "
                                            "clearing Holm")
+
+    def pilot_speaks_for(self, claim: Any) -> bool:
+        """Whether the pilot's σ_d may predict this claim before any run: only when every arm comes from the pilot
+        recipe's source document (the same net family and data treatment). σ_d belongs to a recipe: on the default
+        profile doc 001's raw-pixel baseline has a run-to-run SD of 3.1 pp where doc 002's nets have 0.1-1.5 pp, so
+        a claim of another document gets its first look and is judged on its own σ_d."""
+        if self.pilot_source is None:
+            return True
+        return all(r.name.split("/", 1)[0] == self.pilot_source for r in claim.recipes())
 
     def _predict(self, st: _ClaimState, judge: Callable[..., Any]) -> None:
         """Ask the judge about a look at zero seeds: a claim predicted underpowered at the pilot's σ_d gets no runs."""

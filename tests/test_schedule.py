@@ -253,6 +253,22 @@ def test_a_claim_predicted_underpowered_by_the_pilot_gets_no_runs(tmp_path, call
     assert all(n > 0 for _, n, _ in judge.calls)
 
 
+def test_the_pilot_predicts_only_the_claims_of_its_own_source_document(tmp_path, call_log):
+    from dataclasses import replace
+
+    base, tiny = fake_recipe("base"), fake_recipe("tiny")
+    foreign = replace(fake_recipe("tiny2"), name="other/tiny2")  # another document's arm: its own noise
+    mixed = _claim("mixed", foreign, base)  # one arm from the pilot's document is not enough
+    claims = [_claim("tiny", tiny, base), mixed]
+    judge = ScriptedJudge({"mixed": 3}, underpowered=frozenset({"tiny", "mixed"}))
+    sched = _scheduler(tmp_path, claims, judge=judge, sigma_d_pilot=2.0, pilot_source="fake")
+    assert sched.pilot_speaks_for(claims[0]) and not sched.pilot_speaks_for(mixed)
+    decisions = sched.run()
+    assert decisions["tiny"].n == 0 and decisions["tiny"].seeds_needed == 40  # predicted, no runs
+    assert ("mixed", 0, False) not in judge.calls and decisions["mixed"].n == 3  # judged on its own runs
+    assert any(k == foreign.key for k, _ in _calls(call_log))
+
+
 def test_a_failed_run_is_an_error_for_the_claims_that_need_it_only(tmp_path, call_log):
     base = fake_recipe("base")
     broken, fine = fake_recipe("broken", fail_seeds=(1,)), fake_recipe("fine")

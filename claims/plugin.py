@@ -103,6 +103,7 @@ class ClaimSession:
         from claims.schedule import LocalExecutor, PilotError, Scheduler, pilot
         from claims.spec import claim_needs_runs, profile_arms
         from claims.store import RunStore, StoreError
+        from tricks.recipes import recipe_source
 
         capman = self.config.pluginmanager.getplugin("capturemanager")
         try:
@@ -133,7 +134,7 @@ class ClaimSession:
                 self.scheduler = Scheduler(claims, store, executor, profile, max_seeds=self.max_seeds,
                                            device_has_gpu=gpu, progress=True, code_version=version,
                                            sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d / 100,
-                                           pilot_source=_source_of(self.pilot.recipe_name) if self.pilot else None,
+                                           pilot_source=recipe_source(self.pilot.recipe_name) if self.pilot else None,
                                            confirm=bool(self.opt("confirm")), alpha_family=FAMILY_ALPHA)
                 self.scheduler.run()
         except (KeyboardInterrupt, pytest.exit.Exception):
@@ -230,11 +231,6 @@ def _data_version(source: str | None) -> str:
         return run_version(load_cifar10(source).digest)
     except DataError as e:
         pytest.exit(f"claims: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
-
-
-def _source_of(recipe_name: str | None) -> str | None:
-    """The source document of a recipe name ("pal2021b/baseline" -> "pal2021b"); None for a nameless recipe."""
-    return recipe_name.split("/", 1)[0] if recipe_name else None
 
 
 def _pilot_recipe(claims: list[Any]) -> Any:

@@ -262,7 +262,9 @@ class Scheduler:
         a claim of another document gets its first look and is judged on its own σ_d."""
         if self.pilot_source is None:
             return True
-        return all(r.name.split("/", 1)[0] == self.pilot_source for r in claim.recipes())
+        from tricks.recipes import recipe_source
+
+        return all(recipe_source(r.name) == self.pilot_source for r in claim.recipes())
 
     def _predict(self, st: _ClaimState, judge: Callable[..., Any]) -> None:
         """Ask the judge about a look at zero seeds: a claim predicted underpowered at the pilot's σ_d gets no runs."""

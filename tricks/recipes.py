@@ -30,6 +30,12 @@ def _add(name: str, recipe: Recipe, description: str) -> Recipe:
     return r
 
 
+def recipe_source(name: str | None) -> str | None:
+    """The source document of a recipe name, its part before the "/" ("pal2021b/baseline" -> "pal2021b"); None for a
+    nameless recipe."""
+    return name.split("/", 1)[0] if name else None
+
+
 def get_recipe(name: str) -> Recipe:
     """The named recipe; an unknown name raises ValueError suggesting the closest names."""
     from tricks.registry import suggestions

@@ -372,7 +372,17 @@ def claim_design(claim: Claim, looks: Sequence[int] | None = None, n: int | None
     lk = stats.validate_looks(claim.looks if looks is None else looks)
     if last_look and n is not None and 2 <= n < lk[-1]:
         lk = stats.allowed_looks(lk, n)
-    return stats.design(lk, claim.alpha)
+    return stats.design(lk, design_alpha(claim))
+
+
+def design_alpha(claim: Claim) -> float:
+    """The one-sided α a claim's sequential design spends: its own α times `stats.SKEW_GUARD` (see there)."""
+    return claim.alpha * stats.SKEW_GUARD
+
+
+def reported_p(p_design: float) -> float:
+    """A sequential p on the claim's own α scale: p of the design / SKEW_GUARD, so SUPPORTED iff it is <= α."""
+    return min(1.0, p_design / stats.SKEW_GUARD)
 
 
 def _bare(claim: Claim, verdict: Verdict, reason: str, *, n: int = 0, final: bool,
@@ -594,7 +604,7 @@ def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot
     code, at, p = walk(claim, x, wall, des, examined)
     j = int(at[0])
     seen = len(examined) if confirm else j + 1  # the looks the sequential p reads
-    p_seq = stats.sequential_p(list(p[0, :seen]), des.looks)
+    p_seq = reported_p(stats.sequential_p(list(p[0, :seen]), des.looks, des.shape))
     verdict = {SUPPORTED_: Verdict.SUPPORTED, REFUTED_: Verdict.REFUTED}.get(int(code[0]), Verdict.INCONCLUSIVE)
     return _decide(claim, x, wall, des, examined[j], verdict, last_look, params, p_seq=p_seq,
                    underpowered=int(code[0]) == UNDERPOWERED)
@@ -611,7 +621,7 @@ def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params:
     """
     if sigma_d_pilot is None or claim.form is not Form.EQUIVALENCE:
         return _bare(claim, Verdict.INCONCLUSIVE, "no runs yet", final=last_look, looks=des.looks, **params)
-    need = stats.seeds_needed(sigma_d_pilot, claim.delta, claim.form.value, des.looks, claim.alpha,
+    need = stats.seeds_needed(sigma_d_pilot, claim.delta, claim.form.value, des.looks, des.alpha,
                               budget=SEED_SEARCH_BUDGET)
     budget = max(des.looks)
     need_text = f"~{need}" if need is not None else f"more than {SEED_SEARCH_BUDGET:,}"

@@ -17,7 +17,7 @@ import pytest
 
 from claims import stats
 from claims.report import multiplicity
-from claims.spec import SUPPORTED_, Form, Verdict, claim_design, judge, walk
+from claims.spec import SUPPORTED_, Form, Verdict, claim_design, design_alpha, judge, walk
 from tests.test_spec import BASE_ACC, A, B, claim, run
 
 SIGMA = 0.01  # σ_d = 1 pp, as the spec's examples
@@ -96,31 +96,35 @@ def test_false_support_stays_within_alpha_under_normal_noise_with_the_looks_and_
 
 
 @pytest.mark.parametrize("cap", [12, 5])
-def test_the_cap_spends_the_whole_alpha_rather_than_a_fraction_of_it(cap):
-    """The per-look levels come from the looks the cap allows: at the null the rate is near α, not far below it."""
+def test_the_cap_spends_the_whole_design_alpha_rather_than_a_fraction_of_it(cap):
+    """The per-look levels come from the looks the cap allows: at the null the rate is near the design's α (the
+    claim's α times the skew guard), not far below it."""
     sims = 20_000
     c = _claim(Form.SUPERIORITY)
+    a = design_alpha(c)
     rate = _walk_supported(c, _noise(np.random.default_rng(9), sims, "normal"), cap).mean()
-    assert c.alpha - _mc(c.alpha, sims) - 0.01 <= rate
+    assert a - _mc(a, sims) - 0.005 <= rate <= a + _mc(a, sims), rate
 
 
-def test_false_support_under_mild_skew_is_bounded():
-    """Regression guard on a known weakness: one arm that now and then trains badly (10 % of seeds lose 3 σ_d).
-
-    A paired t over 3-12 seeds cannot see a tail it has not sampled, so the rate is above α (8.7 % measured, the
-    audit's 7-9 %). This test pins it from growing; the next one states the target it does not meet yet."""
+@pytest.mark.parametrize("cap", [12, 5])
+@pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.NONINFERIORITY, Form.EQUIVALENCE, Form.FEWER_PARAMS])
+def test_false_support_stays_within_alpha_under_mild_skew(form, cap):
+    """One arm that now and then trains badly (10 % of seeds lose 3 σ_d; skewness of d about -0.8, the range the
+    profile study measured on real runs): a design at α gave 8.4 % here; the skew guard's α / 2 brings it to α."""
     sims = 20_000
-    c = _claim(Form.SUPERIORITY)
-    rate = _walk_supported(c, _noise(np.random.default_rng(3), sims, "mild"), CAP).mean()
-    assert rate <= 0.10, rate
-
-
-@pytest.mark.xfail(strict=True, reason="known: ~8-9 % false SUPPORTED under mild one-sided skew (issue 12, point 5)")
-def test_false_support_under_mild_skew_is_within_alpha():
-    sims = 20_000
-    c = _claim(Form.SUPERIORITY)
-    rate = _walk_supported(c, _noise(np.random.default_rng(3), sims, "mild"), CAP).mean()
+    c = _claim(form)
+    x = NULLS.get(form, 0.0) + _noise(np.random.default_rng(3), sims, "mild")
+    rate = _walk_supported(c, x, cap).mean()
     assert rate <= c.alpha + _mc(c.alpha, sims), rate
+
+
+def test_false_support_under_strong_skew_is_bounded():
+    """Regression guard on what no data rule over 12 seeds can fix: 5 % of seeds lose 6 σ_d (skewness about -2.1).
+    Measured 8.0 % with the guard (13 % at a design of α); pinned from growing."""
+    sims = 20_000
+    c = _claim(Form.SUPERIORITY)
+    rate = _walk_supported(c, _noise(np.random.default_rng(3), sims, "strong"), CAP).mean()
+    assert rate <= 0.09, rate
 
 
 @pytest.mark.parametrize("true_d", [0.0, DELTA, 3 * DELTA])

@@ -20,7 +20,9 @@ from claims.spec import (
     Form,
     Metric,
     Verdict,
+    claim_design,
     claim_needs_runs,
+    design_alpha,
     judge,
     judge_off_profile,
     margin_ok,
@@ -83,7 +85,7 @@ def test_each_form_reaches_its_verdict(form, d, verdict, phrase):
     dec = judge(claim(form), paired(d), last_look=False)
     assert dec.verdict is verdict and dec.final
     assert phrase in dec.reason
-    level = stats.design((3, 5, 8, 12), 0.05).level(dec.n)  # O'Brien-Fleming-type: ≈ 0.0003 at 3 seeds
+    level = claim_design(claim(form)).level(dec.n)  # Wang-Tsiatis 0.25 at α / 2: ≈ 0.0013 at 3 seeds
     mean, lower, upper = stats.paired_bounds(d[:dec.n], level)
     assert (dec.mean, dec.lower, dec.upper) == pytest.approx((mean, lower, upper))
     assert dec.alpha_look == level
@@ -104,7 +106,7 @@ def test_an_interval_that_straddles_the_margin_is_inconclusive_until_the_budget_
     assert f"needs ~{end.seeds_needed} seeds at the observed d̄ = +0.50 pp, σ_d = 3.13 pp" in end.reason
     capped = judge(claim(form), paired(WIDE[:3]), last_look=True)
     assert capped.final and capped.reason.startswith("budget exhausted at n = 3 (seed cap)")
-    assert capped.looks == (3,) and capped.alpha_look == 0.05  # the cap's one look gets the whole α
+    assert capped.looks == (3,) and capped.alpha_look == design_alpha(claim(form))  # the cap's one look gets the whole design α
 
 
 @pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.EQUIVALENCE])
@@ -128,7 +130,7 @@ def test_seeds_needed_reads_the_observed_difference_not_a_true_difference_of_zer
     straddle = judge(claim(delta=0.015), paired([0.0 + 0.02 * z for z in (1.0, -1.0, 0.5, -0.5, 0.0)]),
                      last_look=True, looks=(5,))
     at_zero = stats.seeds_to_decide("superiority", 0.0, float(np.std([0.02, -0.02, 0.01, -0.01, 0.0], ddof=1)),
-                                    0.015, stats.design((5,)).levels[-1])
+                                    0.015, claim_design(claim(), (5,)).levels[-1])
     assert straddle.seeds_needed == at_zero
 
 
@@ -183,8 +185,8 @@ def _absolute(accs, walls=None):
     ([0.92, 0.9201, 0.9199], None, None, Verdict.SUPPORTED, "> threshold 90.00 %"),
     ([0.85, 0.8501, 0.8499], None, None, Verdict.REFUTED, "< threshold 90.00 %"),
     ([0.95, 0.86, 0.93], None, None, Verdict.INCONCLUSIVE, "around the threshold 90.00 %"),
-    ([0.92, 0.9201, 0.9199], [250.0, 250.1, 249.9], 300.0, Verdict.SUPPORTED, "wall time U = 253 s < 300 s"),
-    ([0.92, 0.9201, 0.9199], [400.0, 400.1, 399.9], 300.0, Verdict.REFUTED, "wall time L = 397 s > limit 300 s"),
+    ([0.92, 0.9201, 0.9199], [250.0, 250.1, 249.9], 300.0, Verdict.SUPPORTED, "wall time U = 251 s < 300 s"),
+    ([0.92, 0.9201, 0.9199], [400.0, 400.1, 399.9], 300.0, Verdict.REFUTED, "wall time L = 399 s > limit 300 s"),
 ])
 def test_an_absolute_claim_compares_the_mean_with_its_threshold_and_time_limit(accs, walls, limit, verdict, phrase):
     c = claim(Form.ABSOLUTE, time_limit_s=limit)
@@ -222,7 +224,8 @@ def test_a_compound_claim_is_an_intersection_union_of_its_parts():
     assert both.p_seq == max(d.p_seq for d in both.parts) and both.n == 3
     one_refuted = judge(_compound(p1, p2), _two_arms([0.05, 0.051, 0.049], TIGHT_ZERO), last_look=False)
     assert one_refuted.verdict is Verdict.REFUTED and one_refuted.reason.startswith("part K-2 is refuted")
-    open_part = judge(_compound(p1, p2), _two_arms([0.05, 0.051, 0.049, 0.05, 0.05], WIDE[:5]), last_look=False)
+    open_part = judge(_compound(p1, p2), _two_arms([0.05, 0.051, 0.049, 0.05, 0.05],
+                                                          [0.03, 0.0, 0.015, 0.025, 0.005]), last_look=False)
     assert open_part.verdict is Verdict.INCONCLUSIVE and not open_part.final
     assert open_part.reason.startswith("1 of 2 parts undecided: K-2")
     assert open_part.parts[0].verdict is Verdict.SUPPORTED and open_part.parts[0].n == 3  # decided at its first look
@@ -367,13 +370,13 @@ def test_the_pilot_sigma_predicts_claims_the_budget_cannot_resolve():
     empty = {A.key: {}, B.key: {}}
     under = judge(c, empty, last_look=False, sigma_d_pilot=0.02)
     assert under.verdict is Verdict.INCONCLUSIVE and under.final and under.n == 0
-    assert under.seeds_needed == stats.seeds_needed(0.02, 0.01, "equivalence") > 12
+    assert under.seeds_needed == stats.seeds_needed(0.02, 0.01, "equivalence", alpha=design_alpha(c)) > 12
     assert under.reason.startswith(f"predicted underpowered: needs ~{under.seeds_needed} seeds at σ_d = 2.00 pp")
     fine = judge(c, empty, last_look=False, sigma_d_pilot=0.004)
     assert fine.verdict is Verdict.INCONCLUSIVE and not fine.final
     assert not judge(c, empty, last_look=False).final  # no pilot: no prediction
     compound = _compound(claim(Form.EQUIVALENCE, id="K-1"), claim(Form.EQUIVALENCE, id="K-2", b=C, delta=0.02))
-    assert not judge(compound, {}, last_look=False, sigma_d_pilot=0.01).final  # K-1 needs 14, K-2 (Δ 2 pp) 6
+    assert not judge(compound, {}, last_look=False, sigma_d_pilot=0.008).final  # K-1 needs 10, K-2 (Δ 2 pp) 5
     assert judge(compound, {}, last_look=False, sigma_d_pilot=0.05).final  # neither part can
     # superiority (and non-inferiority) are never predicted: a large true effect decides them at any σ_d
     for form in (Form.SUPERIORITY, Form.NONINFERIORITY, Form.FEWER_PARAMS):
@@ -478,13 +481,13 @@ def test_an_equivalence_claim_with_an_offset_is_refuted_when_the_differences_are
 
 
 def test_an_offset_shifts_the_other_paired_forms_too():
-    # "A beats B by more than 3 points": d = +5 pp supports it, d = +3.2 pp (a gain, but not beyond the offset) does not
+    # "A beats B by more than 3 points": d = +5 pp supports it, d = +3.0 pp (a gain, but not beyond the offset) does not
     sup = judge(claim(offset=0.03), paired([0.05, 0.0501, 0.0499]), last_look=False)
     assert sup.verdict is Verdict.SUPPORTED and "> 0 for d − 3.00 pp at n = 3" in sup.reason
     assert sup.mean == pytest.approx(0.05)  # d̄ itself, not d̄ - offset
-    ref = judge(claim(offset=0.03), paired([0.0320, 0.0319, 0.0321]), last_look=False)
+    ref = judge(claim(offset=0.03), paired([0.0300, 0.0299, 0.0301]), last_look=False)
     assert ref.verdict is Verdict.REFUTED and "for d − 3.00 pp" in ref.reason
-    assert judge(claim(), paired([0.0320, 0.0319, 0.0321]), last_look=False).verdict is Verdict.SUPPORTED
+    assert judge(claim(), paired([0.0300, 0.0299, 0.0301]), last_look=False).verdict is Verdict.SUPPORTED
     # a negative offset: "A loses at most 5 points" as non-inferiority of d + 5 pp
     ni = judge(claim(Form.NONINFERIORITY, offset=-0.05), paired([-0.04, -0.0401, -0.0399]), last_look=False)
     assert ni.verdict is Verdict.SUPPORTED and ni.reason.endswith("for d − -5.00 pp at n = 3")

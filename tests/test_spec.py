@@ -106,7 +106,7 @@ def test_an_interval_that_straddles_the_margin_is_inconclusive_until_the_budget_
     assert f"needs ~{end.seeds_needed} seeds at the observed d̄ = +0.50 pp, σ_d = 3.13 pp" in end.reason
     capped = judge(claim(form), paired(WIDE[:3]), last_look=True)
     assert capped.final and capped.reason.startswith("budget exhausted at n = 3 (seed cap)")
-    assert capped.looks == (3,) and capped.alpha_look == design_alpha(claim(form))  # the cap's one look gets the whole design α
+    assert capped.looks == (3,) and capped.alpha_look == design_alpha(claim(form))  # the whole design α
 
 
 @pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.EQUIVALENCE])

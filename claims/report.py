@@ -52,6 +52,10 @@ class ClaimRow:
     results: dict[str, dict[int, RunResult]]  # recipe key -> seed -> run
     compute: Compute
     holm: bool | None = None  # still SUPPORTED after Holm across the suite; None when not in the Holm family
+    fdr: bool | None = None  # SUPPORTED and rejected by Benjamini-Hochberg at the family's FDR; None: not in the family
+    q: float | None = None  # its hypothesis's BH q-value (the smallest FDR at which it would be rejected)
+    hypothesis: str | None = None  # the family member it counts as: its own id, or the id of the claim it restates
+    confirmation: str | None = None  # under --confirm: what confirmation sampling did for this SUPPORTED claim
 
     @property
     def verdict(self) -> str:
@@ -91,9 +95,23 @@ class SuiteReport:
         return sorted({tuple(r.claim.looks) for r in self.rows})
 
     @property
+    def family(self) -> list[str]:
+        """The distinct hypotheses of the multiplicity family: claims that trained, a restated claim counted once."""
+        return list(dict.fromkeys(r.hypothesis for r in self.rows if r.hypothesis is not None))
+
+    def _holding(self, flag: str) -> int:
+        return len({r.hypothesis for r in self.rows if r.hypothesis is not None and getattr(r, flag)})
+
+    @property
     def holding(self) -> int:
-        """Claims SUPPORTED that stay so after Holm."""
-        return sum(bool(r.holm) for r in self.rows)
+        """Hypotheses of the family SUPPORTED that stay so after Holm (family-wise level `alpha_family`)."""
+        return self._holding("holm")
+
+    @property
+    def holding_fdr(self) -> int:
+        """Hypotheses of the family SUPPORTED that stay so under Benjamini-Hochberg (false-discovery rate
+        `alpha_family`)."""
+        return self._holding("fdr")
 
 
 # ------------------------------------------------------------------------------------------------ building
@@ -111,17 +129,59 @@ def spec_hash(claims: Sequence[Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def holm_status(decisions: Mapping[str, Any], alpha: float) -> dict[str, bool]:
-    """Holm over the claims' sequential p-values: True where a SUPPORTED claim still holds at family level `alpha`."""
-    from claims.stats import holm
+@dataclass
+class Multiplicity:
+    """Holm and Benjamini-Hochberg over the family of hypotheses that trained, mapped back to the claims."""
 
-    pvalues = {cid: float(d.p_seq) for cid, d in decisions.items()
-               if getattr(d, "p_seq", None) is not None and not math.isnan(float(d.p_seq))}
-    if not pvalues:
-        return {}
-    rejected = holm(pvalues, alpha)
-    return {cid: bool(rejected.get(cid, False)) and _value(decisions[cid].verdict) == "SUPPORTED"
-            for cid in pvalues}
+    hypothesis: dict[str, str]  # claim id -> the hypothesis it counts as (its own id, or the id it restates)
+    p: dict[str, float]  # hypothesis -> its sequential p-value
+    holm: dict[str, bool]  # claim id -> SUPPORTED and rejected by Holm at the family-wise level
+    fdr: dict[str, bool]  # claim id -> SUPPORTED and rejected by BH at the false-discovery rate
+    q: dict[str, float]  # claim id -> its hypothesis's BH q-value
+
+
+def multiplicity(claims: Sequence[Any], decisions: Mapping[str, Any], alpha: float) -> Multiplicity:
+    """The suite's multiplicity layer over the sequential p-values of the claims that trained.
+
+    A claim with no decision or no finite sequential p (never run, not runnable here, needs a GPU) is not in the
+    family. A claim that restates another (`Claim.restates`) is the same hypothesis: the family holds it once, with
+    the restated claim's p when that claim trained (else its own), and both claims share its outcome. Each claim's
+    flag is True only where its own verdict is SUPPORTED and its hypothesis is rejected: a REFUTED claim with a small
+    p of its support test cannot "hold"."""
+    from claims.stats import bh_qvalues, holm
+
+    def p_of(cid: str) -> float | None:
+        d = decisions.get(cid)
+        p = getattr(d, "p_seq", None)
+        return None if p is None or math.isnan(float(p)) else float(p)
+
+    hyp: dict[str, str] = {}
+    pvals: dict[str, float] = {}
+    by_id = {c.id: c for c in claims}
+    for c in claims:
+        if p_of(c.id) is None:
+            continue
+        h = getattr(c, "restates", None) or c.id
+        h = h if h in by_id else c.id
+        hyp[c.id] = h
+        own = p_of(h)
+        pvals[h] = own if own is not None else pvals.get(h, p_of(c.id))
+    rejected_holm = holm(pvals, alpha) if pvals else {}
+    q = bh_qvalues(pvals) if pvals else {}
+
+    def supported(cid: str) -> bool:
+        return _value(decisions[cid].verdict) == "SUPPORTED"
+
+    return Multiplicity(hyp, pvals, {c: bool(rejected_holm[h]) and supported(c) for c, h in hyp.items()},
+                        {c: q[h] <= alpha and supported(c) for c, h in hyp.items()}, {c: q[h] for c, h in hyp.items()})
+
+
+def holm_status(decisions: Mapping[str, Any], alpha: float) -> dict[str, bool]:
+    """Holm over the claims' sequential p-values: True where a SUPPORTED claim still holds at family level `alpha`
+    (every decision its own hypothesis; `multiplicity` merges restated claims)."""
+    from types import SimpleNamespace
+
+    return multiplicity([SimpleNamespace(id=cid) for cid in decisions], decisions, alpha).holm
 
 
 def _distinct(values: Sequence[Any]) -> str:
@@ -135,10 +195,12 @@ def build_report(scheduler: Scheduler, *, pilot: PilotResult | None = None, alph
     from tricks.train import device_name, versions
 
     decisions = scheduler.decisions
-    holm = holm_status(decisions, alpha_family)
+    mult = multiplicity(scheduler.claims, decisions, alpha_family)
     compute = scheduler.compute()
     rows = [ClaimRow(c, decisions.get(c.id), scheduler.errors.get(c.id), scheduler.results_for(c.id),
-                     compute.get(c.id, Compute()), holm.get(c.id)) for c in scheduler.claims]
+                     compute.get(c.id, Compute()), mult.holm.get(c.id), mult.fdr.get(c.id), mult.q.get(c.id),
+                     mult.hypothesis.get(c.id), getattr(scheduler, "confirmations", {}).get(c.id))
+            for c in scheduler.claims]
     runs = [r for row in rows for by_seed in row.results.values() for r in by_seed.values()]
     vers: dict[str, str] = {}
     for r in runs:
@@ -240,6 +302,16 @@ def _metric(c: Any) -> str:
     return m.label() if hasattr(m, "label") else str(m or "final_acc")
 
 
+def scaled_arms(claim: Any) -> list[Any]:
+    """The claim's arms that are scaled variants of heavy recipes (a CPU's stand-ins for ResNet9, K-means)."""
+    return [r for r in claim.recipes() if getattr(r, "scaled", "")]
+
+
+def _profile(rep: SuiteReport, row: ClaimRow) -> str:
+    """The profile column: the profile's name, and "scaled" when a heavy arm trained as its scaled variant."""
+    return _profile_cell(rep.profile) + (", scaled" if scaled_arms(row.claim) else "")
+
+
 def _n(row: ClaimRow) -> str:
     return str(row.decision.n) if row.decision is not None and row.decision.n is not None else "0"
 
@@ -256,18 +328,22 @@ def pipeline_note(profile: str) -> str:
 
 def headline(rep: SuiteReport) -> str:
     """The suite's one-line result (the terminal's first line, the summary caption, the rich title)."""
-    text = f"{rep.holding} of {len(rep.rows)} claims hold after Holm (family α {rep.alpha_family})"
+    m, rate = len(rep.family), f"{100 * rep.alpha_family:g} %"
+    text = (f"{rep.holding_fdr} of {m} claims hold at FDR {rate} ({rep.holding} after Holm)" if m
+            else f"no claim trained: 0 of 0 claims hold at FDR {rate}")
     return f"{text} — {pipeline_note(rep.profile)}s" if pipeline_only(rep.profile) else text
 
 
 def _fdr(row: ClaimRow) -> str:
     """The FDR column: the row's or its decision's `fdr` flag when the engine gives one, else —."""
-    value = getattr(row, "fdr", None)
-    if value is None and row.decision is not None:
-        value = getattr(row.decision, "fdr", None)
-    if value is None:
+    if row.fdr is None:
         return "—"
-    return "holds" if value else "no"
+    return "holds" if row.fdr else ("no" if row.verdict == "SUPPORTED" else "—")
+
+
+def _fdr_cell(row: ClaimRow) -> str:
+    """The summary's FDR cell: holds / no / — and the hypothesis's BH q-value where it is in the family."""
+    return _fdr(row) if row.q is None else f"{_fdr(row)} (q {row.q:.2g})"
 
 
 def counts_line(rep: SuiteReport) -> str:
@@ -374,7 +450,7 @@ def rich_table(rep: SuiteReport) -> Any:
         style = _STYLE.get(row.verdict, "")
         t.add_row(c.id, _value(c.form), _delta(c), _n(row), _interval(d),
                   f"[{style}]{row.verdict}[/]\n{row.reason}" if style else f"{row.verdict}\n{row.reason}",
-                  _holm(row), _p(getattr(d, "p_a_gt_b", None)), _compute(row.compute), rep.profile)
+                  _holm(row), _p(getattr(d, "p_a_gt_b", None)), _compute(row.compute), _profile(rep, row))
     return t
 
 
@@ -403,14 +479,15 @@ def summary_markdown(rep: SuiteReport) -> str:
         f"claim-spec hash `{rep.spec_hash}`: **{headline(rep)}**. Accuracies are from the {rep.profile} profile, "
         f"not the published recipes.",
         "",
-        "| claim | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | P(A>B) | compute | profile |",
-        "| --- | --- | ---: | ---: | --- | --- | --- | ---: | --- | --- |",
+        "| claim | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | FDR (BH q) | P(A>B) | compute | profile |",
+        "| --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | --- | --- |",
     ]
     for row in rep.rows:
         c, d = row.claim, row.decision
         lines.append(f"| {c.id} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
                      f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
-                     f"{_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | {_profile_cell(rep.profile)} |")
+                     f"{_fdr_cell(row)} | {_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | "
+                     f"{_profile(rep, row)} |")
     if rep.not_runnable:
         lines += ["", f"Not runnable here ({len(rep.not_runnable)}): "
                   + "; ".join(f"**{c.id}** ({_md_escape(c.reason)})" for c in rep.not_runnable)]
@@ -436,7 +513,17 @@ def _card(rep: SuiteReport, row: ClaimRow, plot: str | None, curves: str | None 
         out[-1] += f" Pinned expectation: {_value(c.expected)}."
     if getattr(c, "note", ""):
         out += ["", f"Note: {_md_escape(c.note)}"]
+    for r in scaled_arms(c):
+        out += ["", f"Scaled: arm `{r.name or r.key[:12]}` is a CPU stand-in for a heavy recipe: "
+                    f"{_md_escape(r.scaled)}; its numbers are not the published recipe's."]
     out += ["", f"Verdict: **{row.verdict}**: {_md_escape(row.reason)}", ""]
+    if row.hypothesis is not None:
+        same = f" (one hypothesis with {row.hypothesis}, which it restates)" if row.hypothesis != c.id else ""
+        out += [f"Multiplicity{same}: BH q = {row.q:.3g}, {'holds' if row.fdr else 'does not hold'} at FDR "
+                f"{100 * rep.alpha_family:g} %; {'holds' if row.holm else 'does not hold'} after Holm (family-wise "
+                f"α {rep.alpha_family}).", ""]
+    if row.confirmation:
+        out += [f"Confirmation (--confirm): {_md_escape(row.confirmation)}.", ""]
     if d is not None:
         out.append(f"Mean difference ({rep.profile} profile) over n = {d.n} seeds: {_interval(d)} pp "
                    f"(one-sided bounds at the look's α′ = {_fmt(getattr(d, 'alpha_look', None), 4)}); "
@@ -575,7 +662,8 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
             "per_seed": per_seed_json(c, row.results) if c.a is not None else [],
             "verdict": row.verdict, "reason": row.reason, "error": row.error,
             "pipeline_only": pipeline_only(rep.profile),
-            "decision": None if d is None else decision_json(d, c), "holm": row.holm, "compute": row.compute.to_dict(),
+            "decision": None if d is None else decision_json(d, c), "holm": row.holm, "fdr": row.fdr, "q_value": row.q,
+            "hypothesis": row.hypothesis, "confirmation": row.confirmation, "compute": row.compute.to_dict(),
             "arms": arms,
         })
     prof = PROFILES.get(rep.profile)
@@ -587,7 +675,8 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
         "max_seeds": rep.max_seeds, "alpha_family": rep.alpha_family, "code_version": rep.code_version,
         "versions": rep.versions, "device": rep.device, "threads": rep.threads, "dataset": rep.dataset,
         "pilot": None if rep.pilot is None else pilot_json(rep.pilot), "total_compute": rep.total.to_dict(),
-        "wall_s": rep.wall_s, "holding": rep.holding, "warnings": rep.warnings, "claims": claims,
+        "wall_s": rep.wall_s, "holding": rep.holding, "holding_fdr": rep.holding_fdr,
+        "family": rep.family, "warnings": rep.warnings, "claims": claims,
         "not_runnable": [{"id": c.id, "source": c.source, "quote": c.quote, "reason": c.reason}
                          for c in rep.not_runnable],
     })

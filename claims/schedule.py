@@ -73,8 +73,8 @@ class Scheduler:
     def __init__(self, claims: Sequence[Any], store: RunStore, executor: Executor, profile: str = "default",
                  seeds: Sequence[int] = DEFAULT_SEEDS, max_seeds: int | None = None, device_has_gpu: bool = False,
                  progress: bool = True, *, sigma_d_pilot: float | None = None, pilot_source: str | None = None,
-                 code_version: str | None = None,
-                 poll_s: float = 2.0, console: Any = None, judge: Callable[..., Any] | None = None):
+                 code_version: str | None = None, poll_s: float = 2.0, console: Any = None,
+                 judge: Callable[..., Any] | None = None, confirm: bool = False, alpha_family: float = 0.05):
         ids = [c.id for c in claims]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
@@ -91,6 +91,8 @@ class Scheduler:
         self.code_version = code_version or CODE_VERSION
         self.poll_s, self.console = poll_s, console
         self.judge = judge  # None: claims.spec.judge (a parameter so that tests can script the verdicts)
+        self.confirm, self.alpha_family = confirm, alpha_family  # --confirm: SUPPORTED claims sample on to clear Holm
+        self.confirmations: dict[str, str] = {}  # claim id -> what confirmation sampling did (only under confirm)
         self.states = {c.id: _ClaimState(c, capped_looks(c.looks, max_seeds, len(self.seeds))) for c in claims}
         self.results: dict[tuple[str, int], RunResult] = {}
         self.failures: dict[tuple[str, int], RunFailure] = {}
@@ -183,15 +185,75 @@ class Scheduler:
             if not active:
                 break
             self.rounds += 1
-            wants: dict[tuple[str, int], Job] = {}
-            for st in active:
-                for r, s in self.pairs_for(st.claim, st.looks[st.i]):
-                    wants.setdefault((r.key, s), Job(r, s, self.profile))
-            self.ensure_runs(wants.values(), label=f"round {self.rounds}")
+            self.ensure_runs(self._round_jobs(active), label=f"round {self.rounds}")
             for st in active:
                 self._judge(st, judge)
+        if self.confirm:
+            self._confirm(judge)
         self.wall_s = time.perf_counter() - t0
         return self.decisions
+
+    def _round_jobs(self, active: Sequence[_ClaimState]) -> list[Job]:
+        """The runs a round needs, closest-to-a-decision claims first: a claim whose last look predicted fewer extra
+        seeds comes before one that needs many (never judged: in between, by its look), so an interrupted or
+        time-limited suite has spent its compute where it decides claims. Shared runs keep their first place."""
+        def distance(st: _ClaimState) -> float:
+            d = st.decision
+            need = getattr(d, "seeds_needed", None) if d is not None else None
+            return float(need - st.n) if need is not None else float(st.looks[st.i])
+
+        wants: dict[tuple[str, int], Job] = {}
+        for st in sorted(active, key=distance):
+            for r, s in self.pairs_for(st.claim, st.looks[st.i]):
+                wants.setdefault((r.key, s), Job(r, s, self.profile))
+        return list(wants.values())
+
+    def _confirm(self, judge: Callable[..., Any]) -> None:
+        """--confirm: SUPPORTED claims that do not clear Holm across the suite take their next looks, within the seed
+        cap, until they clear it or reach the cap; the verdict stays the first deciding look's, only the sequential p
+        (which then reads every look taken) can fall. Each such claim's outcome goes into `confirmations`."""
+        from claims.report import multiplicity
+
+        started: dict[str, int] = {}  # claim id -> its n when confirmation sampling began
+        stopped: dict[str, str] = {}  # claim id -> the failed run that ended its confirmation sampling
+        while True:
+            held = multiplicity(self.claims, self.decisions, self.alpha_family).holm
+            todo = [st for cid, st in self.states.items()
+                    if cid in held and not held[cid] and cid not in stopped and st.error is None
+                    and _verdict(st.decision) == "SUPPORTED" and st.looks.index(st.n) < len(st.looks) - 1]
+            if not todo:
+                break
+            for st in todo:
+                started.setdefault(st.claim.id, st.n)
+                st.i = st.looks.index(st.n) + 1
+            self.rounds += 1
+            self.ensure_runs(self._round_jobs(todo), label=f"round {self.rounds} (confirm)")
+            for st in todo:
+                n = st.looks[st.i]
+                failed = [self.failures[(r.key, s)] for r, s in self.pairs_for(st.claim, n)
+                          if (r.key, s) in self.failures]
+                if failed:  # the verdict at the earlier look stands; confirmation ends for this claim
+                    stopped[st.claim.id] = str(failed[0])
+                    continue
+                st.n = n
+                st.decision = judge(st.claim, self._by_recipe(st.claim, n), last_look=st.i == len(st.looks) - 1,
+                                    device_has_gpu=self.device_has_gpu, sigma_d_pilot=self.sigma_d_pilot,
+                                    looks=st.looks, confirm=True)
+        for cid, ok in held.items():
+            st = self.states[cid]
+            if st.error is not None or _verdict(st.decision) != "SUPPORTED":
+                continue
+            n0 = started.get(cid)
+            if cid in stopped:
+                self.confirmations[cid] = f"confirmation sampling (from n = {n0}) ended by a failed run: {stopped[cid]}"
+            elif n0 is None:
+                self.confirmations[cid] = ("clears Holm without confirmation sampling" if ok else
+                                           f"does not clear Holm and is at its seed cap (n = {st.n})")
+            elif ok:
+                self.confirmations[cid] = f"cleared Holm by confirmation sampling: n = {n0} → {st.n}"
+            else:
+                self.confirmations[cid] = (f"confirmation sampling reached the seed cap (n = {n0} → {st.n}) without "
+                                           "clearing Holm")
 
     def pilot_speaks_for(self, claim: Any) -> bool:
         """Whether the pilot's σ_d may predict this claim before any run: only when every arm comes from the pilot
@@ -209,7 +271,7 @@ class Scheduler:
         empty: dict[str, dict[int, RunResult]] = {r.key: {} for r in st.claim.recipes()}
         try:
             d = judge(st.claim, empty, last_look=False, device_has_gpu=self.device_has_gpu,
-                      sigma_d_pilot=self.sigma_d_pilot)
+                      sigma_d_pilot=self.sigma_d_pilot, looks=st.looks)
         except Exception:  # a judge that cannot look at zero seeds makes no prediction
             return
         # only a final INCONCLUSIVE that names the seeds it would need is a prediction; anything else is ignored
@@ -225,8 +287,8 @@ class Scheduler:
             st.error, st.done = f"{failed[0]}{more}", True
             return
         last = st.i == len(st.looks) - 1
-        st.decision = judge(st.claim, self._by_recipe(st.claim, n), last_look=last,
-                            device_has_gpu=self.device_has_gpu, sigma_d_pilot=self.sigma_d_pilot)
+        st.decision = judge(st.claim, self._by_recipe(st.claim, n), last_look=last,  # the cap's looks: its α_j
+                            device_has_gpu=self.device_has_gpu, sigma_d_pilot=self.sigma_d_pilot, looks=st.looks)
         if st.decision.final or last:
             st.done = True
         else:

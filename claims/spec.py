@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from typing import Any
 
@@ -136,6 +136,7 @@ class Claim:
     note: str = ""  # bugs of the original, confounds, what the arm really tests
     offset: float = 0.0  # paired forms: the rules apply to d - offset (a magnitude claim "A - B ≈ 14 pp")
     paper_only: bool = False  # a published number: judged only under the paper profile (scaled runs cannot tell)
+    restates: str | None = None  # the id of a claim this one restates: one hypothesis in the Holm/BH family
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -204,6 +205,8 @@ class Claim:
             raise ValueError(f"{who}: an offset shifts paired differences, so a {form.value} claim takes none")
         if not -1 < self.offset < 1:
             raise ValueError(f"{who}: offset {self.offset} must lie in (-1, 1) (accuracy units)")
+        if self.restates is not None and (not isinstance(self.restates, str) or self.restates in ("", self.id)):
+            raise ValueError(f"{who}: restates must name another claim's id, not {self.restates!r}")
 
     @property
     def key(self) -> str:
@@ -220,11 +223,15 @@ class Claim:
         return tuple(seen.values())
 
 
+_LATER_FIELDS = ("restates",)
+
+
 def _canonical(x: Any) -> Any:
     if isinstance(x, Recipe):
         return {"recipe": x.key}
-    if isinstance(x, Claim):
-        return {f.name: _canonical(getattr(x, f.name)) for f in fields(x)}
+    if isinstance(x, Claim):  # a field added at its default leaves the keys of older specs unchanged
+        return {f.name: _canonical(getattr(x, f.name)) for f in fields(x)
+                if not (f.name in _LATER_FIELDS and getattr(x, f.name) is None)}
     if isinstance(x, Metric):
         return {"kind": x.kind, "epoch": x.epoch}
     if isinstance(x, Enum):
@@ -270,6 +277,20 @@ def judge_off_profile(claim: Claim, reason: str) -> Decision:
     return _bare(claim, Verdict.INCONCLUSIVE, reason, final=True)
 
 
+def profile_arms(claim: Claim, profile: str | None, device_has_gpu: bool) -> Claim:
+    """The claim with each arm (parts included) replaced by the recipe `profile` trains for it on this device: a
+    heavy arm's named scaled variant on a CPU under a scaled profile (`Profile.arm`); the claim itself otherwise."""
+    prof = PROFILES.get(profile) if profile is not None else None
+    if prof is None:
+        return claim
+    a = None if claim.a is None else prof.arm(claim.a, device_has_gpu)
+    b = None if claim.b is None else prof.arm(claim.b, device_has_gpu)
+    parts = tuple(profile_arms(p, profile, device_has_gpu) for p in claim.parts)
+    if a is claim.a and b is claim.b and all(x is y for x, y in zip(parts, claim.parts, strict=True)):
+        return claim
+    return replace(claim, a=a, b=b, parts=parts)
+
+
 def next_look(claim: Claim, n_done: int) -> int | None:
     """Seeds needed at the next look after `n_done`, None when the looks are exhausted."""
     return next((n for n in claim.looks if n > n_done), None)
@@ -298,15 +319,19 @@ class Decision:
     mean: float | None  # d̄ = mean(A - B) (paired forms; not shifted by an offset) or mean of A (absolute)
     lower: float | None  # one-sided (1 - α′) bounds at that look
     upper: float | None
-    alpha_look: float | None  # α′, the per-look level of the claim's design
+    alpha_look: float | None  # α_j, the one-sided level of the deciding look in the claim's design
     sign_flip_p: float | None  # exact sign-flip p of the support test (the largest, for several)
     fragile: bool  # the t verdict and the exact sign-flip verdict at the same α′ differ, either way round
     p_a_gt_b: float | None  # share of seeds with A > B, ties half
     p_seq: float | None  # sequential p of the support test (stats.sequential_p), for Holm across claims
     params_a: int | None = None
     params_b: int | None = None
-    seeds_needed: int | None = None  # seeds that would resolve an inconclusive claim at the σ_d seen
+    seeds_needed: int | None = None  # seeds that would resolve an inconclusive claim at the d̄ and σ_d seen
     final: bool = False  # SUPPORTED/REFUTED/INVALID, budget exhausted, or no run can help
+    ci_lower: float | None = None  # two-sided (1 - α) repeated confidence interval at that look
+    ci_upper: float | None = None
+    looks: tuple[int, ...] = ()  # the design's looks as the seed cap allows them
+    underpowered: bool = False  # stopped by the prediction that the cap cannot resolve it
     parts: list[Decision] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -321,26 +346,51 @@ Results = Mapping[str, Mapping[int, RunResult]]
 
 
 def judge(claim: Claim, results: Results, *, last_look: bool, device_has_gpu: bool = False,
-          sigma_d_pilot: float | None = None) -> Decision:
+          sigma_d_pilot: float | None = None, looks: Sequence[int] | None = None, confirm: bool = False) -> Decision:
     """The claim's Decision from `results` (recipe key -> seed -> RunResult) at the current look.
 
     Seeds are taken in the order the A arm's mapping gives them (the scheduler's seed-list order); earlier looks are
     the first seeds of that order. The verdict is the one of the first look that decided, so a claim judged on more
-    seeds than it needed is judged as the sequential design would have. With no runs and `sigma_d_pilot` (the A/A
-    pilot's SD of paired differences, accuracy units) a claim that its seed budget cannot resolve is predicted
-    INCONCLUSIVE, final, with the seeds it would need.
+    seeds than it needed is judged as the sequential design would have. `looks` are the design's looks as the seed
+    cap allows them (default: the claim's own; a last look below the claim's last one is taken as the cap). A look
+    that leaves the claim undecided and at which, at the observed d̄ and σ_d, the cap has little chance of a verdict
+    stops it INCONCLUSIVE (predicted underpowered) with the seeds it would need. With no runs and `sigma_d_pilot`
+    (the A/A pilot's SD of paired differences, accuracy units) an equivalence claim that its seed budget cannot
+    resolve is predicted INCONCLUSIVE, final. `confirm`: the sequential p also reads the looks after the deciding
+    one (a SUPPORTED claim that kept sampling to clear Holm); the verdict is unchanged.
     """
     if claim.needs_gpu and not device_has_gpu:
         return _bare(claim, Verdict.INCONCLUSIVE, "needs a GPU: this device has none, so no run was made", final=True)
     if claim.form is Form.COMPOUND:
-        return _judge_compound(claim, results, last_look, device_has_gpu, sigma_d_pilot)
-    return _judge_single(claim, results, last_look, sigma_d_pilot)
+        return _judge_compound(claim, results, last_look, device_has_gpu, sigma_d_pilot, looks, confirm)
+    return _judge_single(claim, results, last_look, sigma_d_pilot, looks, confirm)
 
 
-def _bare(claim: Claim, verdict: Verdict, reason: str, *, n: int = 0, final: bool, **more: Any) -> Decision:
+def claim_design(claim: Claim, looks: Sequence[int] | None = None, n: int | None = None,
+                 last_look: bool = False) -> stats.Design:
+    """The sequential design a claim is judged under: `looks` (the cap's) or its own, cut at n when n is the last."""
+    lk = stats.validate_looks(claim.looks if looks is None else looks)
+    if last_look and n is not None and 2 <= n < lk[-1]:
+        lk = stats.allowed_looks(lk, n)
+    return stats.design(lk, design_alpha(claim))
+
+
+def design_alpha(claim: Claim) -> float:
+    """The one-sided α a claim's sequential design spends: its own α times `stats.SKEW_GUARD` (see there)."""
+    return claim.alpha * stats.SKEW_GUARD
+
+
+def reported_p(p_design: float) -> float:
+    """A sequential p on the claim's own α scale: p of the design / SKEW_GUARD, so SUPPORTED iff it is <= α."""
+    return min(1.0, p_design / stats.SKEW_GUARD)
+
+
+def _bare(claim: Claim, verdict: Verdict, reason: str, *, n: int = 0, final: bool,
+          looks: Sequence[int] | None = None, **more: Any) -> Decision:
+    des = claim_design(claim, looks)
     return Decision(claim_id=claim.id, verdict=verdict, reason=reason, n=n, mean=None, lower=None, upper=None,
-                    alpha_look=stats.pocock_alpha(claim.looks, claim.alpha), sign_flip_p=None, fragile=False,
-                    p_a_gt_b=None, p_seq=None, final=final, **more)
+                    alpha_look=des.levels[0], sign_flip_p=None, fragile=False, p_a_gt_b=None, p_seq=None,
+                    final=final, looks=des.looks, **more)
 
 
 def _pp(x: float, sign: bool = True) -> str:
@@ -403,26 +453,26 @@ def _param_count(r: Recipe, runs: Mapping[int, RunResult]) -> tuple[int | None, 
 
 @dataclass(frozen=True, eq=False)
 class _Test:
-    """H1: sign * (mean(x) - shift) > 0, on the first n values of `x`."""
+    """H1: sign * (mean(x) - shift) > 0, on the first n values of `x` (of each row, when `x` holds many paths)."""
 
     x: np.ndarray
     sign: int
     shift: float
 
-    def t_rejects(self, n: int, alpha: float) -> bool:
-        _, lower, upper = stats.paired_bounds(self.x[:n], alpha)
+    def t_rejects(self, n: int, alpha: float) -> Any:
+        _, lower, upper = stats.paired_bounds(self.x[..., :n], alpha)
         return lower > self.shift if self.sign > 0 else upper < self.shift
 
-    def t_p(self, n: int) -> float:
-        return stats.t_pvalue(self.sign * self.x[:n], self.sign * self.shift)
+    def t_p(self, n: int) -> Any:
+        return stats.t_pvalue(self.sign * self.x[..., :n], self.sign * self.shift)
 
     def sign_flip_p(self, n: int) -> float:
         return stats.sign_flip_p(self.sign * (self.x[:n] - self.shift))
 
 
 def _sign_flip_rejects(p: float, n: int, alpha: float) -> bool:
-    """The sign-flip test's decision at α′, for the fragile flag. Below about 6 seeds its smallest p, 1/2^n, exceeds
-    α′ (0.125 at 3 seeds, 0.031 at 5), so there it rejects when p is at that floor: every seed on the tested side.
+    """The sign-flip test's decision at α_j, for the fragile flag. Below about 6 seeds its smallest p, 1/2^n, exceeds
+    α_j (0.125 at 3 seeds, 0.031 at 5), so there it rejects when p is at that floor: every seed on the tested side.
     A t verdict with one seed against it is then fragile, and so is an undecided t interval with every seed agreeing.
     """
     return p <= max(alpha, stats.sign_flip_floor(n)) * (1 + 1e-9)
@@ -446,15 +496,79 @@ def _rules(claim: Claim, x: np.ndarray, wall: np.ndarray | None) -> tuple[list[_
     raise AssertionError(f"no rules for form {f}")
 
 
+# ------------------------------------------------------------------------------------------------ the walk over looks
+
+PREDICT_POWER = 0.8  # "needs ~N seeds": the seeds at which a verdict has this chance at the observed d̄ and σ_d
+FUTILITY_POWER = 0.2  # stop at a look when, at the observed d̄ and σ_d, the cap gives a verdict less often than this
+OPEN, SUPPORTED_, REFUTED_, UNDERPOWERED = 0, 1, 2, 3  # verdict codes of `walk`
+
+
+def _centred(claim: Claim, x: np.ndarray) -> np.ndarray:
+    """The values the power formulas read: d - offset for paired forms (x already is), A - threshold for absolute."""
+    return x - claim.threshold if claim.form is Form.ABSOLUTE else x
+
+
+def _power_form(claim: Claim) -> str:
+    return "superiority" if claim.form is Form.FEWER_PARAMS else claim.form.value
+
+
+def cap_power(claim: Claim, x: np.ndarray, des: stats.Design) -> Any:
+    """Chance of a verdict (the likelier one) at the design's last look if the truth is the observed mean and SD
+    of `x` (rows: many paths); the futility rule reads it."""
+    v = _centred(claim, np.asarray(x, dtype=float))
+    mean, sd = v.mean(axis=-1), v.std(axis=-1, ddof=1)
+    p_sup, p_ref = stats.decision_power(_power_form(claim), mean, sd, claim.delta, des.looks[-1], des.levels[-1])
+    return np.maximum(p_sup, p_ref)
+
+
+def walk(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design,
+         examined: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sequential rules over the looks `examined`, for every row of `x` (one path of paired values a row):
+    the verdict code, the index of the deciding look, and the support test's p at every examined look.
+
+    At look j: SUPPORTED when every support test rejects at α_j, else REFUTED when a refutation test does, else,
+    before the design's last look, UNDERPOWERED when `cap_power` is below FUTILITY_POWER. `judge` runs this on one
+    row; simulations run it on thousands.
+    """
+    x2 = np.atleast_2d(x)
+    w2 = None if wall is None else np.atleast_2d(wall)
+    rows = x2.shape[0]
+    code = np.full(rows, OPEN)
+    at = np.full(rows, len(examined) - 1)
+    p = np.ones((rows, len(examined)))
+    support, refute = _rules(claim, x2, w2)
+    for j, m in enumerate(examined):
+        a = des.level(m)
+        p[:, j] = np.max([np.broadcast_to(t.t_p(m), (rows,)) for t in support], axis=0)
+        undecided = code == OPEN
+        sup = undecided & np.all([t.t_rejects(m, a) for t in support], axis=0)
+        ref = undecided & ~sup & np.any([t.t_rejects(m, a) for t in refute], axis=0)
+        code[sup], code[ref] = SUPPORTED_, REFUTED_
+        at[sup | ref] = j
+        if m < des.looks[-1] and m >= 2:
+            still = code == OPEN
+            if still.any():
+                fut = np.zeros(rows, dtype=bool)
+                fut[still] = cap_power(claim, x2[still, :m], des) < FUTILITY_POWER
+                code[fut], at[fut] = UNDERPOWERED, j
+    return code, at, p
+
+
+def _examined(des: stats.Design, n: int) -> list[int]:
+    """The design's looks that n seeds reach."""
+    return [m for m in des.looks if m <= n]
+
+
 # ------------------------------------------------------------------------------------------------ judging
 
 
-def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot: float | None) -> Decision:
+def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot: float | None,
+                  looks: Sequence[int] | None, confirm: bool) -> Decision:
     ra, rb = claim.a, claim.b
     arms = [(ra, results.get(ra.key, {}))] + ([(rb, results.get(rb.key, {}))] if rb is not None else [])
     bad = _invalid_reason(claim, arms)
     if bad is not None:
-        return _bare(claim, Verdict.INVALID, bad, n=len(arms[0][1]), final=True)
+        return _bare(claim, Verdict.INVALID, bad, n=len(arms[0][1]), final=True, looks=looks)
     a_runs = arms[0][1]
     seeds = list(a_runs)
     n = len(seeds)
@@ -463,11 +577,14 @@ def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot
         (pa, why_a), (pb, why_b) = _param_count(ra, a_runs), _param_count(rb, arms[1][1])
         params = {"params_a": pa, "params_b": pb}
         if claim.form is Form.FEWER_PARAMS and n and (why_a or why_b):
-            return _bare(claim, Verdict.INVALID, why_a or why_b, n=n, final=True, **params)
+            return _bare(claim, Verdict.INVALID, why_a or why_b, n=n, final=True, looks=looks, **params)
+    des = claim_design(claim, looks, n, last_look)
     if n == 0:
-        return _no_runs(claim, last_look, sigma_d_pilot, params)
-    if n == 1:
-        return _bare(claim, Verdict.INCONCLUSIVE, "one seed gives no interval", n=1, final=last_look, **params)
+        return _no_runs(claim, last_look, sigma_d_pilot, params, des)
+    examined = _examined(des, n)
+    if n == 1 or not examined:
+        why = "one seed gives no interval" if n == 1 else f"{n} seeds, fewer than the first look at {des.looks[0]}"
+        return _bare(claim, Verdict.INCONCLUSIVE, why, n=n, final=last_look, looks=des.looks, **params)
 
     va = np.array([claim.metric.value(a_runs[s]) for s in seeds])
     if rb is not None:
@@ -480,54 +597,52 @@ def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot
         wall = np.array([float(a_runs[s].wall_s) for s in seeds])
 
     if claim.form is Form.FEWER_PARAMS and not params["params_a"] < params["params_b"]:
-        return _decide(claim, x, wall, n, n, Verdict.REFUTED, last_look, params, p_seq=1.0,
+        return _decide(claim, x, wall, des, examined[0], Verdict.REFUTED, last_look, params, p_seq=1.0,
                        reason=f"A uses {params['params_a']:,} parameters, not fewer than B's {params['params_b']:,}",
                        exact=True)
 
-    alpha_look = stats.pocock_alpha(claim.looks, claim.alpha)
-    support, refute = _rules(claim, x, wall)
-    p_looks = []
-    for m in stats.look_sequence(n, claim.looks):
-        p_looks.append(max(t.t_p(m) for t in support))
-        if all(t.t_rejects(m, alpha_look) for t in support):
-            return _decide(claim, x, wall, n, m, Verdict.SUPPORTED, last_look, params,
-                           p_seq=stats.sequential_p(p_looks, claim.looks))
-        if any(t.t_rejects(m, alpha_look) for t in refute):
-            return _decide(claim, x, wall, n, m, Verdict.REFUTED, last_look, params,
-                           p_seq=stats.sequential_p(p_looks, claim.looks))
-    return _decide(claim, x, wall, n, n, Verdict.INCONCLUSIVE, last_look, params,
-                   p_seq=stats.sequential_p(p_looks, claim.looks))
+    code, at, p = walk(claim, x, wall, des, examined)
+    j = int(at[0])
+    seen = len(examined) if confirm else j + 1  # the looks the sequential p reads
+    p_seq = reported_p(stats.sequential_p(list(p[0, :seen]), des.looks, des.shape))
+    verdict = {SUPPORTED_: Verdict.SUPPORTED, REFUTED_: Verdict.REFUTED}.get(int(code[0]), Verdict.INCONCLUSIVE)
+    return _decide(claim, x, wall, des, examined[j], verdict, last_look, params, p_seq=p_seq,
+                   underpowered=int(code[0]) == UNDERPOWERED)
 
 
-def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params: dict[str, Any]) -> Decision:
+def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params: dict[str, Any],
+             des: stats.Design) -> Decision:
     """A look at zero seeds: the prediction from the pilot's σ_d, for an equivalence claim when there is a pilot.
 
-    Only equivalence is predicted: its seeds needed are computed at a true difference of 0, the truth most
-    favourable to it, so a budget that cannot resolve it then never will. The other forms are resolved quickly by a
-    large true effect whatever σ_d is (their seeds needed are for a true effect at the margin, the worst case), so
-    predicting them would skip claims the data could decide.
+    Only equivalence is predicted: there is no d̄ yet, and its seeds needed are computed at a true difference of 0,
+    the truth most favourable to it, so a budget that cannot resolve it then never will. The other forms are
+    resolved quickly by a large true effect whatever σ_d is, so predicting them would skip claims the data could
+    decide; once runs exist every form is predicted at its observed d̄ (`walk`'s futility rule).
     """
     if sigma_d_pilot is None or claim.form is not Form.EQUIVALENCE:
-        return _bare(claim, Verdict.INCONCLUSIVE, "no runs yet", final=last_look, **params)
-    need = stats.seeds_needed(sigma_d_pilot, claim.delta, claim.form.value, claim.looks, claim.alpha,
+        return _bare(claim, Verdict.INCONCLUSIVE, "no runs yet", final=last_look, looks=des.looks, **params)
+    need = stats.seeds_needed(sigma_d_pilot, claim.delta, claim.form.value, des.looks, des.alpha,
                               budget=SEED_SEARCH_BUDGET)
-    budget = max(claim.looks)
+    budget = max(des.looks)
     need_text = f"~{need}" if need is not None else f"more than {SEED_SEARCH_BUDGET:,}"
     if need is not None and need <= budget:
         return _bare(claim, Verdict.INCONCLUSIVE, f"no runs yet; {need_text} seeds resolve Δ = "
                      f"{_pp(claim.delta, False)} at the pilot's σ_d = {_pp(sigma_d_pilot, False)}", final=last_look,
-                     seeds_needed=need, **params)
+                     seeds_needed=need, looks=des.looks, **params)
     return _bare(claim, Verdict.INCONCLUSIVE, f"predicted underpowered: needs {need_text} seeds at σ_d = "
                  f"{_pp(sigma_d_pilot, False)} (A/A pilot) to resolve Δ = {_pp(claim.delta, False)}, more than the "
-                 f"{budget} the looks allow", final=True, seeds_needed=need, **params)
+                 f"{budget} the looks allow", final=True, seeds_needed=need, looks=des.looks, underpowered=True,
+                 **params)
 
 
-def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, n: int, m: int, verdict: Verdict, last_look: bool,
-            params: dict[str, Any], *, p_seq: float, reason: str | None = None, exact: bool = False) -> Decision:
-    """The Decision at look m (m <= n seeds) with its statistics and a reason; `exact`: a verdict by the parameter
-    rule, not the t interval, so it cannot be fragile."""
-    alpha_look = stats.pocock_alpha(claim.looks, claim.alpha)
+def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design, m: int, verdict: Verdict,
+            last_look: bool, params: dict[str, Any], *, p_seq: float, reason: str | None = None, exact: bool = False,
+            underpowered: bool = False) -> Decision:
+    """The Decision at look m with its statistics and a reason; `exact`: a verdict by the parameter rule, not the t
+    interval, so it cannot be fragile; `underpowered`: stopped by the futility prediction."""
+    alpha_look = des.level(m)
     mean, lower, upper = stats.paired_bounds(x[:m], alpha_look)  # of d - offset, as the rules read them
+    _, ci_lo, ci_hi = stats.paired_bounds(x[:m], stats.design(des.looks, claim.alpha / 2, des.shape).level(m))
     support, refute = _rules(claim, x, wall)
     sf_support_p = [t.sign_flip_p(m) for t in support]
     sf_p = max(sf_support_p)
@@ -537,31 +652,28 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, n: int, m: int
     paired = claim.form is not Form.ABSOLUTE
     seeds_needed = None
     if verdict is Verdict.INCONCLUSIVE:
-        sd = float(np.std(x[:m], ddof=1))
-        if paired:
-            seeds_needed = stats.seeds_needed(sd, claim.delta, claim.form.value, claim.looks, claim.alpha,
-                                              budget=SEED_SEARCH_BUDGET)
-        elif mean != claim.threshold:
-            seeds_needed = stats.seeds_needed(sd, abs(mean - claim.threshold), "absolute", claim.looks, claim.alpha,
-                                              budget=SEED_SEARCH_BUDGET)
+        v = _centred(claim, x[:m])
+        seeds_needed = stats.seeds_to_decide(_power_form(claim), float(v.mean()), float(np.std(v, ddof=1)),
+                                             claim.delta, des.levels[-1], PREDICT_POWER, budget=SEED_SEARCH_BUDGET)
     if reason is None:
-        reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, seeds_needed, last_look, x, params)
+        reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, seeds_needed, last_look, x, params, des,
+                         underpowered)
     if paired and m >= 2 and np.allclose(x[:m] + claim.offset, 0.0, rtol=0.0, atol=1e-12):
         reason += ("; both arms gave the same accuracy on every seed: they may train identically under this "
                    "profile, so the verdict compares nothing")
-    final = verdict is not Verdict.INCONCLUSIVE or last_look
+    final = verdict is not Verdict.INCONCLUSIVE or last_look or underpowered
     off = claim.offset  # the Decision reports d itself: d̄ and its bounds with the offset added back
     return Decision(
         claim_id=claim.id, verdict=verdict, reason=reason, n=m, mean=mean + off, lower=lower + off,
         upper=upper + off, alpha_look=alpha_look, sign_flip_p=sf_p, fragile=sf_verdict is not verdict and not exact,
         p_a_gt_b=stats.prob_a_gt_b(x[:m] + off) if paired else None, p_seq=p_seq, seeds_needed=seeds_needed,
-        final=final, **params,
+        final=final, ci_lower=ci_lo + off, ci_upper=ci_hi + off, looks=des.looks, underpowered=underpowered, **params,
     )
 
 
 def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, wall: np.ndarray | None,
             alpha_look: float, seeds_needed: int | None, last_look: bool, x: np.ndarray,
-            params: dict[str, Any]) -> str:
+            params: dict[str, Any], des: stats.Design, underpowered: bool) -> str:
     f, delta = claim.form, claim.delta
     at = f"at n = {m}"
     prefix = f"A uses {params['params_a']:,} < {params['params_b']:,} parameters and " if f is Form.FEWER_PARAMS else ""
@@ -596,24 +708,29 @@ def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, 
                 return f"U = {_pp(upper)} < −Δ = {_pp(-delta)} {at}: A is worse by more than the margin"
             return f"U = {_pp(upper)} < Δ = {_pp(delta, False)} {at}: no meaningful gain"
         interval = f"[L, U] = [{_pp(lower)}, {_pp(upper)}] straddles the margin (Δ = {_pp(delta, False)})"
-    if not last_look:
+    if not last_look and not underpowered:
         return f"interval straddles the margin: {interval} {at}"
-    sd = float(np.std(x[:m], ddof=1))
+    v = x[:m] if f is not Form.ABSOLUTE else x[:m]
+    mean, sd = float(np.mean(v)), float(np.std(v, ddof=1))
     sigma = "σ_d" if f is not Form.ABSOLUTE else "σ"
+    centre = (f"d̄ = {_pp(mean + claim.offset)}" if f is not Form.ABSOLUTE else f"mean {_pct(mean)}")
     need = f"~{seeds_needed}" if seeds_needed is not None else f"more than {SEED_SEARCH_BUDGET:,}"
+    cap = max(des.looks)
+    if underpowered:
+        return (f"predicted underpowered at n = {m}: {interval}; a verdict needs {need} seeds at the observed "
+                f"{centre}, {sigma} = {_pp(sd, False)}, more than the cap of {cap}, so no more were spent")
     capped = "" if m >= max(claim.looks) else " (seed cap)"
     if seeds_needed is not None and seeds_needed <= m:  # "needs ~3 seeds" after 3 would read as a contradiction
-        return (f"budget exhausted at n = {m}{capped}: {interval}; needs more than {m} seeds: d̄ lies near the "
-                f"margin, where {m} seeds (80 % power at the design's alternative, {sigma} = {_pp(sd, False)}) are "
-                f"too few")
-    return f"budget exhausted at n = {m}{capped}: {interval}; needs {need} seeds at {sigma} = {_pp(sd, False)}"
+        need = f"more than {m}"
+    return (f"budget exhausted at n = {m}{capped}: {interval}; a verdict needs {need} seeds at the observed {centre}, "
+            f"{sigma} = {_pp(sd, False)}")
 
 
 def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_gpu: bool,
-                    sigma_d_pilot: float | None) -> Decision:
+                    sigma_d_pilot: float | None, looks: Sequence[int] | None, confirm: bool) -> Decision:
     """Intersection-union: SUPPORTED when every part is, REFUTED when one is, INVALID when one is."""
-    parts = [judge(p, results, last_look=last_look, device_has_gpu=device_has_gpu, sigma_d_pilot=sigma_d_pilot)
-             for p in claim.parts]
+    parts = [judge(p, results, last_look=last_look, device_has_gpu=device_has_gpu, sigma_d_pilot=sigma_d_pilot,
+                   looks=looks, confirm=confirm) for p in claim.parts]
     n = max(d.n for d in parts)
     by = {v: [d for d in parts if d.verdict is v] for v in Verdict}
     if by[Verdict.INVALID]:
@@ -630,16 +747,18 @@ def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_
         verdict = Verdict.INCONCLUSIVE
         reason = (f"{len(open_)} of {len(parts)} parts undecided: "
                   + "; ".join(f"{d.claim_id}: {d.reason}" for d in open_))
-    final = verdict is not Verdict.INCONCLUSIVE or last_look or all(d.final for d in parts)
+    underpowered = verdict is Verdict.INCONCLUSIVE and any(d.underpowered for d in by[Verdict.INCONCLUSIVE])
+    final = verdict is not Verdict.INCONCLUSIVE or last_look or all(d.final for d in parts) or underpowered
     p_seqs = [d.p_seq for d in parts]
     sf = [d.sign_flip_p for d in parts]
     needs = [d.seeds_needed for d in parts if d.verdict is Verdict.INCONCLUSIVE and d.seeds_needed is not None]
     with_params = next((d for d in parts if d.params_a is not None or d.params_b is not None), None)
     return Decision(
         claim_id=claim.id, verdict=verdict, reason=reason, n=n, mean=None, lower=None, upper=None,
-        alpha_look=stats.pocock_alpha(claim.looks, claim.alpha),
+        alpha_look=parts[0].alpha_look if parts else None,
         sign_flip_p=max(sf) if None not in sf else None, fragile=any(d.fragile for d in parts), p_a_gt_b=None,
         p_seq=max(p_seqs) if None not in p_seqs else None,
         params_a=with_params.params_a if with_params else None, params_b=with_params.params_b if with_params else None,
-        seeds_needed=max(needs) if needs else None, final=final, parts=parts,
+        seeds_needed=max(needs) if needs else None, final=final, parts=parts, looks=parts[0].looks if parts else (),
+        underpowered=underpowered,
     )

@@ -10,7 +10,8 @@ design: the same numbers in every process.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -19,6 +20,12 @@ from scipy import integrate
 from scipy import stats as st
 
 DEFAULT_LOOKS: tuple[int, ...] = (3, 5, 8, 12)
+DEFAULT_SHAPE = 0.25  # Wang-Tsiatis boundary shape of the engine's design: 0 O'Brien-Fleming, 0.5 Pocock (README)
+# The engine designs each claim at α · SKEW_GUARD and reports p_seq / SKEW_GUARD, so a claim is still SUPPORTED
+# exactly when its reported p is <= its own α. A paired t over 3-12 seeds cannot see a tail it has not sampled: with
+# one arm that now and then trains badly (10 % of seeds lose 3 σ_d, skewness of d about -0.8, as real CNN arms are
+# skewed) a design at α gives about 1.7 α false SUPPORTED; at α / 2 it gives α (tests/test_calibration.py).
+SKEW_GUARD = 0.5
 N_SIM = 400_000  # null paths per design: α′ to about ±0.0002 at α = 0.05
 SIM_SEED = 20240601
 SIGN_FLIP_EXACT_MAX = 16  # enumerate all 2^n sign patterns up to here; a seeded sample of patterns beyond
@@ -89,72 +96,132 @@ def validate_looks(looks: Sequence[int]) -> tuple[int, ...]:
     return out
 
 
+def allowed_looks(looks: Sequence[int], cap: int | None) -> tuple[int, ...]:
+    """The looks a seed cap allows: those <= cap, or the cap alone when it is below the first look."""
+    lk = validate_looks(looks)
+    if cap is None or cap >= lk[-1]:
+        return lk
+    if cap < 2:
+        raise ValueError(f"a claim needs at least 2 seeds per arm; the cap allows {cap}")
+    return tuple(n for n in lk if n <= cap) or (int(cap),)
+
+
 @cache
-def _null_min_p(looks: tuple[int, ...], n_sim: int, seed: int) -> np.ndarray:
-    """Sorted smallest one-sided t p-value over the looks, for `n_sim` null paths of standard normal differences."""
+def _null_z(looks: tuple[int, ...], n_sim: int, seed: int) -> np.ndarray:
+    """z = Φ⁻¹(1 - p) of the one-sided t p-value at each look (columns), for `n_sim` null paths of standard normal
+    differences: each column is exactly N(0, 1), the columns are correlated as the looks share seeds."""
     rng = np.random.default_rng(seed)
-    n_max = looks[-1]
-    best = np.ones(n_sim)
+    z = np.empty((n_sim, len(looks)))
     chunk = 100_000  # bounds the memory of one draw: chunk x n_max doubles
     for start in range(0, n_sim, chunk):
         m = min(chunk, n_sim - start)
-        z = rng.standard_normal((m, n_max))
-        s1, s2 = np.cumsum(z, axis=1), np.cumsum(z * z, axis=1)
-        for n in looks:
+        d = rng.standard_normal((m, looks[-1]))
+        s1, s2 = np.cumsum(d, axis=1), np.cumsum(d * d, axis=1)
+        for j, n in enumerate(looks):
             mean = s1[:, n - 1] / n
             var = (s2[:, n - 1] - n * mean * mean) / (n - 1)
             t = mean / np.sqrt(np.maximum(var, 1e-300) / n)
-            np.minimum(best[start:start + m], st.t.sf(t, n - 1), out=best[start:start + m])
-    best.sort()
-    best.flags.writeable = False
-    return best
+            z[start:start + m, j] = -st.norm.ppf(st.t.sf(t, n - 1))  # the ppf stays accurate far in the tail
+    z.flags.writeable = False
+    return z
 
 
-def pocock_alpha(looks: Sequence[int] = DEFAULT_LOOKS, alpha: float = 0.05, n_sim: int = N_SIM,
-                 seed: int = SIM_SEED) -> float:
-    """Per-look one-sided level α′ of paired t tests at `looks` that keeps the overall false-support rate at `alpha`.
+def _weights(looks: tuple[int, ...], shape: float) -> np.ndarray:
+    """Wang-Tsiatis weights (n_j / n_K)^(1/2 - shape): the z boundary at look j is c / w_j."""
+    return (np.asarray(looks, dtype=float) / looks[-1]) ** (0.5 - shape)
 
-    α′ is the `alpha`-quantile of the smallest per-look p under the null (seeded simulation): ≈ 0.017 for 3, 5, 8, 12
-    and ≈ 0.029 for 5, 10 at alpha = 0.05. A single look gets `alpha` itself.
+
+@cache
+def _null_stat(looks: tuple[int, ...], shape: float, n_sim: int, seed: int) -> np.ndarray:
+    """Sorted design statistic S = max_j w_j z_j over the null paths."""
+    s = np.sort((_null_z(looks, n_sim, seed) * _weights(looks, shape)).max(axis=1))
+    s.flags.writeable = False
+    return s
+
+
+@dataclass(frozen=True)
+class Design:
+    """A group-sequential design: the looks (seed counts), the overall one-sided α, the boundary shape, and the
+    nominal one-sided level α_j of the t test at each look. shape 0 is O'Brien-Fleming-type, 0.5 Pocock."""
+
+    looks: tuple[int, ...]
+    alpha: float
+    shape: float
+    levels: tuple[float, ...]
+
+    @property
+    def name(self) -> str:
+        kind = {0.0: "O'Brien-Fleming-type", 0.5: "Pocock-type"}.get(self.shape, f"Wang-Tsiatis shape {self.shape}")
+        return f"looks {', '.join(map(str, self.looks))} ({kind})"
+
+    def level(self, n: int) -> float:
+        """α_j of the look at n seeds (a look the design does not have gets the level of the last look below)."""
+        j = max((i for i, m in enumerate(self.looks) if m <= n), default=0)
+        return self.levels[j]
+
+
+def design(looks: Sequence[int] = DEFAULT_LOOKS, alpha: float = 0.05, shape: float = DEFAULT_SHAPE,
+           n_sim: int = N_SIM, seed: int = SIM_SEED) -> Design:
+    """The design at `looks` whose per-look levels α_j = Φ̄(c / w_j) keep the overall false-support rate at `alpha`.
+
+    c is the (1 - alpha) quantile of S = max_j w_j z_j under the null (seeded simulation of t statistics at the
+    looks, so small-sample t is exact at every look). A single look gets `alpha` itself.
     """
     lk = validate_looks(looks)
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), not {alpha}")
-    if len(lk) == 1:
-        return float(alpha)
-    return _pocock_alpha(lk, float(alpha), int(n_sim), int(seed))
+    if not 0 <= shape <= 0.5:
+        raise ValueError(f"the boundary shape must lie in [0, 0.5] (0 O'Brien-Fleming, 0.5 Pocock), not {shape}")
+    return _design(lk, float(alpha), float(shape), int(n_sim), int(seed))
 
 
 @cache
-def _pocock_alpha(looks: tuple[int, ...], alpha: float, n_sim: int, seed: int) -> float:
-    return float(np.quantile(_null_min_p(looks, n_sim, seed), alpha))
+def _design(looks: tuple[int, ...], alpha: float, shape: float, n_sim: int, seed: int) -> Design:
+    if len(looks) == 1:
+        return Design(looks, alpha, shape, (alpha,))
+    c = float(np.quantile(_null_stat(looks, shape, n_sim, seed), 1 - alpha))
+    levels = tuple(float(st.norm.sf(c / w)) for w in _weights(looks, shape))
+    return Design(looks, alpha, shape, levels)
 
 
-def sequential_p(p_seen: Sequence[float], looks: Sequence[int] = DEFAULT_LOOKS, n_sim: int = N_SIM,
+def pocock_alpha(looks: Sequence[int] = DEFAULT_LOOKS, alpha: float = 0.05, n_sim: int = N_SIM,
                  seed: int = SIM_SEED) -> float:
-    """Null probability that the design's smallest per-look p is at most the smallest p seen so far.
+    """The constant per-look level of the Pocock-type design: ≈ 0.017 for 3, 5, 8, 12 and ≈ 0.029 for 5, 10 at
+    alpha = 0.05 (the method's table); the engine's default design is O'Brien-Fleming-type (`design`)."""
+    return design(looks, alpha, 0.5, n_sim, seed).levels[0]
 
-    Definition: p_seq = P_H0(min over all the design's looks of p_j <= min(p_seen)), with p_j the one-sided t p-value
-    of the claim's support test at look j. It is a valid p-value however the claim stopped (looks not reached only
-    make the observed minimum larger), and p_seq <= alpha exactly when some look reached α′ = pocock_alpha(looks,
-    alpha): a claim SUPPORTED at level alpha has p_seq <= alpha. Below the simulation's resolution the Bonferroni
-    bound (number of looks x p) takes over, so tiny p stay valid and monotone.
+
+def sequential_p(p_seen: Sequence[float], looks: Sequence[int] = DEFAULT_LOOKS, shape: float = DEFAULT_SHAPE,
+                 n_sim: int = N_SIM, seed: int = SIM_SEED) -> float:
+    """Null probability that the design statistic reaches the value seen so far; `p_seen[j]` is the one-sided t p of
+    the support test at `looks[j]` (the first looks, in order).
+
+    Definition: p_seq = P_H0(max over all the design's looks of w_j z_j >= max over the looks seen of w_j z_j), with
+    z_j = Φ⁻¹(1 - p_j). It is a valid p-value however the claim stopped (looks not reached only make the observed
+    maximum smaller), and p_seq <= alpha exactly when some look reached its level α_j of `design(looks, alpha)`.
+    Below the simulation's resolution the union bound Σ_j Φ̄(s / w_j) takes over, so tiny p stay valid and monotone.
     """
     lk = validate_looks(looks)
     if not p_seen:
         raise ValueError("sequential_p needs the p-value of at least one look")
-    x = float(min(p_seen))
-    if math.isnan(x):
+    if len(p_seen) > len(lk):
+        raise ValueError(f"{len(p_seen)} p-values for a design of {len(lk)} looks")
+    p = np.asarray(p_seen, dtype=float)
+    if np.isnan(p).any():
         raise ValueError("sequential_p got a NaN p-value")
-    x = min(max(x, 0.0), 1.0)
+    p = np.clip(p, 0.0, 1.0)
     if len(lk) == 1:
-        return x
-    null = _null_min_p(lk, int(n_sim), int(seed))
-    k = int(np.searchsorted(null, x, side="right"))
+        return float(p[0])
+    w = _weights(lk, float(shape))
+    s = float(np.max(-st.norm.ppf(p) * w[:len(p)]))
+    if s == -math.inf:
+        return 1.0
+    null = _null_stat(lk, float(shape), int(n_sim), int(seed))
+    k = len(null) - int(np.searchsorted(null, s, side="left"))
     floor = 100  # below this many null draws the empirical tail is too noisy to trust
     if k >= floor:
         return float(k / len(null))
-    return float(min(len(lk) * x, floor / len(null)))
+    return float(min(np.sum(st.norm.sf(s / w)), floor / len(null)))
 
 
 def look_sequence(n: int, looks: Sequence[int]) -> tuple[int, ...]:
@@ -263,48 +330,89 @@ def design_power(form: str, sigma_d: float, delta: float, n: int, alpha_look: fl
     if form in _ONE_SIDED:
         return float(st.nct.sf(tcrit, n - 1, delta * math.sqrt(n) / sigma_d))
     if form == "equivalence":
-        return _tost_power(sigma_d, delta, n, tcrit)
+        return float(_tost_power(0.0, sigma_d, delta, n, tcrit))
     raise ValueError(f"no power calculation for form '{form}'")
 
 
-def _tost_power(sigma: float, delta: float, n: int, tcrit: float, nodes: int = 201) -> float:
-    """P(|d̄| + t·s/√n < Δ) at a true difference 0: Simpson's rule over w = s·√(n-1)/σ, chi-distributed with n - 1
-    df (finite density at 0 even for 1 df), on its bulk up to where the half-width alone exceeds Δ."""
+def _tost_power(mu: Any, sigma: Any, delta: float, n: int, tcrit: float, nodes: int = 401) -> Any:
+    """P(-Δ < L and U < Δ) at a true difference `mu`: Simpson's rule over w = s·√(n-1)/σ, chi-distributed with n - 1
+    df, on its bulk (within 8 of √df holds all but ~1e-12 of it). Vectorized over arrays `mu`, `sigma`."""
     df = n - 1
-    w_max = delta * math.sqrt(n) * math.sqrt(df) / (tcrit * sigma)
-    # the chi law's bulk: within 8 of √df holds all but ~1e-12 of it (its SD is at most 0.76)
-    lo, hi = max(0.0, math.sqrt(df) - 8.0), min(w_max, math.sqrt(df) + 8.0)
-    if hi <= lo:
-        return 0.0
-    w = np.linspace(lo, hi, nodes)
-    room = delta - tcrit * sigma * w / math.sqrt(df * n)  # how far |d̄| may go for both bounds to fit
-    inside = (2 * st.norm.cdf(room * math.sqrt(n) / sigma) - 1) * st.chi.pdf(w, df)
-    return float(min(max(integrate.simpson(inside, x=w), 0.0), 1.0))
+    mu, sigma = np.asarray(mu, dtype=float)[..., None], np.asarray(sigma, dtype=float)[..., None]
+    w = np.linspace(max(0.0, math.sqrt(df) - 8.0), math.sqrt(df) + 8.0, nodes)
+    room = np.maximum(delta - tcrit * sigma * w / math.sqrt(df * n), 0.0)  # how far d̄ may go for both to fit
+    z = math.sqrt(n) / sigma
+    inside = np.maximum(st.norm.cdf((room - mu) * z) - st.norm.cdf((-room - mu) * z), 0.0) * st.chi.pdf(w, df)
+    return np.clip(integrate.simpson(inside, x=w, axis=-1), 0.0, 1.0)
 
 
-def seeds_needed(sigma_d: float, delta: float, form: str, looks: Sequence[int] = DEFAULT_LOOKS, alpha: float = 0.05,
-                 power: float = 0.8, *, budget: int = 100_000) -> int | None:
-    """Smallest number of seeds at which one analysis at the design's per-look α′ has `power` at the form's
-    design alternative (see `design_power`); None if more than `budget` seeds would be needed.
+def decision_power(form: str, mean: Any, sd: Any, delta: float, n: int, level: float) -> tuple[Any, Any]:
+    """Chances that one analysis of n seeds at one-sided `level` reaches SUPPORTED and REFUTED, if the true mean
+    difference is `mean` and its SD `sd` (vectorized over arrays of both). `mean` is of d - offset for the paired
+    forms and of A - threshold for absolute claims (whose Δ is unused)."""
+    form = getattr(form, "value", form)
+    mean, sd = np.asarray(mean, dtype=float), np.maximum(np.asarray(sd, dtype=float), 1e-12)
+    tcrit, df, root = _t_quantile(1 - level, n - 1), n - 1, math.sqrt(n)
 
-    Since the design also gets earlier looks, its power at this n is a little higher: the count is slightly cautious.
+    def one(effect: Any) -> Any:  # power of one one-sided t test whose true excess over its null line is `effect`
+        return st.nct.sf(tcrit, df, effect * root / sd)
+
+    if form in ("superiority", "fewer_params"):
+        return one(mean), one(delta - mean)
+    if form == "non_inferiority":
+        return one(mean + delta), one(-delta - mean)
+    if form == "equivalence":
+        return _tost_power(mean, sd, delta, n, tcrit), one(mean - delta) + one(-delta - mean)
+    if form == "absolute":
+        return one(mean), one(-mean)
+    raise ValueError(f"no power calculation for form '{form}'")
+
+
+def seeds_to_decide(form: str, mean: float, sd: float, delta: float, level: float, power: float = 0.8, *,
+                    budget: int = 100_000) -> int | None:
+    """Smallest n at which one analysis at `level` reaches a verdict (SUPPORTED or REFUTED, the likelier one) with
+    chance `power` if the truth is the observed `mean` and `sd` (see `decision_power`); None beyond `budget`.
+
+    This is the "needs ~N seeds" of an inconclusive claim: at the observed d̄, not at a true difference of 0, so a
+    d̄ that sits near a null line asks for many seeds even when σ_d is small.
     """
     if not 0 < power < 1:
         raise ValueError(f"power must lie in (0, 1), not {power}")
-    a = pocock_alpha(looks, alpha)
+    if sd <= 0:
+        return 2
+
+    return _smallest_n(lambda n: max(float(v) for v in decision_power(form, mean, sd, delta, n, level)) >= power,
+                       budget)
+
+
+def _smallest_n(enough: Callable[[int], bool], budget: int) -> int | None:
+    """The smallest n >= 2 with `enough(n)`, for a condition that stays true once true (power grows with n): double,
+    then bisect; None if even `budget` is not enough."""
     hi = 2
-    while design_power(form, sigma_d, delta, hi, a) < power:  # power grows with n: double, then bisect
+    while not enough(hi):
         if hi >= budget:
             return None
         hi = min(2 * hi, budget)
     lo = max(2, hi // 2)
     while lo < hi:
         mid = (lo + hi) // 2
-        if design_power(form, sigma_d, delta, mid, a) >= power:
+        if enough(mid):
             hi = mid
         else:
             lo = mid + 1
     return lo
+
+
+def seeds_needed(sigma_d: float, delta: float, form: str, looks: Sequence[int] = DEFAULT_LOOKS, alpha: float = 0.05,
+                 power: float = 0.8, *, budget: int = 100_000, shape: float = DEFAULT_SHAPE) -> int | None:
+    """Smallest number of seeds at which one analysis at the design's last-look level has `power` at the form's
+    design alternative (see `design_power`); None if more than `budget` seeds would be needed. Used before any run
+    (the pilot's σ_d, no d̄ yet); once runs exist, `seeds_to_decide` predicts at the observed d̄.
+    """
+    if not 0 < power < 1:
+        raise ValueError(f"power must lie in (0, 1), not {power}")
+    a = design(looks, alpha, shape).levels[-1]
+    return _smallest_n(lambda n: design_power(form, sigma_d, delta, n, a) >= power, budget)
 
 
 def predict_underpowered(sigma_d: float, delta: float, form: str, looks: Sequence[int] = DEFAULT_LOOKS,
@@ -314,16 +422,15 @@ def predict_underpowered(sigma_d: float, delta: float, form: str, looks: Sequenc
 
 
 def sequential_power(effect: float, sigma_d: float, looks: Sequence[int] = DEFAULT_LOOKS, alpha: float = 0.05,
-                     n_sim: int = 100_000, seed: int = SIM_SEED) -> tuple[float, float]:
-    """Power and mean seeds of the sequential one-sided design (stop at the first look with L > 0, else at the last)
-    at a true mean difference `effect`, by seeded simulation."""
-    lk = validate_looks(looks)
-    a = pocock_alpha(lk, alpha)
+                     n_sim: int = 100_000, seed: int = SIM_SEED, shape: float = DEFAULT_SHAPE) -> tuple[float, float]:
+    """Power and mean seeds of the sequential one-sided design (stop at the first look with L > 0 at its level α_j,
+    else at the last) at a true mean difference `effect`, by seeded simulation."""
+    des = design(looks, alpha, shape)
     rng = np.random.default_rng(seed)
-    d = effect + sigma_d * rng.standard_normal((n_sim, lk[-1]))
+    d = effect + sigma_d * rng.standard_normal((n_sim, des.looks[-1]))
     stopped = np.zeros(n_sim, dtype=bool)
-    seeds = np.full(n_sim, float(lk[-1]))
-    for n in lk:
+    seeds = np.full(n_sim, float(des.looks[-1]))
+    for n, a in zip(des.looks, des.levels, strict=True):
         _, lower, _ = paired_bounds(d[:, :n], a)
         new = ~stopped & (lower > 0)
         seeds[new] = n

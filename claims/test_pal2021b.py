@@ -64,7 +64,8 @@ C001_14 = noninferior(
     "C001-14", SRC, "the largest increase in parameters did not lead to a corresponding increase in performance",
     P + "wider", P + "deeper",
     note="Measurable form: the 715,018-parameter deeper head is no better than the 586,250-parameter wider one "
-         "(the same comparison as C001-3, read from the parameter side).")
+         "(the same comparison as C001-3, read from the parameter side).",
+    restates="C001-3")
 C001_15 = NotRunnable(
     "C001-15", SRC, "BatchNorm functions as a regularizer; clipping keeps the gradients from exploding",
     "a statement about mechanism with no measured quantity in the source; the accuracy effects of both tricks are "

@@ -25,7 +25,7 @@ from tricks.recipes import get_recipe
 
 SRC = "test document"
 BASE, WIDER, DEEPER = "pal2021b/baseline", "pal2021b/wider", "pal2021b/deeper"
-TIGHT_ZERO = [0.001, -0.001, 0.0005]
+TIGHT_ZERO = [0.0001, -0.0001, 0.00005]
 
 
 # ---------------------------------------------------------------------------------------------- constructors
@@ -119,7 +119,7 @@ def test_check_accepts_the_judges_own_decisions(make, d):
 
 def test_check_accepts_an_offset_claim_judged_at_its_offset():
     c = equivalent("K-2", SRC, "about 14 points", A, B, offset=0.14)
-    dec = judge(c, paired([0.141, 0.139, 0.14]), last_look=False)
+    dec = judge(c, paired([0.1401, 0.1399, 0.14]), last_look=False)
     assert dec.verdict is Verdict.SUPPORTED
     check(c, dec)
 

@@ -9,8 +9,9 @@ from claims.spec import Form, Verdict, judge
 from claims.test_cross import X_4, X_7
 from tests.test_spec import run
 
-TIGHT_ZERO = [0.001, -0.001, 0.0005]
-GAIN = [0.05, 0.051, 0.049]  # five points, every seed
+# five seeds: the O'Brien-Fleming-type design decides nothing at its first look of three on data this clean
+TIGHT_ZERO = [0.001, -0.001, 0.0005, -0.0005, 0.0]
+GAIN = [0.05, 0.051, 0.049, 0.0505, 0.0495]  # five points, every seed
 
 
 def _world(claim, diffs: dict[str, list[float]]) -> dict:

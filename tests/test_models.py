@@ -229,3 +229,24 @@ def test_conv_bn_net_first_kernel_keeps_the_same_padding_layout():
         first = build_model("conv_bn_net", first_k=k).features[0]
         assert isinstance(first, nn.Conv2d) and first.kernel_size == (k, k) and first.padding == (k // 2, k // 2)
     assert build_model("conv_bn_net").features[0].kernel_size == (5, 5)  # the original's 5x5 by default
+
+
+@pytest.mark.parametrize("name,width,count", [("resnet9", 64, 6_575_370), ("resnet9", 16, 413_514),
+                                              ("jovian_cnn", 32, 5_851_338), ("jovian_cnn", 8, 367_290)])
+def test_doc_004s_nets_scale_by_width_and_keep_the_published_count_at_the_published_width(name, width, count):
+    model = build_model(name, width=width)
+    assert params_used(model, input_shape=(2, 3, 32, 32)) == count
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_a_quarter_width_resnet9_keeps_its_shape_with_a_quarter_of_the_channels():
+    full, quarter = build_model("resnet9"), build_model("resnet9", width=16, residual=False, bn=False)
+    convs = [m.out_channels for m in full.modules() if isinstance(m, nn.Conv2d)]
+    assert [m.out_channels * 4 for m in quarter.modules() if isinstance(m, nn.Conv2d)] == convs
+    assert not any(isinstance(m, (nn.BatchNorm2d, ResBlock)) for m in quarter.modules())
+
+
+@pytest.mark.parametrize("name,width", [("resnet9", 0), ("jovian_cnn", 12), ("jovian_cnn", 0)])
+def test_an_invalid_width_is_one_clear_error(name, width):
+    with pytest.raises(TrickError, match=f"width={width} is invalid"):
+        build_model(name, width=width)

@@ -270,7 +270,8 @@ def test_the_terminal_report_is_a_compact_table_within_100_columns_with_full_ids
     assert table[0].split() == ["claim", "form", "n", "d̄", "[L,", "U]", "pp", "verdict", "Holm", "FDR", "checks"]
     for row in rep.rows:
         (line,) = [ln for ln in table if ln.startswith(row.claim.id + " ")]  # the id in full, one line a claim
-        assert row.verdict in line and line.split()[-2:] == ["—", "pipeline"]  # no FDR field yet: —
+        fdr = "holds" if row.fdr else "—"  # the engine's BH flag of each SUPPORTED claim
+        assert row.verdict in line and line.split()[-2:] == [fdr, "pipeline"]
     assert "x x x" not in "\n".join(lines) and "report.md" in lines[-1]  # the reasons stay in the files
     counts = lines[1]
     assert counts.startswith("2 judged: ") and "SUPPORTED" in counts and "INVALID" in counts
@@ -287,10 +288,12 @@ def test_the_fdr_column_shows_the_engines_fdr_flag_when_there_is_one(report):
     from claims.report import terminal_table
 
     rep = report[0]
-    rows = [replace(r) for r in rep.rows]
-    rows[0].fdr = True
-    lines = terminal_table(replace(rep, rows=rows))
-    assert lines[2].split()[-2] == "holds" and lines[3].split()[-2] == "—"
+    assert [(r.verdict, r.fdr) for r in rep.rows] == [("SUPPORTED", True)] * 2  # build_report applied BH
+    for flag, shown in ((True, "holds"), (False, "no"), (None, "—")):
+        rows = [replace(r) for r in rep.rows]
+        rows[0].fdr = flag
+        lines = terminal_table(replace(rep, rows=rows))
+        assert lines[2].split()[-2] == shown and lines[3].split()[-2] == "holds"  # R-2 keeps its own flag
 
 
 def test_every_smoke_line_card_and_headline_says_it_checks_the_pipeline(report, tmp_path):
@@ -336,3 +339,28 @@ def test_each_card_shows_the_training_curves_of_its_arms(report, tmp_path):
         assert f"![{cid} training curves](plots/{cid}-curves.png)" in md
         assert (out / "plots" / f"{cid}-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "test accuracy after each epoch, per arm" in md
+
+
+def test_a_claim_with_a_scaled_arm_is_marked_scaled_in_its_line_and_card(tmp_path):
+    from dataclasses import replace
+
+    from claims.spec import Claim, Form
+
+    base = fake_recipe("base")
+    small = replace(fake_recipe("resnet-like", 0.05), scaled="the net at a quarter of the width")
+    claims = [Claim(id="S-1", source="Doc 9", quote="The big net wins.", form=Form.SUPERIORITY, a=small, b=base,
+                    delta=0.01),
+              Claim(id="S-2", source="Doc 9", quote="Nothing scaled here.", form=Form.SUPERIORITY,
+                    a=fake_recipe("trick", 0.05), b=base, delta=0.01)]
+    sched = Scheduler(claims, RunStore(tmp_path / "runs.sqlite"), LocalExecutor(0, run_fn=fake_run), "smoke",
+                      progress=False)
+    sched.run()
+    rep = build_report(sched)
+    lines = {line.split(" | ")[0]: line for line in summary_markdown(rep).splitlines() if line.startswith("| S-")}
+    assert lines["| S-1"].endswith(", scaled |") and lines["| S-2"].endswith("the claim) |")
+    assert "| smoke (" in lines["| S-1"] and "scaled" not in lines["| S-2"]
+    md = report_markdown(rep)
+    card_1, card_2 = md.split("### S-1")[1].split("### S-2")
+    assert "Scaled: arm `fake/resnet-like` is a CPU stand-in for a heavy recipe: the net at a quarter of the width" \
+        in card_1
+    assert "Scaled:" not in card_2

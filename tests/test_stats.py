@@ -86,7 +86,7 @@ def test_the_per_look_level_keeps_the_overall_false_support_rate_while_alpha_at_
 @pytest.mark.parametrize("looks,effect,power,mean_seeds", [
     (LOOKS, 1.0, 0.86, 8.1), (LOOKS, 1.5, 0.99, 5.9), ((5, 10), 1.0, 0.84, 7.8), ((5, 10), 1.5, 0.99, 6.3)])
 def test_sequential_power_and_mean_seeds_reproduce_the_spec_table(looks, effect, power, mean_seeds):
-    got_power, got_seeds = stats.sequential_power(effect, 1.0, looks, n_sim=20_000)
+    got_power, got_seeds = stats.sequential_power(effect, 1.0, looks, n_sim=20_000, shape=0.5)  # the spec's Pocock
     assert got_power == pytest.approx(power, abs=0.015)
     assert got_seeds == pytest.approx(mean_seeds, abs=0.15)
 
@@ -106,15 +106,45 @@ def test_tost_power_agrees_with_a_simulation_of_the_two_bounds():
     assert stats.design_power("equivalence", 1.0, ratio, n, a) == pytest.approx(simulated, abs=0.01)
 
 
+def test_the_engine_design_sits_between_obrien_fleming_and_pocock_and_buys_power_with_seeds():
+    des = stats.design(LOOKS, 0.05 * stats.SKEW_GUARD)  # a claim at α = 0.05 is designed at 0.025 (the skew guard)
+    assert des.shape == stats.DEFAULT_SHAPE == 0.25 and list(des.levels) == sorted(des.levels)
+    assert 0.001 < des.levels[0] < 0.0016 and 0.015 < des.levels[-1] < 0.018  # little α at 3 seeds, most at 12
+    power, seeds = stats.sequential_power(1.0, 1.0, LOOKS, alpha=0.025, n_sim=20_000)
+    assert power == pytest.approx(0.84, abs=0.015) and seeds == pytest.approx(9.7, abs=0.15)
+    obf = stats.sequential_power(1.0, 1.0, LOOKS, alpha=0.025, n_sim=20_000, shape=0.0)
+    assert obf[0] > power and obf[1] > seeds  # O'Brien-Fleming: a little more power for more seeds
+
+
+def test_obf_levels_keep_the_overall_false_support_rate_in_an_independent_simulation():
+    sims = 40_000
+    d = np.random.default_rng(98).standard_normal((sims, 12))
+    levels = stats.design(LOOKS, 0.05).levels
+    hit = np.any([stats.t_pvalue(d[:, :n]) <= a for n, a in zip(LOOKS, levels, strict=True)], axis=0)
+    assert abs(hit.mean() - 0.05) < 3 * math.sqrt(0.05 * 0.95 / sims)
+
+
+def test_a_seed_cap_gives_the_levels_of_the_looks_it_allows():
+    assert stats.allowed_looks(LOOKS, 5) == (3, 5) and stats.allowed_looks(LOOKS, 4) == (3,)
+    assert stats.allowed_looks(LOOKS, 2) == (2,) and stats.allowed_looks(LOOKS, None) == LOOKS
+    capped = stats.design(stats.allowed_looks(LOOKS, 5), 0.05)
+    assert capped.levels[-1] > stats.design(LOOKS, 0.05).levels[1]  # the cap's last look spends what is left
+    sims = 40_000
+    d = np.random.default_rng(97).standard_normal((sims, 5))
+    hit = np.any([stats.t_pvalue(d[:, :n]) <= a for n, a in zip((3, 5), capped.levels, strict=True)], axis=0)
+    assert abs(hit.mean() - 0.05) < 3 * math.sqrt(0.05 * 0.95 / sims)  # the whole α, not ~3 %
+
+
 def test_sequential_p_is_alpha_at_the_per_look_level_and_monotone():
-    a = stats.pocock_alpha(LOOKS, 0.05)
-    assert stats.sequential_p([a], LOOKS) == pytest.approx(0.05, abs=1e-4)
-    ps = [1e-9, 1e-5, 1e-3, 0.01, a, 0.03, 0.2, 1.0]
-    seq = [stats.sequential_p([p], LOOKS) for p in ps]
-    assert seq == sorted(seq) and seq[-1] == 1.0
-    assert all(p <= q <= len(LOOKS) * p for p, q in zip(ps, seq, strict=True))  # between p and Bonferroni
-    assert stats.sequential_p([0.4, 0.02, 0.3], LOOKS) == stats.sequential_p([0.02], LOOKS)  # the smallest counts
+    des = stats.design(LOOKS, 0.05)
+    for j, a in enumerate(des.levels):  # crossing any look's level exactly gives p_seq = α
+        assert stats.sequential_p([1.0] * j + [a], LOOKS) == pytest.approx(0.05, abs=5e-4)
+    ps = [1e-12, 1e-9, 1e-5, 1e-3, 0.01, 0.03, 0.2, 1.0]
+    seq = [stats.sequential_p([1.0, 1.0, p], LOOKS) for p in ps]
+    assert seq == sorted(seq) and seq[-1] == 1.0 and seq[0] > 0
+    assert stats.sequential_p([0.4, 0.02, 0.3], LOOKS) == stats.sequential_p([1.0, 0.02], LOOKS)  # the max counts
     assert stats.sequential_p([0.02], (5,)) == 0.02  # one look: the p itself
+    assert stats.sequential_p([0.01], LOOKS, shape=0.5) == pytest.approx(0.031, abs=0.002)  # Pocock: ~3·p
 
 
 def test_look_sequence_is_the_looks_passed_then_n():
@@ -198,7 +228,7 @@ def test_noise_floor_reproduces_the_spec_numbers():
 
 @pytest.mark.parametrize("form", ["superiority", "non_inferiority", "equivalence"])
 def test_seeds_needed_is_the_first_count_that_reaches_the_power(form):
-    a = stats.pocock_alpha(LOOKS, 0.05)
+    a = stats.design(LOOKS, 0.05).levels[-1]
     n = stats.seeds_needed(0.012, 0.01, form, LOOKS, 0.05)
     assert n is not None
     assert stats.design_power(form, 0.012, 0.01, n, a) >= 0.8 > stats.design_power(form, 0.012, 0.01, n - 1, a)
@@ -210,6 +240,21 @@ def test_predict_underpowered_compares_the_seeds_needed_with_the_last_look():
     assert not stats.predict_underpowered(0.005, 0.01, "superiority", LOOKS)
     assert stats.predict_underpowered(0.03, 0.01, "superiority", LOOKS)
     # equivalence is the expensive form: at σ_d = Δ a superiority margin fits in 12 seeds, TOST does not
-    assert not stats.predict_underpowered(0.01, 0.01, "superiority", LOOKS)
-    assert stats.predict_underpowered(0.01, 0.01, "equivalence", LOOKS)
+    assert not stats.predict_underpowered(0.01, 0.01, "superiority", LOOKS, 0.025)
+    assert stats.predict_underpowered(0.01, 0.01, "equivalence", LOOKS, 0.025)
     assert stats.seeds_needed(0.0, 0.01, "equivalence") == 2
+
+
+def test_seeds_to_decide_predicts_at_the_observed_difference():
+    a = stats.design(LOOKS, 0.05).levels[-1]
+    # d̄ near the margin: refuting "no meaningful gain" (U < Δ) and supporting (L > 0) both crawl
+    near = stats.seeds_to_decide("superiority", 0.014, 0.03, 0.015, a)
+    assert near is not None and near > 30
+    far = stats.seeds_to_decide("superiority", 0.05, 0.03, 0.015, a)
+    assert far is not None and far < 10
+    n = far
+    p_sup, _ = stats.decision_power("superiority", 0.05, 0.03, 0.015, n, a)
+    p_sup_less, _ = stats.decision_power("superiority", 0.05, 0.03, 0.015, n - 1, a)
+    assert p_sup >= 0.8 > p_sup_less
+    assert stats.seeds_to_decide("equivalence", 0.0, 0.01, 0.01, a) == stats.seeds_needed(0.01, 0.01, "equivalence")
+    assert stats.seeds_to_decide("superiority", 0.0075, 0.01, 0.015, a, budget=5) is None

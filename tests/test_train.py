@@ -11,7 +11,7 @@ import torch
 from fastai.callback.core import Callback
 
 from tests.test_apply import TINY, _write_source
-from tricks.train import CODE_VERSION, Phase, Profile, Recipe, RunResult, kw, nesterov_sgd, run, run_version
+from tricks.train import CODE_VERSION, Phase, Profile, Recipe, RunResult, TrickUse, kw, nesterov_sgd, run, run_version
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -248,7 +248,6 @@ def test_a_profile_scales_the_phases_epochs_but_never_below_one():
 
 @pytest.mark.parametrize("scale,epochs,start", [(1.0, 10, 2), (0.5, 5, 1), (0.1, 1, 0), (0.35, 4, 1)])
 def test_a_callbacks_epoch_index_scales_with_the_profile_and_stays_inside_the_fit(scale, epochs, start):
-    from tricks.train import TrickUse
 
     wd = TrickUse("WeightDecayFrom", kw(wd=1e-4, start_epoch=2))
     r = replace(THREE, phases=(Phase("exp_decay", 10, 2e-3, kw(gamma=0.8)),), callbacks=(wd,))
@@ -336,3 +335,87 @@ def test_the_project_learner_reads_no_loss_or_metric_off_the_device_per_batch(ar
         return count
 
     assert reads(20, 10) == reads(80, 60) > 0  # 3 vs 10 training batches, 2 vs 8 validation batches an epoch
+
+
+# ---------------------------------------------------------------------------------------------- pairing
+
+
+class FirstSeen(Callback):
+    """The model's convolution weights before training, and every training batch (images after augmentation)."""
+
+    def __init__(self):
+        self.conv: dict[str, torch.Tensor] = {}
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def before_fit(self) -> None:
+        if not self.conv:
+            self.conv = {k: v.clone() for k, v in self.learn.model.features.state_dict().items()}
+
+    def before_batch(self) -> None:
+        if self.training:
+            self.batches.append((self.xb[0].clone(), self.yb[0].clone()))
+
+
+def _seen(recipe: Recipe, seed: int, arrays) -> FirstSeen:
+    spy = FirstSeen()
+    _run(recipe, seed, Profile("cut", train_subset=40, test_subset=30), arrays, extra_cbs=(spy,))
+    return spy
+
+
+def test_two_arms_of_a_seed_share_the_subset_batches_augmentation_and_the_init_of_their_common_layers(arrays):
+    # the paired design's premise: arms that differ in the head (and dropout, which draws from torch's global
+    # generator during training) still see the same images in the same order, augmented alike, from the same convs
+    base = replace(TINY, augment=True, phases=(Phase("constant", 2, 0.05),), model_kwargs=kw(hidden=16))
+    wide = replace(base, model_kwargs=kw(hidden=64), transforms=(TrickUse("dropout_dense", kw(p=0.5)),))
+    a, b, other = _seen(base, 5, arrays), _seen(wide, 5, arrays), _seen(base, 6, arrays)
+    assert a.conv.keys() == b.conv.keys() and all(torch.equal(a.conv[k], b.conv[k]) for k in a.conv)
+    assert len(a.batches) == len(b.batches) == 4  # 40 images at batch 32, two epochs
+    for (xa, ya), (xb, yb) in zip(a.batches, b.batches, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    # and the pinning can fail: another seed draws other convs, another subset, other augmentations
+    assert not all(torch.equal(a.conv[k], other.conv[k]) for k in a.conv)
+    assert not torch.equal(a.batches[0][0], other.batches[0][0])
+
+
+# ---------------------------------------------------------------------------------------------- scaled heavy arms
+
+
+def test_a_scaled_profile_trains_a_heavy_recipe_as_its_named_variant_on_a_cpu_only():
+    from tricks.recipes import RECIPES
+    from tricks.train import PROFILES
+
+    heavy = [r for r in RECIPES.values() if r.heavy]
+    assert {r.name for r in heavy} >= {"jovian/resnet9", "jovian/base_cnn", "he2016/kmeans", "he2016/kmeans@code"}
+    assert all(PROFILES["smoke"].arm(r, device_has_gpu=False) is r for r in heavy)  # smoke skips them instead
+    for name in ("default",):
+        prof = PROFILES[name]
+        for r in heavy:
+            v = prof.arm(r, device_has_gpu=False)
+            assert v.name.startswith(r.name + "@") and v.scaled and not v.heavy and v.key != r.key
+            assert prof.arm(r, device_has_gpu=True) is r  # full size on a GPU
+        assert prof.arm(RECIPES["pal2021b/baseline"], device_has_gpu=False) is RECIPES["pal2021b/baseline"]
+    for r in heavy:
+        assert PROFILES["paper"].arm(r, device_has_gpu=False) is r  # full size under the paper profile
+    toy = Recipe("tiny_cnn", heavy=True)  # a heavy recipe with no scaled variant stays itself (and is skipped)
+    assert PROFILES["default"].arm(toy, device_has_gpu=False) is toy
+
+
+def test_the_scaled_variants_change_only_the_size():
+    from tricks.recipes import RECIPES, scaled_variant
+
+    r9, v9 = RECIPES["jovian/resnet9-no_residual"], scaled_variant(RECIPES["jovian/resnet9-no_residual"])
+    assert dict(v9.model_kwargs) == {"residual": False, "width": 16}
+    assert replace(v9, model_kwargs=r9.model_kwargs, heavy=True).key == r9.key  # nothing else differs
+    km, vk = RECIPES["he2016/kmeans@code"], scaled_variant(RECIPES["he2016/kmeans@code"])
+    assert dict(vk.features_kwargs) == {**dict(km.features_kwargs), "n_centroids": 400, "n_patches": 100_000,
+                                        "iters": 20}
+    assert {"subtract_mean", "mean_image"} <= set(dict(vk.features_kwargs))  # the recipe's own options carry over
+    assert replace(vk, features_kwargs=km.features_kwargs).key == km.key
+
+
+def test_a_run_of_a_scaled_variant_carries_its_scaled_note(arrays):
+    res = _run(replace(TINY, phases=(Phase("constant", 1, 0.05),), scaled="tiny at a quarter width"), 0, PLAIN,
+               arrays)
+    assert res.scaled == "tiny at a quarter width"
+    assert RunResult.from_json(res.to_json()).scaled == res.scaled
+    assert _run(replace(TINY, phases=(Phase("constant", 1, 0.05),)), 0, PLAIN, arrays).scaled == ""

@@ -130,25 +130,38 @@ def conv_bn_net(deeper: bool = False, bn_eval: EvalStats = "last_batch", first_k
 
 
 @_model
-def jovian_cnn() -> nn.Sequential:
+def jovian_cnn(width: int = 32) -> nn.Sequential:
     """Doc 004's starting CNN: three blocks of two 3x3 convs (32-64, 128-128, 256-256) and a pool; 4096-1024-512-10.
 
-    5,851,338 parameters; outputs logits.
+    5,851,338 parameters; outputs logits. `width` is the first conv's channels (32 as published); every conv and
+    dense width scales with it (`width=8`: 8-16, 32-32, 64-64, then 1024-256-128-10; 367,290 parameters).
     """
-    stages = ((3, 32, 64), (64, 128, 128), (128, 256, 256))
+    if width < 1 or width % 8:
+        raise TrickError(f"option width={width} is invalid: jovian_cnn takes a positive multiple of 8 (32 as "
+                         "published)")
+
+    def w(c: int) -> int:  # a published width, scaled
+        return c * width // 32
+
+    stages = ((3, w(32), w(64)), (w(64), w(128), w(128)), (w(128), w(256), w(256)))
     feats = nn.Sequential(*(nn.Sequential(*conv_block(a, b, pool=False), *conv_block(b, c)) for a, b, c in stages))
-    return _net(feats, dense_head(256 * 4 * 4, (1024, 512), log_softmax=False))
+    return _net(feats, dense_head(w(256) * 4 * 4, (w(1024), w(512)), log_softmax=False))
 
 
 @_model
-def resnet9(dropout: float = 0.0, residual: bool = True, bn: bool = True) -> nn.Sequential:
+def resnet9(dropout: float = 0.0, residual: bool = True, bn: bool = True, width: int = 64) -> nn.Sequential:
     """Doc 004's ResNet9 (6,575,370): Conv-BN-ReLU blocks 64-128-[res 128]-256-512-[res 512], max pool 4, Linear.
 
     The residual stages add an identity shortcut with no ReLU after the add; `dropout` before the Linear (copies of
     the original disagree on a Dropout(0.2) there). For the tutorial's proposed ablation, `residual=False` drops the
-    two shortcuts (same layers, same parameters) and `bn=False` every BatchNorm. Outputs logits.
+    two shortcuts (same layers, same parameters) and `bn=False` every BatchNorm. `width` is the first block's
+    channels (64 as published; every block scales with it: `width=16` is 16-32-[32]-64-128-[128], 413,514
+    parameters). Outputs logits.
     """
+    if width < 1:
+        raise TrickError(f"option width={width} is invalid: resnet9 takes a positive width (64 as published)")
     place: BnPlace = "before" if bn else None
+    c1, c2, c3, c4 = width, 2 * width, 4 * width, 8 * width
 
     def block(ci: int, co: int, pool: bool) -> nn.Sequential:
         return conv_block(ci, co, bn=place, pool=pool)
@@ -160,10 +173,10 @@ def resnet9(dropout: float = 0.0, residual: bool = True, bn: bool = True) -> nn.
         return ResBlock(main) if residual else main
 
     head = nn.Sequential(nn.MaxPool2d(4), nn.Flatten(), *([nn.Dropout(dropout)] if dropout > 0 else []),
-                         nn.Linear(512, 10))
+                         nn.Linear(c4, 10))
     return nn.Sequential(OrderedDict(
-        conv1=block(3, 64, False), conv2=block(64, 128, True), res1=stage(128),  # 32 -> 16
-        conv3=block(128, 256, True), conv4=block(256, 512, True), res2=stage(512),  # 16 -> 8 -> 4
+        conv1=block(3, c1, False), conv2=block(c1, c2, True), res1=stage(c2),  # 32 -> 16
+        conv3=block(c2, c3, True), conv4=block(c3, c4, True), res2=stage(c4),  # 16 -> 8 -> 4
         head=head))
 
 

@@ -238,3 +238,39 @@ _add("jovian/resnet9-no_bn", replace(_D_RESNET, model_kwargs=kw(bn=False)), "Res
 _add("jovian/resnet9-sgd", replace(_D_RESNET, opt="sgd", opt_kwargs=kw(mom=0.9, wd=1e-4, decouple_wd=False)),
      "ResNet9 recipe with SGD (momentum 0.9, cycled 0.95-0.85 by one-cycle) in place of Adam, coupled L2 1e-4 as "
      "the Adam arm")
+
+# ------------------------------------------------------------------ scaled variants of the heavy arms (CPU only)
+# Under the default and smoke profiles a CPU trains each heavy recipe as the variant below (`Profile.arm`): its own
+# named recipe with its own key, so its runs never mix with full-size ones, and a `scaled` note that every report
+# line carries. The paper profile, and any profile on a GPU, train the published sizes. Quarter width keeps
+# ResNet9's shape (4 stages, 2 residual stages, the same recipe) at about 1/16 of its multiply-adds.
+RESNET9_CPU_WIDTH = 16  # 16-32-[32]-64-128-[128]: 413,514 parameters (64 as published: 6,575,370)
+BASE_CNN_CPU_WIDTH = 8  # 8-16, 32-32, 64-64, 1024-256-128-10: 367,290 parameters (32 as published: 5,851,338)
+KMEANS_CPU = kw(n_centroids=400, n_patches=100_000, iters=20)  # 1,600-d features into H 200 (6,400-d as published)
+
+_SCALED: dict[str, Recipe] = {}  # full-size recipe key -> its scaled variant
+
+
+def scaled_variant(recipe: Recipe) -> Recipe | None:
+    """The named scaled variant a CPU trains for a heavy recipe under a scaled profile, or None if it has none."""
+    return _SCALED.get(recipe.key)
+
+
+def _scale(name: str, tag: str, note: str, **changes: object) -> None:
+    full = RECIPES[name]
+    variant = _add(f"{name}@{tag}", replace(full, heavy=False, scaled=note, **changes),
+                   f"{full.description} [scaled for a CPU: {note}]")
+    _SCALED[full.key] = variant
+
+
+for _name, _r9 in list(RECIPES.items()):
+    if _r9.model == "resnet9" and _r9.heavy:
+        _scale(_name, f"w{RESNET9_CPU_WIDTH}", f"ResNet9 at a quarter of the width ({RESNET9_CPU_WIDTH}-"
+               f"{2 * RESNET9_CPU_WIDTH}-{4 * RESNET9_CPU_WIDTH}-{8 * RESNET9_CPU_WIDTH} channels)",
+               model_kwargs=kw(**dict(_r9.model_kwargs), width=RESNET9_CPU_WIDTH))
+_scale("jovian/base_cnn", f"w{BASE_CNN_CPU_WIDTH}",
+       "the base CNN at a quarter of the width (8-16-32-32-64-64 channels, 1024-256-128 head)",
+       model_kwargs=kw(width=BASE_CNN_CPU_WIDTH))
+for _name in ("he2016/kmeans", "he2016/kmeans@code"):
+    _scale(_name, "k400", "400 K-means centroids from 100,000 patches, 20 iterations (1,600-d features)",
+           features_kwargs=kw(**dict(RECIPES[_name].features_kwargs), **dict(KMEANS_CPU)))

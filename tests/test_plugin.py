@@ -225,7 +225,8 @@ def test_the_profiles_seed_cap_applies_unless_max_seeds_is_given(suite):
     result = _run(suite, "--workers", "0", "--pilot-seeds", "0", "-rPx")
     result.assert_outcomes(passed=1, xfailed=1)
     out = result.stdout.str()
-    assert "EX-9: REFUTED (smoke profile, n = 5)" in out  # the cap's own design (3, 5) spends its whole α by 5
+    # the cap's own design (3, 5) ends the claim at 5 seeds, its last look: a final verdict, not a wait for more
+    assert "EX-9: INCONCLUSIVE (smoke profile, n = 5): budget exhausted at n = 5 (seed cap)" in out
     assert "seed budget capped at 6" in out  # the pinned verdict missed because of the profile's cap: an xfail
     assert sorted(s for k, s in _calls(suite) if k == noisy.key) == [0, 1, 2, 3, 4]
 

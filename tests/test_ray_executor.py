@@ -47,12 +47,16 @@ def cluster(tmp_path_factory) -> str:
 
     logs = tmp_path_factory.mktemp("ray")
     saved = {k: os.environ.get(k) for k in ("PYTHONPATH", LOG_ENV, DONE_ENV, "RAY_AUTH_TOKEN_PATH")}
-    # Ray's token sits under ~/.ray, and pytester's subprocesses get another HOME: name the file for every driver
-    os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(Path.home() / ".ray" / "auth_token"))
     # workers get the environment of ray.init, not later changes: they import tests.* and log where the tests read
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), saved["PYTHONPATH"]]))
     os.environ[LOG_ENV], os.environ[DONE_ENV] = str(logs / "calls.log"), str(logs / "done.log")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # Ray (2.5x on) turns token authentication on for a new local instance and writes its token to ~/.ray/auth_token
+    # when there is none; pytester's subprocess drivers get another HOME, so name the file for them once it exists
+    # (naming a file that does not exist yet makes ray.init fail on a fresh machine instead of creating it)
+    token = Path.home() / ".ray" / "auth_token"
+    if token.is_file():
+        os.environ.setdefault("RAY_AUTH_TOKEN_PATH", str(token))
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

@@ -733,6 +733,7 @@ def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_
                    looks=looks, confirm=confirm) for p in claim.parts]
     n = max(d.n for d in parts)
     by = {v: [d for d in parts if d.verdict is v] for v in Verdict}
+    open_ = by[Verdict.INCONCLUSIVE]
     if by[Verdict.INVALID]:
         d = by[Verdict.INVALID][0]
         verdict, reason = Verdict.INVALID, f"part {d.claim_id}: {d.reason}"
@@ -743,11 +744,13 @@ def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_
         verdict, reason = Verdict.SUPPORTED, "every part holds: " + "; ".join(f"{d.claim_id}: {d.reason}"
                                                                             for d in parts)
     else:
-        open_ = by[Verdict.INCONCLUSIVE]
         verdict = Verdict.INCONCLUSIVE
         reason = (f"{len(open_)} of {len(parts)} parts undecided: "
                   + "; ".join(f"{d.claim_id}: {d.reason}" for d in open_))
-    underpowered = verdict is Verdict.INCONCLUSIVE and any(d.underpowered for d in by[Verdict.INCONCLUSIVE])
+    # A part predicted underpowered puts SUPPORTED out of reach, but another open part may still be REFUTED, which
+    # refutes the whole claim: so the claim stops early only once every open part is final (underpowered itself).
+    underpowered = (verdict is Verdict.INCONCLUSIVE and all(d.final for d in open_)
+                    and any(d.underpowered for d in open_))
     final = verdict is not Verdict.INCONCLUSIVE or last_look or all(d.final for d in parts) or underpowered
     p_seqs = [d.p_seq for d in parts]
     sf = [d.sign_flip_p for d in parts]

@@ -235,6 +235,21 @@ def test_a_compound_claim_is_an_intersection_union_of_its_parts():
     assert invalid.verdict is Verdict.INVALID and "part K-2: seed 1 of arm toy/32 diverged" in invalid.reason
 
 
+def test_a_compound_claim_with_an_underpowered_part_samples_on_while_another_part_may_refute_it():
+    # K-1 (d̄ +0.5 pp, s_d ≈ 3 pp) is predicted underpowered at 5 seeds: SUPPORTED is out of reach, but K-2 (d̄ near
+    # 0, s_d ≈ 0.5 pp) may still show "no meaningful gain", which refutes the whole claim; so the claim goes on
+    comp = _compound(claim(id="K-1"), claim(id="K-2", b=C))
+    near_zero = [0.0, 0.01, -0.005, 0.008, -0.002, 0.003, -0.004, 0.006]
+    at5 = judge(comp, _two_arms(WIDE[:5], near_zero[:5]), last_look=False)
+    assert at5.parts[0].underpowered and at5.parts[0].final and not at5.parts[1].final
+    assert at5.verdict is Verdict.INCONCLUSIVE and not at5.final and not at5.underpowered
+    at8 = judge(comp, _two_arms(WIDE[:8], near_zero), last_look=False)
+    assert at8.verdict is Verdict.REFUTED and at8.final and at8.reason.startswith("part K-2 is refuted")
+    # once no open part can move it (both underpowered), it stops as predicted underpowered
+    both = judge(comp, _two_arms(WIDE[:5], WIDE[:5]), last_look=False)
+    assert both.verdict is Verdict.INCONCLUSIVE and both.final and both.underpowered
+
+
 def test_a_compound_claim_needs_runs_unless_every_part_waits_for_a_gpu():
     gpu = claim(Form.ABSOLUTE, id="K-g", needs_gpu=True)
     assert claim_needs_runs(_compound(claim(id="K-1"), gpu), device_has_gpu=False)

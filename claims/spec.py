@@ -751,7 +751,7 @@ def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_
     # refutes the whole claim: so the claim stops early only once every open part is final (underpowered itself).
     underpowered = (verdict is Verdict.INCONCLUSIVE and all(d.final for d in open_)
                     and any(d.underpowered for d in open_))
-    final = verdict is not Verdict.INCONCLUSIVE or last_look or all(d.final for d in parts) or underpowered
+    final = verdict is not Verdict.INCONCLUSIVE or last_look or all(d.final for d in parts)  # underpowered too
     p_seqs = [d.p_seq for d in parts]
     sf = [d.sign_flip_p for d in parts]
     needs = [d.seeds_needed for d in parts if d.verdict is Verdict.INCONCLUSIVE and d.seeds_needed is not None]

@@ -219,16 +219,17 @@ def _device_has_gpu(claims: list[Any]) -> bool:
     return torch.cuda.is_available()
 
 
-def _data_version(source: str | None) -> str:
-    """Load (and cache) the dataset once here, before any worker starts, and return the store version of its runs.
+def _data_version(source: str | None) -> Any:
+    """Load (and cache) the dataset once here, before any worker starts, and return the store versions of its runs
+    (`tricks.train.RunVersions`: each recipe's training fingerprint with the dataset's digest).
 
     A missing or corrupt dataset ends the session with the data module's one-sentence message.
     """
     from tricks.data import DataError, load_cifar10
-    from tricks.train import run_version
+    from tricks.train import RunVersions
 
     try:
-        return run_version(load_cifar10(source).digest)
+        return RunVersions(load_cifar10(source).digest)
     except DataError as e:
         pytest.exit(f"claims: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
 

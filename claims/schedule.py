@@ -58,6 +58,14 @@ class _ClaimState:
     done: bool = False
 
 
+def versions_of(code_version: str | Callable[[str], str] | None) -> Callable[[str], str]:
+    """recipe key -> the store version of its runs: a `tricks.train.RunVersions`, or one version for every recipe."""
+    if callable(code_version):
+        return code_version
+    version = code_version or CODE_VERSION
+    return lambda _key: version
+
+
 def capped_looks(looks: Sequence[int], max_seeds: int | None, n_seeds: int) -> tuple[int, ...]:
     """The looks within the seed budget: those <= min(max_seeds, number of seeds), or that cap alone if none are."""
     cap = n_seeds if max_seeds is None else min(max_seeds, n_seeds)
@@ -73,7 +81,7 @@ class Scheduler:
     def __init__(self, claims: Sequence[Any], store: RunStore, executor: Executor, profile: str = "default",
                  seeds: Sequence[int] = DEFAULT_SEEDS, max_seeds: int | None = None, device_has_gpu: bool = False,
                  progress: bool = True, *, sigma_d_pilot: float | None = None, pilot_source: str | None = None,
-                 code_version: str | None = None, poll_s: float = 2.0, console: Any = None,
+                 code_version: str | Callable[[str], str] | None = None, poll_s: float = 2.0, console: Any = None,
                  judge: Callable[..., Any] | None = None, confirm: bool = False, alpha_family: float = 0.05):
         ids = [c.id for c in claims]
         dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -88,7 +96,10 @@ class Scheduler:
         self.sigma_d_pilot = sigma_d_pilot
         # the source (recipe-name prefix, e.g. "pal2021b") whose arms the pilot's σ_d speaks for; None: every claim's
         self.pilot_source = pilot_source
-        self.code_version = code_version or CODE_VERSION
+        # the store version of each recipe's runs (tricks.train.RunVersions: its training fingerprint + the dataset
+        # copy), or one version for every recipe (--code-version, tests)
+        self.version = versions_of(code_version)
+        self.code_version = str(code_version or CODE_VERSION)
         self.poll_s, self.console = poll_s, console
         self.judge = judge  # None: claims.spec.judge (a parameter so that tests can script the verdicts)
         self.confirm, self.alpha_family = confirm, alpha_family  # --confirm: SUPPORTED claims sample on to clear Holm
@@ -116,6 +127,15 @@ class Scheduler:
     def pairs_for(self, claim: Any, n: int) -> list[tuple[Recipe, int]]:
         """The (recipe, seed) runs a claim needs for a look at n seeds: every arm, parts included, the first n seeds."""
         return [(r, s) for r in claim.recipes() for s in self.seeds[:n]]
+
+    def _gpu_runs_stored(self, st: _ClaimState) -> bool:
+        """Whether a claim with GPU-sized arms (skipped on a CPU under the paper profile) has every run up to its
+        last look in the store already (trained on a GPU, restored from the record): then it is judged on them, and
+        nothing is trained here."""
+        if not any(r.gpu_sized for r in st.claim.recipes()):
+            return False
+        pairs = [(r.key, s) for r, s in self.pairs_for(st.claim, st.looks[-1])]
+        return not self.store.missing(pairs, self.profile, self.version)
 
     def results_for(self, claim_id: str) -> dict[str, dict[int, RunResult]]:
         """The per-seed results of each arm of a claim, up to its latest look."""
@@ -169,10 +189,11 @@ class Scheduler:
         judge = self.judge or spec_judge
         t0 = time.perf_counter()
         for st in self.states.values():
-            why = off_profile(st.claim, self.profile, self.device_has_gpu)
+            gpu = self.device_has_gpu or self._gpu_runs_stored(st)
+            why = off_profile(st.claim, self.profile, gpu)
             if why is not None:
                 st.decision, st.done = judge_off_profile(st.claim, why), True
-            elif not claim_needs_runs(st.claim, self.device_has_gpu, self.profile):
+            elif not claim_needs_runs(st.claim, gpu, self.profile):
                 st.decision = judge(st.claim, {}, last_look=True, device_has_gpu=self.device_has_gpu,
                                     sigma_d_pilot=self.sigma_d_pilot)
                 st.done = True
@@ -298,20 +319,20 @@ class Scheduler:
         """Bring every job's run into `self.results`: from memory, the store, another suite, or the executor."""
         wants = {(j.recipe.key, int(j.seed)): j for j in jobs}
         need = [p for p in wants if p not in self.results and p not in self.failures]
-        self.results.update(self.store.get_many(need, self.profile, self.code_version))
+        self.results.update(self.store.get_many(need, self.profile, self.version))
         need = [p for p in need if p not in self.results]
         if not need:
             return
         with _Progress(self.progress, len(need), label, self.console, self._workers()) as bar:
-            mine = [p for p in need if self.store.claim_run(*p, self.profile, self.code_version)]
+            mine = [p for p in need if self.store.claim_run(*p, self.profile, self.version(p[0]))]
             theirs = [p for p in need if p not in set(mine)]
             self._train([wants[p] for p in mine], bar)
             while theirs:  # leased by another live suite: wait for its results, take over its stale leases
-                got = self.store.get_many(theirs, self.profile, self.code_version)
+                got = self.store.get_many(theirs, self.profile, self.version)
                 self.results.update(got)
                 bar.advance(len(got))
                 theirs = [p for p in theirs if p not in got]
-                retry = [p for p in theirs if self.store.claim_run(*p, self.profile, self.code_version)]
+                retry = [p for p in theirs if self.store.claim_run(*p, self.profile, self.version(p[0]))]
                 if retry:
                     self._train([wants[p] for p in retry], bar)
                     theirs = [p for p in theirs if p not in set(retry)]
@@ -331,15 +352,15 @@ class Scheduler:
             p = (job.recipe.key, job.seed)
             if isinstance(out, RunFailure):
                 self.failures[p] = out
-                self.store.release(*p, self.profile, self.code_version)
+                self.store.release(*p, self.profile, self.version(p[0]))
                 bar.advance(1, failed=True)
                 return
-            if out.code_version != self.code_version or out.profile != self.profile:
+            if out.code_version != self.version(p[0]) or out.profile != self.profile:
                 self.warnings.append(f"run {job.recipe.name or p[0][:12]} seed {job.seed} came back as code version "
-                                     f"{out.code_version}, profile {out.profile} (asked {self.code_version}, "
+                                     f"{out.code_version}, profile {out.profile} (asked {self.version(p[0])}, "
                                      f"{self.profile}): stored under its own key")
             self.store.put(out, job.recipe)
-            self.store.release(*p, self.profile, self.code_version)
+            self.store.release(*p, self.profile, self.version(p[0]))
             self.results[p] = out
             self.trained.add(p)
             bar.advance(1, wall_s=out.wall_s)
@@ -351,7 +372,7 @@ class Scheduler:
             for job in jobs:
                 p = (job.recipe.key, job.seed)
                 if p not in self.results and p not in self.failures:
-                    self.store.release(*p, self.profile, self.code_version)
+                    self.store.release(*p, self.profile, self.version(p[0]))
 
 
 def _verdict(d: Any) -> str:
@@ -501,11 +522,12 @@ def paired_bounds(d: Sequence[float], alpha: float) -> tuple[float, float, float
 
 
 def pilot(recipe: Recipe, store: RunStore, executor: Executor, profile: str, n: int = 5, *, alpha: float = 0.05,
-          code_version: str | None = None, progress: bool = False, force: bool = False) -> PilotResult:
+          code_version: str | Callable[[str], str] | None = None, progress: bool = False,
+          force: bool = False) -> PilotResult:
     """The A/A pilot (claims-method §5): `recipe` on seeds 0..n-1 against itself on 1000..1000+n-1; once a store."""
     if n < 2:
         raise ValueError(f"the A/A pilot needs at least 2 seeds per arm, not {n}")
-    cv = code_version or CODE_VERSION
+    cv = versions_of(code_version)(recipe.key)
     if not force:
         stored = store.get_pilot(recipe.key, profile, cv)
         if stored is not None and len(stored["seeds_a"]) >= n:

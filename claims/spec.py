@@ -256,15 +256,20 @@ def claim_needs_runs(claim: Claim, device_has_gpu: bool, profile: str | None = N
 
 
 def off_profile(claim: Claim, profile: str | None, device_has_gpu: bool = False) -> str | None:
-    """Why `profile` cannot test the claim on this device, or None: a published number under a scaled profile, or
-    a heavy arm (ResNet9-sized, or K-means features) under a scaled profile without a GPU: on a CPU such runs take
-    hours at full size and learn nothing at a scaled size."""
+    """Why `profile` cannot test the claim on this device, or None: a published number under a scaled profile; a
+    GPU-sized arm (ResNet9) under the paper profile without a GPU; or a heavy arm (ResNet9-sized, or K-means
+    features) under a scaled profile without a GPU: on a CPU such runs take hours at full size and learn nothing at a
+    scaled size."""
     if profile is None:
         return None
     if claim.paper_only and profile != PAPER_PROFILE:
         return (f"a published number: judged only under the {PAPER_PROFILE} profile, and runs scaled by the "
                 f"{profile} profile cannot tell; no run was made")
     prof = PROFILES.get(profile)
+    big = [r.name or r.key[:12] for r in claim.recipes() if r.gpu_sized]
+    if big and prof is not None and prof.cpu_skips_gpu_sized and not device_has_gpu:
+        return (f"needs a GPU: not run under the {profile} profile on a CPU ({big[0]} is ResNet9-sized, hours a run "
+                f"on one core at its published size)")
     heavy = [r.name or r.key[:12] for r in claim.recipes() if r.heavy]
     if heavy and prof is not None and prof.cpu_skips_heavy and not device_has_gpu:
         return (f"needs a GPU under the {profile} profile: {heavy[0]} is a heavy recipe, too slow for a CPU at full "

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,22 +230,25 @@ class RunStore:
         return RunResult.from_json(row[0]) if row else None
 
     def get_many(self, pairs: Iterable[tuple[str, int]], profile: str,
-                 code_version: str | None = None) -> dict[tuple[str, int], RunResult]:
-        """The stored runs among the (recipe key, seed) pairs, keyed by pair; absent pairs are left out."""
+                 code_version: str | Callable[[str], str] | None = None) -> dict[tuple[str, int], RunResult]:
+        """The stored runs among the (recipe key, seed) pairs, keyed by pair; absent pairs are left out.
+
+        `code_version` is one version for every pair, or a function of the recipe key (`tricks.train.RunVersions`).
+        """
         out: dict[tuple[str, int], RunResult] = {}
         con = self._con()
-        cv = code_version or CODE_VERSION
+        version = code_version if callable(code_version) else (lambda _k, v=code_version or CODE_VERSION: v)
         for rk, seed in dict.fromkeys((k, int(s)) for k, s in pairs):
             row = con.execute(
                 "SELECT result_json FROM runs WHERE recipe_key=? AND seed=? AND profile=? AND code_version=?",
-                (rk, seed, profile, cv),
+                (rk, seed, profile, version(rk)),
             ).fetchone()
             if row:
                 out[(rk, seed)] = RunResult.from_json(row[0])
         return out
 
     def missing(self, pairs: Iterable[tuple[str, int]], profile: str,
-                code_version: str | None = None) -> list[tuple[str, int]]:
+                code_version: str | Callable[[str], str] | None = None) -> list[tuple[str, int]]:
         """The (recipe key, seed) pairs not stored yet, in their given order, without duplicates."""
         wanted = list(dict.fromkeys((k, int(s)) for k, s in pairs))
         have = self.get_many(wanted, profile, code_version)

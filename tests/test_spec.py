@@ -571,12 +571,16 @@ def test_a_heavy_arm_is_off_profile_under_a_scaled_profile_without_a_gpu_only():
     why = off_profile(c, "smoke")
     assert why.startswith("needs a GPU under the smoke profile: toy/heavy ")  # names the heavy arm
     assert off_profile(c, "smoke", device_has_gpu=True) is None
-    assert off_profile(c, "paper") is None and off_profile(c, None) is None
+    assert off_profile(c, None) is None
+    # under the paper profile a GPU-sized arm (heavy, not a data trick) needs a GPU; a heavy data trick does not
+    assert off_profile(c, "paper").startswith("needs a GPU: not run under the paper profile on a CPU (toy/heavy ")
+    assert off_profile(c, "paper", device_has_gpu=True) is None
+    assert off_profile(claim(a=replace(HEAVY, features="kmeans")), "paper") is None
     assert off_profile(Claim(id="X", source="s", quote="q", form=Form.COMPOUND, parts=(claim(id="K-1"),
                                                                                         claim(id="K-2", b=HEAVY))),
                        "default") is not None  # a heavy arm in any part
     assert not claim_needs_runs(c, False, "smoke") and claim_needs_runs(c, True, "smoke")
-    assert claim_needs_runs(c, False, "paper") and claim_needs_runs(c, False)
+    assert not claim_needs_runs(c, False, "paper") and claim_needs_runs(c, True, "paper") and claim_needs_runs(c, False)
 
 
 def test_a_compound_of_paper_only_parts_needs_no_runs_under_a_scaled_profile():

@@ -9,8 +9,8 @@ changes (BnFreeze needs BatchNorm layers, a BN placement transform a network wit
 The output names the recipe chosen.
 
 Runs go through `tricks.train.run` and the claims suite's run store (`claims.store.RunStore`), keyed by (recipe key,
-seed, profile, code version): a run trained here is reused by the suite and the other way round, and a run found in
-the store is not trained again.
+seed, profile, run version: the recipe's training fingerprint and the dataset copy): a run trained here is reused by
+the suite and the other way round, and a run found in the store is not trained again.
 
 `--recipe` takes a named recipe or a JSON file holding `Recipe.to_dict()` (how the tests train a tiny recipe).
 `--epochs N` rescales the recipe's schedule to N epochs in all: each phase gets its share of N by largest remainder
@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from tricks.registry import TrickError, all_tricks, get_trick, parse_spec
-from tricks.train import PROFILES, Recipe, RunResult, TrickUse, get_profile, kw, run_version
+from tricks.train import PROFILES, Recipe, RunResult, RunVersions, TrickUse, get_profile, kw
 
 DEFAULT_RECIPE = "pal2021b/baseline"
 # candidate recipes of a trick, in order of preference; the first one the trick acts on is its default
@@ -513,7 +513,7 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
     prof = get_profile(plan.profile)
     # loaded even when every run is cached: a bad --data is reported, and the store's key names this copy
     arrays = load_cifar10(source)
-    version = run_version(arrays.digest)
+    version = RunVersions(arrays.digest)  # recipe key -> its store version (training fingerprint + data)
     bar = progress_bar(console) if show_progress else None
 
     def say(text: str) -> None:
@@ -525,7 +525,7 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
             bar.start()
         for arm, recipe, seed in _jobs(plan):
             label = f"{'B' if arm == 'baseline' else 'A'} seed {seed}" if plan.baseline else f"seed {seed}"
-            cached = store.get(recipe.key, seed, plan.profile, version) if store is not None else None
+            cached = store.get(recipe.key, seed, plan.profile, version(recipe.key)) if store is not None else None
             unfit = mismatch(cached, here, threads) if cached is not None else None
             if cached is not None and unfit is None:
                 session.outcomes.append(Outcome(arm, recipe, cached, True))
@@ -538,14 +538,15 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
                 extra: tuple = (rich_progress(bar, label, epochs),)
             else:
                 extra = () if quiet else (epoch_lines(say, label, epochs),)
-            leased = store is not None and unfit is None and store.claim_run(recipe.key, seed, plan.profile, version)
+            leased = (store is not None and unfit is None
+                      and store.claim_run(recipe.key, seed, plan.profile, version(recipe.key)))
             try:
                 res = run(recipe, seed, plan.profile, source=source, device=device, arrays=arrays, extra_cbs=extra)
                 if store is not None and unfit is None:
                     store.put(res, recipe)
             finally:
                 if leased:  # put() drops the lease of a stored run; this frees one that raised or was interrupted
-                    store.release(recipe.key, seed, plan.profile, version)
+                    store.release(recipe.key, seed, plan.profile, version(recipe.key))
             session.outcomes.append(Outcome(arm, recipe, res, False))
             if bar is None:
                 say(f"{label}: trained, accuracy {_num(res.acc * 100, '.2f')} % in {res.wall_s:.1f} s")
@@ -570,14 +571,14 @@ def train_on(executor: Any, session: Session, store: Any, *, source: str | None,
 
     plan = session.plan
     arrays = load_cifar10(source)
-    version = run_version(arrays.digest)
+    version = RunVersions(arrays.digest)  # recipe key -> its store version (training fingerprint + data)
     jobs, arms, leased = [], {}, []
     for arm, recipe, seed in _jobs(plan):
-        cached = store.get(recipe.key, seed, plan.profile, version) if store is not None else None
+        cached = store.get(recipe.key, seed, plan.profile, version(recipe.key)) if store is not None else None
         if cached is not None:
             session.outcomes.append(Outcome(arm, recipe, cached, True))
             continue
-        if store is not None and store.claim_run(recipe.key, seed, plan.profile, version):
+        if store is not None and store.claim_run(recipe.key, seed, plan.profile, version(recipe.key)):
             leased.append((recipe.key, seed))
         jobs.append(Job(recipe, seed, plan.profile))
         arms[(recipe.key, seed)] = arm
@@ -600,7 +601,7 @@ def train_on(executor: Any, session: Session, store: Any, *, source: str | None,
         executor.map_runs(jobs, on_done)
     finally:
         for key, seed in leased:  # put() dropped the stored runs' leases; these free the failed or interrupted ones
-            store.release(key, seed, plan.profile, version)
+            store.release(key, seed, plan.profile, version(key))
     if failures:
         raise RuntimeError(str(failures[0]))
     order = {(r.key, s): i for i, (_, r, s) in enumerate(_jobs(plan))}

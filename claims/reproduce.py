@@ -5,9 +5,10 @@ in `PUBLISHED` (by recipe key, from any code version unless `--code-version` pic
 number (ours as mean ± SD and [min, max] over seeds, n, the difference, whether the published value lies in our
 range, a note that says whether a miss is within seed noise and what explains it), the paper-only claims judged by
 the suite's engine on those runs, writes that table into README.md between the reproduce markers, and writes
-`results/paper-reproduction.json`: a record of the runs behind it (per-seed accuracy, per-epoch curves, wall time,
-device, threads, versions, dataset copy). The record is written, never read: the claims suite takes its verdicts
-from the run store, not from this file.
+`results/paper-reproduction.json`: the campaign's record, every paper-profile run of the store with all its fields
+(per-seed accuracy, per-epoch curves, wall time, device, threads, versions, dataset copy; `claims.record`), compact.
+The claims suite takes its verdicts from the run store; `python -m claims.record restore` puts the record back into a
+store, so a new machine recomputes them without training.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from claims.record import run_entry
 from claims.report import replace_block
 from claims.store import RunStore, StoreError, default_store_path
 from tricks.recipes import get_recipe, recipe_source
@@ -324,10 +326,11 @@ def recipe_keys() -> dict[str, list[str]]:
     return out
 
 
-def paper_runs(store: RunStore, code_version: str | None = None) -> list[RunResult]:
-    """Every paper-profile run of a published recipe, oldest first (of one code version, when given)."""
+def paper_runs(store: RunStore, code_version: str | None = None, every: bool = False) -> list[RunResult]:
+    """Every paper-profile run of a published recipe (of every recipe with `every`), oldest first (of one code
+    version, when given)."""
     keys = recipe_keys()
-    return [r for r in store.runs(profile=PROFILE, code_version=code_version) if r.recipe_key in keys]
+    return [r for r in store.runs(profile=PROFILE, code_version=code_version) if every or r.recipe_key in keys]
 
 
 def latest_per_seed(runs: Iterable[RunResult]) -> dict[str, dict[int, RunResult]]:
@@ -519,26 +522,8 @@ def table_markdown(rows: Sequence[Row], code_version: str | None = None, generat
 # ------------------------------------------------------------------------------------------------ the record
 
 
-def _round(xs: Sequence[float] | None) -> list[float | None]:
-    return [None if x is None or not math.isfinite(x) else round(float(x), 6) for x in (xs or [])]
-
-
 def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
-
-
-def run_record(r: RunResult, names: Sequence[str], used: bool) -> dict[str, Any]:
-    """One run of the record: recipe, seed, profile, accuracy (0-1), code version, dataset, curves, provenance."""
-    name = r.recipe_name if r.recipe_name in names else names[0]
-    return {
-        "recipe": name, "also_named": [n for n in names if n != name], "recipe_key": r.recipe_key, "seed": r.seed,
-        "profile": r.profile, "acc": _finite(r.acc), "loss": _finite(r.loss), "code_version": r.code_version,
-        "dataset": r.dataset, "acc_per_epoch": _round(r.acc_per_epoch), "loss_per_epoch": _round(r.loss_per_epoch),
-        "train_loss_per_epoch": _round(r.train_loss_per_epoch), "params_used": r.params_used,
-        "wall_s": round(float(r.wall_s), 1), "img_per_s": round(float(r.img_per_s), 1), "device": r.device,
-        "threads": r.threads, "versions": r.versions, "diverged": r.diverged, "note": r.note,
-        "used_in_table": used,
-    }
 
 
 def claim_record(line: ClaimLine) -> dict[str, Any]:
@@ -551,8 +536,8 @@ def claim_record(line: ClaimLine) -> dict[str, Any]:
 
 def record(runs: Sequence[RunResult], rows: Sequence[Row], code_version: str | None, generated: str,
            claims: Sequence[ClaimLine] = ()) -> dict[str, Any]:
-    """The JSON record: every matched run (a seed rerun under newer code is kept, `used_in_table` false), and the
-    paper-only claims judged from them."""
+    """The JSON record: every paper-profile run (a seed rerun under newer code is kept, `used_in_table` false; runs
+    of recipes without a published number too), and the paper-only claims judged from them."""
     keys = recipe_keys()
     used = {id(r) for row in rows for r in row.runs}
     return {
@@ -563,9 +548,10 @@ def record(runs: Sequence[RunResult], rows: Sequence[Row], code_version: str | N
         "profile": PROFILE,
         "code_version_filter": code_version,
         "code_versions": list(dict.fromkeys(r.code_version for r in runs)),
-        "note": "a record of the runs behind the README's reproduction table; the claims suite never reads it",
+        "note": "every paper-profile run of the campaign (python -m claims.record restore puts them into a run store) "
+                "and the reproduction table's verdicts recomputed from them",
         "published": [asdict(p) for p in PUBLISHED],
-        "runs": [run_record(r, keys[r.recipe_key], id(r) in used) for r in runs],
+        "runs": [run_entry(r, keys.get(r.recipe_key, [r.recipe_name]), id(r) in used) for r in runs],
         "paper_only_claims": [claim_record(c) for c in claims],
     }
 
@@ -606,7 +592,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         store = open_store(args.store or default_store_path())
-        runs = paper_runs(store, args.code_version)
+        every = paper_runs(store, args.code_version, every=True)
+        keys = recipe_keys()
+        runs = [r for r in every if r.recipe_key in keys]
         if args.code_version and not runs:
             known = sorted({r.code_version for r in store.runs(profile=PROFILE)})
             raise StoreError(f"the store has no {PROFILE}-profile run of a published recipe under code version "
@@ -624,13 +612,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # the record first: a README without markers must not cost it
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record(runs, rows, args.code_version, generated, claims), indent=1,
-                                  allow_nan=False) + "\n")
+        text = json.dumps(record(every, rows, args.code_version, generated, claims), separators=(",", ":"),
+                          allow_nan=False)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text + "\n")
+        tmp.replace(out)
         replace_block(args.readme, START, END, table)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.json}: {len(runs)} run(s) recorded; {args.readme}: reproduction table replaced")
+    print(f"{args.json}: {len(every)} run(s) recorded; {args.readme}: reproduction table replaced")
     return 0
 
 

@@ -1,0 +1,150 @@
+"""The paper campaign's record restores a run store, carries legacy runs over to fingerprint keys only where the old
+code computes the same numbers, and feeds the answer table (published recipes beside the proxy)."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from claims import answers, record
+from claims.answers import Status, agreement, paper_status
+from claims.build import superior
+from claims.spec import Form
+from claims.store import RunStore
+from tricks.recipes import get_recipe
+from tricks.train import RunResult, RunVersions
+
+DIGEST = "d009b9a61a05" + "0" * 52
+REPO = Path(__file__).resolve().parents[1]
+
+
+def result(name: str, seed: int, acc: float, version: str | None = None, **kw) -> RunResult:
+    r = get_recipe(name)
+    return RunResult(recipe_key=r.key, recipe_name=name, seed=seed, profile="paper",
+                     code_version=version or RunVersions(DIGEST)(r.key), acc=acc, loss=1 - acc,
+                     acc_per_epoch=[acc / 2, acc], loss_per_epoch=[1.5, 1 - acc], train_loss_per_epoch=[1.6, 1.1],
+                     params_used=122_570, wall_s=600.5, img_per_s=160.0, device="cpu:x86_64", threads=1,
+                     versions={"torch": "2.14.1"}, dataset=f"copy (sha256 {DIGEST[:12]})", **kw)
+
+
+def test_a_record_entry_round_trips_every_field_and_a_diverged_runs_nan():
+    r = result("pal2021b/baseline", 3, 0.75, scaled="", note="n")  # values the record keeps exactly
+    back = record.run_from_entry(json.loads(json.dumps(record.run_entry(r))))
+    assert back == r
+    bad = result("pal2021b/baseline", 4, float("nan"), diverged=True)
+    again = record.run_from_entry(json.loads(json.dumps(record.run_entry(bad), allow_nan=False)))
+    assert math.isnan(again.acc) and again.diverged
+
+
+def test_restore_puts_the_records_runs_into_an_empty_store_once(tmp_path):
+    runs = [result("pal2021b/baseline", s, 0.70 + s / 100) for s in range(3)]
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps({"runs": [record.run_entry(r) for r in runs]}, separators=(",", ":")))
+    store = RunStore(tmp_path / "runs.sqlite")
+    assert record.restore(store, record.read(path)) == (3, 0)
+    assert record.restore(store, record.read(path)) == (0, 3)
+    key = runs[0].recipe_key
+    got = store.get(key, 2, "paper", RunVersions(DIGEST)(key))  # the key the suite asks for today
+    assert got is not None and got.acc == pytest.approx(0.72)
+    assert store.recipe(key) == get_recipe("pal2021b/baseline")
+
+
+def test_restore_refuses_nothing_and_overwrites_nothing(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    first = result("pal2021b/baseline", 0, 0.71)
+    store.put(first)
+    assert record.restore(store, [result("pal2021b/baseline", 0, 0.50)]) == (0, 1)
+    assert store.get(first.recipe_key, 0, "paper", first.code_version).acc == pytest.approx(0.71)
+
+
+@pytest.mark.slow
+def test_rekey_carries_runs_over_only_where_the_old_checkout_computes_the_committed_fingerprint():
+    legacy = "0.1.0+000000000000+data." + DIGEST[:12]
+    runs = [result("he2016/hidden150", 0, 0.5, legacy), result("he2016/naive", 0, 0.5, legacy)]
+    # this checkout computes the committed fingerprints: both carry over to today's keys, with a note
+    moved, why = record.rekey(runs, REPO)
+    assert why == {} and {r.code_version for r in moved} == {RunVersions(DIGEST)(r.recipe_key) for r in runs}
+    assert all("trained under 0.1.0+000000000000" in r.note for r in moved)
+
+
+def test_rekey_leaves_a_run_whose_recipe_computes_other_numbers(monkeypatch):
+    legacy = "0.1.0+000000000000+data." + DIGEST[:12]
+    runs = [result("he2016/hidden150", 0, 0.5, legacy)]
+    key = runs[0].recipe_key
+    monkeypatch.setattr(record, "old_fingerprints", lambda tree, names: {"he2016/hidden150": (key, (1.0, 2.0))})
+    moved, why = record.rekey(runs, "/nonexistent")
+    assert moved == [] and "other numbers" in why["he2016/hidden150"]
+
+
+# ------------------------------------------------------------------------------------------------ answers
+
+CLAIM = superior("T-1", "doc 001: test", "residual beats the baseline", "pal2021b/residual", "pal2021b/baseline")
+
+
+def test_a_claim_without_a_looks_worth_of_seeds_says_how_far_the_paper_campaign_got():
+    runs = [result(n, s, a) for s in range(2) for n, a in (("pal2021b/residual", 0.77), ("pal2021b/baseline", 0.70))]
+    st = paper_status(CLAIM, runs)
+    assert st.verdict is None and st.n == 2 and not st.final and st.label == "paper: 2 seeds so far"
+
+
+def test_a_clear_paper_effect_is_judged_by_the_engine_at_the_looks_the_record_allows():
+    runs = [result(n, s, a + s * 0.001 + (0.0005 if n.endswith("residual") and s % 2 else 0))
+            for s in range(8) for n, a in (("pal2021b/residual", 0.775), ("pal2021b/baseline", 0.705))]
+    st = paper_status(CLAIM, runs)
+    assert st.final and st.verdict == "SUPPORTED" and st.mean == pytest.approx(7.0, abs=0.1) and st.n in (3, 5, 8)
+
+
+def test_a_resnet9_claim_under_the_paper_profile_on_a_cpu_needs_a_gpu():
+    c = superior("T-2", "doc 004: test", "x", "jovian/resnet9", "jovian/resnet9-no_bn")
+    st = paper_status(c, [])
+    assert st.final and st.verdict == "INCONCLUSIVE" and "needs a GPU" in st.reason
+
+
+@pytest.mark.parametrize("paper, proxy, want", [
+    (Status("SUPPORTED", 5, 2.0, 0.5, 3.5, final=True), Status("SUPPORTED", 5, 9.0, 3.0, 15.0, final=True), "agree"),
+    (Status("SUPPORTED", 5, 2.0, final=True), Status("REFUTED", 5, 1.0, final=True), "contradictory verdicts"),
+    (Status("INCONCLUSIVE", 8, 1.8, final=True), Status("INCONCLUSIVE", 3, -2.4, final=True), "agree"),
+    (Status("SUPPORTED", 8, 1.8, final=True), Status("INCONCLUSIVE", 3, -2.4, final=True), "opposite sign"),
+    (Status("REFUTED", 8, 0.2, final=True), Status("INCONCLUSIVE", 3, 1.0, final=True),
+     "same sign, different verdict"),
+    (Status(None, 3, 1.0), Status("SUPPORTED", 5, 2.0, final=True), "pending"),
+])
+def test_agreement_classes(paper, proxy, want):
+    assert agreement(paper, proxy) == want
+
+
+def test_the_answer_table_lists_every_claim_with_its_words_and_both_columns(tmp_path):
+    runs = [result(n, s, a) for s in range(3) for n, a in (("pal2021b/residual", 0.77), ("pal2021b/baseline", 0.70))]
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps({"generated": "2026-12-07T00:00:00Z", "runs": [record.run_entry(r) for r in runs]}))
+    proxy = tmp_path / "proxy.json"
+    proxy.write_text(json.dumps({"created": "2026-12-06", "code_version": "v", "source": "test",
+                                 "claims": {"C001-8": {"verdict": "INCONCLUSIVE", "n": 0}}}))
+    table, text = answers.build(path, proxy)
+    ids = [r.id for r in table]
+    assert len(ids) == len(set(ids)) and "C001-1" in ids and "X-1" in ids and ids.index("C000-1") < ids.index("X-1")
+    c8 = next(r for r in table if r.id == "C001-8")
+    assert c8.paper.n == 3 and c8.proxy.verdict == "INCONCLUSIVE"
+    assert "the residual network outperformed the baseline" in text and "| C001-8 | doc 001 |" in text
+    assert "6 paper-profile runs" in text
+
+
+def test_the_proxy_column_is_taken_only_from_a_default_report(tmp_path):
+    rep = {"profile": "smoke", "claims": []}
+    with pytest.raises(ValueError, match="default-profile report"):
+        answers.proxy_from_report(rep)
+    rep = {"profile": "default", "created": "2026-12-07", "code_version": "v",
+           "claims": [{"id": "C001-1", "verdict": "SUPPORTED", "reason": "r",
+                       "decision": {"n": 5, "mean_pp": 5.19, "lower_pp": 0.76, "upper_pp": 9.62}}]}
+    got = answers.proxy_from_report(rep)["claims"]["C001-1"]
+    assert got == {"verdict": "SUPPORTED", "n": 5, "reason": "r", "mean": 5.19, "lower": 0.76, "upper": 9.62}
+
+
+def test_the_paper_profile_caps_at_8_seeds_and_skips_resnet9_on_a_cpu():
+    from tricks.train import PROFILES
+
+    p = PROFILES["paper"]
+    assert p.max_seeds == 8 and p.cpu_skips_gpu_sized and not p.cpu_skips_heavy
+    assert get_recipe("jovian/resnet9").gpu_sized and not get_recipe("he2016/kmeans").gpu_sized
+    assert CLAIM.form is Form.SUPERIORITY

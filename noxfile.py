@@ -1,5 +1,6 @@
 """Sessions: `nox` (unit tests), `nox -s lint`, `nox -s claims [-- pytest args]`, `nox -s bench`, `nox -s readme`,
-`nox -s reproduce`.
+`nox -s reproduce`,
+`nox -s fingerprints`, `nox -s campaign`.
 
 Every session runs in the environment nox itself was started from (the README's `.venv`): the PyTorch CUDA wheel
 is 5.5 GB, and a fresh virtualenv per session would install it again each time.
@@ -40,8 +41,39 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def readme(session: nox.Session) -> None:
-    """Copy the latest claims report's summary table into README.md (`-- REPORT_DIR` for another report)."""
+    """Copy the latest claims report's summary table into README.md (`-- REPORT_DIR` for another report), and the
+    answer table (published recipes beside the proxy) into its answers block."""
     session.run(PY, "-m", "claims.report", *(session.posargs or ["reports"]), "--readme", "README.md")
+    # the answer table: the paper column from the committed record, the proxy column from a default report
+    session.run(PY, "-m", "claims.answers", "--proxy-from", *(session.posargs or ["reports"]), "--readme", "README.md")
+
+
+# the paper campaign's order: the user's own examples (doc 001) first, then doc 003, doc 002 without its K-means arms,
+# doc 000, the claims several documents share, and the full-size K-means arms last; the last step judges every claim
+CAMPAIGN = (
+    ("claims/test_pal2021b.py",),
+    ("claims/test_fastai2018.py",),
+    ("claims/test_he2016.py", "-k", "not (kmeans or c002_9 or c002_10)"),
+    ("claims/test_pal2021a.py",),
+    ("claims/test_cross.py",),
+    ("claims",),
+)
+
+
+@nox.session
+def campaign(session: nox.Session) -> None:
+    """The paper profile over every claim, document by document at the lowest CPU priority, from the run store (so
+    it resumes where it stopped); `nox -s campaign -- --workers 2 --store S`. Its record: `nox -s reproduce`."""
+    for step in CAMPAIGN:
+        session.run("nice", "-n", "19", PY, "-m", "pytest", *step, "-p", "no:cacheprovider", "--profile", "paper",
+                    "--pilot-seeds", "0", *session.posargs, success_codes=[0, 1])
+
+
+@nox.session
+def fingerprints(session: nox.Session) -> None:
+    """Recompute every recipe's training fingerprint and rewrite tricks/fingerprints.json (only moved recipes get new
+    ids, so only their stored runs retrain)."""
+    session.run(PY, "-m", "tricks.fingerprint", "--write", *session.posargs)
 
 
 @nox.session

@@ -1,0 +1,276 @@
+"""The answer table: for every claim, its words, its source document, its verdict on the published recipes (profile
+`paper`), its verdict on the quick proxy (profile `default`), and whether the two agree.
+
+The paper column is recomputed from the campaign's record (`results/paper-reproduction.json`) by the suite's engine,
+look by look as the sequential design takes them (looks 3, 5, 8 under the paper profile's cap of 8): a claim whose
+arms have runs for a look that decides gets that verdict; one whose next look still lacks runs reads "paper: n seeds
+so far" with its interim d̄ [L, U]. No training. The proxy column comes from the latest default report's verdicts
+(`results/proxy-verdicts.json`, written by `nox -s readme` from a default report).
+
+`python -m claims.answers` prints the table; `--readme README.md` writes it between the answers markers and
+`--json` writes it as JSON (the report's `answers` carry the same rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from claims.record import RECORD, read
+from tricks.train import PROFILES, RunResult
+
+PROXY = Path("results") / "proxy-verdicts.json"
+START, END = "<!-- answers:start -->", "<!-- answers:end -->"
+DOCS = {"doc 000": "pal2021a", "doc 001": "pal2021b", "doc 002": "he2016", "doc 003": "fastai2018",
+        "doc 004": "jovian"}
+
+
+def all_claims() -> list[Any]:
+    """Every claim of the suite's claim modules (`claims/test_*.py`), by document, then id."""
+    import importlib
+    import pkgutil
+
+    import claims
+    from claims.spec import Claim
+
+    out: dict[str, Any] = {}
+    for mod in sorted(m.name for m in pkgutil.iter_modules(claims.__path__) if m.name.startswith("test_")):
+        for value in vars(importlib.import_module(f"claims.{mod}")).values():
+            if isinstance(value, Claim):
+                out.setdefault(value.id, value)
+    return [out[c] for c in sorted(out, key=_order)]
+
+
+def _order(cid: str) -> tuple:
+    head, _, rest = cid.partition("-")
+    return (head == "X", head, *(part.zfill(6) for part in rest.split("-")))
+
+
+def source_of(claim: Any) -> str:
+    """The claim's source document, e.g. "doc 001" (a cross claim: "docs 001, 003")."""
+    found = sorted(set(re.findall(r"doc (\d{3})", claim.source)))
+    if claim.id.startswith("X-"):
+        found = sorted({p.id.split("/")[-1] for p in claim.parts})
+        return "docs " + ", ".join(found)
+    return f"doc {found[0]}" if found else claim.source.split(":")[0]
+
+
+# ------------------------------------------------------------------------------------------------ the paper column
+
+
+@dataclass
+class Status:
+    """A claim's standing under one profile: its verdict, or how far it got."""
+
+    verdict: str | None  # SUPPORTED / REFUTED / INCONCLUSIVE / INVALID once final; None while seeds are missing
+    n: int  # paired seeds judged (the latest look with every run present)
+    mean: float | None = None  # d̄ (pp) at that look; None for compound and absolute claims
+    lower: float | None = None
+    upper: float | None = None
+    reason: str = ""
+    final: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.final and self.verdict:
+            return self.verdict
+        return f"paper: {self.n} seeds so far" if self.n else "paper: no runs yet"
+
+
+def _pp(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(100 * x, 2)
+
+
+def paper_status(claim: Any, runs: Sequence[RunResult], device_has_gpu: bool = False) -> Status:
+    """The claim judged on the record's runs under the paper profile, as the suite's engine takes its looks."""
+    from claims.schedule import DEFAULT_SEEDS, capped_looks
+    from claims.spec import judge, off_profile, profile_arms
+
+    profile = PROFILES["paper"]
+    reason = off_profile(claim, profile.name, device_has_gpu)
+    if reason is not None:
+        return Status("INCONCLUSIVE", 0, reason=reason, final=True)
+    claim = profile_arms(claim, profile.name, device_has_gpu)
+    by_key: dict[str, dict[int, RunResult]] = {}
+    for r in runs:  # the latest run of each seed
+        by_key.setdefault(r.recipe_key, {})[r.seed] = r
+    keys = [r.key for r in claim.recipes()]
+    looks = capped_looks(claim.looks, profile.max_seeds, len(DEFAULT_SEEDS))
+    have = 0
+    for s in DEFAULT_SEEDS:
+        if all(s in by_key.get(k, {}) for k in keys):
+            have += 1
+        else:
+            break
+    done = [n for n in looks if n <= have]
+    if not done:
+        return Status(None, have)
+    n = done[-1]
+    results = {k: {s: by_key[k][s] for s in DEFAULT_SEEDS[:n]} for k in dict.fromkeys(keys)}
+    d = judge(claim, results, last_look=n == looks[-1], device_has_gpu=device_has_gpu, looks=looks)
+    verdict = str(getattr(d.verdict, "value", d.verdict))
+    return Status(verdict if d.final else None, d.n, _pp(d.mean), _pp(d.lower), _pp(d.upper), d.reason, d.final)
+
+
+# ------------------------------------------------------------------------------------------------ the proxy column
+
+
+def proxy_status(entry: dict[str, Any] | None) -> Status | None:
+    if entry is None:
+        return None
+    return Status(entry["verdict"], int(entry.get("n") or 0), entry.get("mean"), entry.get("lower"),
+                  entry.get("upper"), entry.get("reason", ""), True)
+
+
+def proxy_from_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The proxy verdicts file from a default report.json: per claim verdict, n, d̄ [L, U] (pp), reason."""
+    if report.get("profile") != "default":
+        raise ValueError(f"the proxy column comes from a default-profile report, not a {report.get('profile')} one")
+    out = {}
+    for c in report.get("claims", []):
+        d = c.get("decision") or {}
+        out[c["id"]] = {"verdict": c.get("verdict"), "n": d.get("n", 0), "reason": c.get("reason"),
+                        **{k: d.get(f"{k}_pp") for k in ("mean", "lower", "upper")}}
+    return {"profile": "default", "created": report.get("created"), "code_version": report.get("code_version"),
+            "source": "report.json of a default-profile suite run", "claims": out}
+
+
+def agreement(paper: Status, proxy: Status | None) -> str:
+    """agree | same sign, different verdict | opposite sign | contradictory verdicts | pending (paper) | no proxy."""
+    if proxy is None:
+        return "no proxy verdict"
+    if not paper.final:
+        return "pending"
+    if paper.verdict == proxy.verdict:
+        return "agree"
+    if {paper.verdict, proxy.verdict} == {"SUPPORTED", "REFUTED"}:
+        return "contradictory verdicts"
+    if paper.mean is not None and proxy.mean is not None and paper.mean * proxy.mean < 0:
+        return "opposite sign"
+    if paper.mean is not None and proxy.mean is not None:
+        return "same sign, different verdict"
+    return "different verdict"
+
+
+@dataclass
+class Row:
+    id: str
+    words: str
+    source: str
+    paper: Status
+    proxy: Status | None
+    agreement: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["paper"]["label"] = self.paper.label
+        return d
+
+
+def rows(runs: Sequence[RunResult], proxy: dict[str, Any] | None, claims: Sequence[Any] | None = None) -> list[Row]:
+    claims = all_claims() if claims is None else claims
+    found = (proxy or {}).get("claims", {})
+    out = []
+    for c in claims:
+        p = paper_status(c, runs)
+        q = proxy_status(found.get(c.id))
+        out.append(Row(c.id, c.quote, source_of(c), p, q, agreement(p, q)))
+    return out
+
+
+def _interval(s: Status | None) -> str:
+    if s is None:
+        return "—"
+    if s.mean is None:
+        return f"n {s.n}" if s.n else "—"
+    return f"{s.mean:+.2f} [{_num(s.lower)}, {_num(s.upper)}], n {s.n}"
+
+
+def _num(x: float | None) -> str:
+    return "−∞" if x is None or x == -math.inf else ("+∞" if x == math.inf else f"{x:+.2f}")
+
+
+def markdown(table: Sequence[Row], record_note: str, proxy_note: str) -> str:
+    lines = ["| claim | source | what it says | published recipes (paper) | quick proxy (default) | agreement |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in table:
+        paper = f"**{r.paper.label}**" if r.paper.final else r.paper.label
+        if r.paper.n or r.paper.mean is not None:
+            paper += f" ({_interval(r.paper)})"
+        proxy = "—" if r.proxy is None else f"{r.proxy.verdict} ({_interval(r.proxy)})"
+        words = r.words if len(r.words) <= 90 else r.words[:87].rstrip() + "…"
+        lines.append(f"| {r.id} | {r.source} | {words} | {paper} | {proxy} | {r.agreement} |")
+    decided = [r for r in table if r.paper.final]
+    agree = sum(r.agreement == "agree" for r in decided)
+    head = (f"{len(decided)} of {len(table)} claims have a verdict on the published recipes; the proxy agrees on "
+            f"{agree} of them. d̄ [L, U] in percentage points (A − B), n paired seeds.")
+    return "\n".join([head, "", *lines, "", record_note, proxy_note])
+
+
+def notes(record_path: Path, proxy: dict[str, Any] | None, runs: Sequence[RunResult]) -> tuple[str, str]:
+    data = json.loads(record_path.read_text()) if record_path.exists() else {}
+    devices = sorted({r.device for r in runs})
+    rec = (f"Paper column: the engine on the {len(runs)} paper-profile runs of `{record_path}` (generated "
+           f"{data.get('generated', '?')}; {', '.join(devices) or 'no runs'}), written by `nox -s readme`.")
+    prox = ("Proxy column: none yet." if proxy is None else
+            f"Proxy column: the default-profile report of {str(proxy.get('created') or '?')[:10]} "
+            f"(code {proxy.get('code_version')}; {proxy.get('source')}).")
+    return rec, prox
+
+
+def update_proxy(report_dir: Path, proxy_path: Path = PROXY) -> str:
+    """Rewrite the proxy verdicts from a default report; say what was done (a smoke or paper report changes nothing)."""
+    from claims.report import _report_dir
+
+    folder = _report_dir(report_dir)
+    report = json.loads((folder / "report.json").read_text())
+    if report.get("profile") != "default":
+        return f"{folder}: a {report.get('profile')}-profile report; the proxy column keeps {proxy_path}"
+    proxy_path.write_text(json.dumps(proxy_from_report(report), separators=(",", ":"), sort_keys=True) + "\n")
+    return f"{proxy_path}: proxy verdicts from {folder}"
+
+
+def build(record_path: Path = RECORD, proxy_path: Path = PROXY) -> tuple[list[Row], str]:
+    runs = read(record_path) if record_path.exists() else []
+    proxy = json.loads(proxy_path.read_text()) if proxy_path.exists() else None
+    table = rows(runs, proxy)
+    return table, markdown(table, *notes(record_path, proxy, runs))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m claims.answers`: the answer table (paper beside proxy) from the committed record."""
+    from claims.report import replace_block
+
+    ap = argparse.ArgumentParser(prog="python -m claims.answers", description=main.__doc__)
+    ap.add_argument("--record", default=str(RECORD))
+    ap.add_argument("--proxy", default=str(PROXY))
+    ap.add_argument("--readme", default=None, help="write the table into this file between the answers markers")
+    ap.add_argument("--json", default=None, help="write the rows as JSON here")
+    ap.add_argument("--proxy-from", default=None, metavar="REPORT_DIR",
+                    help="first rewrite the proxy file from this report (or the latest under it) when it is a "
+                         "default-profile report; other profiles leave the proxy column as it is")
+    args = ap.parse_args(argv)
+    try:
+        if args.proxy_from:
+            print(update_proxy(Path(args.proxy_from), Path(args.proxy)))
+        table, text = build(Path(args.record), Path(args.proxy))
+        print(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps([r.to_dict() for r in table], separators=(",", ":")) + "\n")
+        if args.readme:
+            replace_block(args.readme, START, END, text)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

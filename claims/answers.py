@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from claims.record import RECORD, read
+from claims.record import RECORD, latest_per_seed, read
 from tricks.train import PROFILES, RunResult
 
 PROXY = Path("results") / "proxy-verdicts.json"
@@ -76,45 +76,78 @@ class Status:
     upper: float | None = None
     reason: str = ""
     final: bool = False
+    off: str = ""  # why the profile cannot judge the claim on this machine (needs a GPU, a published number)
 
     @property
     def label(self) -> str:
+        if self.off:
+            return self.off
         if self.final and self.verdict:
-            return self.verdict
+            return self.verdict + (f", {why}" if (why := short_why(self.reason)) and self.verdict == "INCONCLUSIVE"
+                                   else "")
         return f"paper: {self.n} seeds so far" if self.n else "paper: no runs yet"
+
+
+def short_why(reason: str) -> str:
+    """The few words of an INCONCLUSIVE reason a table cell can hold: the seeds a verdict would need, or the cap."""
+    if found := re.search(r"(\d+) of (\d+) parts undecided", reason):
+        return f"{found.group(1)} of {found.group(2)} parts undecided"
+    if found := re.search(r"needs (~[\d,]+|more than [\d,]+) seeds", reason):
+        return f"needs {found.group(1).replace('more than ', '> ')} seeds"
+    return "at the cap" if "budget exhausted" in reason else ""
+
+
+def off_label(reason: str) -> str:
+    """An off-profile reason, short: why no run was made."""
+    if reason.startswith("needs a GPU"):
+        return "needs a GPU: not run on a CPU"
+    if reason.startswith("a published number"):
+        return "not judged: a published number"
+    return "not judged here"
 
 
 def _pp(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(100 * x, 2)
 
 
-def paper_status(claim: Any, runs: Sequence[RunResult], device_has_gpu: bool = False) -> Status:
-    """The claim judged on the record's runs under the paper profile, as the suite's engine takes its looks."""
+def judge_paper(claim: Any, by_key: dict[str, dict[int, RunResult]],
+                device_has_gpu: bool = False) -> tuple[Any, int, str | None]:
+    """The claim as the suite would judge it under the paper profile from these runs, without training: the decision
+    at the latest look whose seeds every arm has (None before the first look), that look's n, and the off-profile
+    reason when the profile cannot judge it here. GPU-sized arms with every run present (trained on a GPU) count."""
     from claims.schedule import DEFAULT_SEEDS, capped_looks
     from claims.spec import judge, off_profile, profile_arms
 
     profile = PROFILES["paper"]
+    looks = capped_looks(claim.looks, profile.max_seeds, len(DEFAULT_SEEDS))
+    gpu_runs = all(s in by_key.get(r.key, {})
+                   for r in claim.recipes() if r.gpu_sized for s in DEFAULT_SEEDS[:looks[-1]])
+    device_has_gpu = device_has_gpu or gpu_runs
     reason = off_profile(claim, profile.name, device_has_gpu)
     if reason is not None:
-        return Status("INCONCLUSIVE", 0, reason=reason, final=True)
+        return None, 0, reason
     claim = profile_arms(claim, profile.name, device_has_gpu)
-    by_key: dict[str, dict[int, RunResult]] = {}
-    for r in runs:  # the latest run of each seed
-        by_key.setdefault(r.recipe_key, {})[r.seed] = r
-    keys = [r.key for r in claim.recipes()]
-    looks = capped_looks(claim.looks, profile.max_seeds, len(DEFAULT_SEEDS))
+    keys = list(dict.fromkeys(r.key for r in claim.recipes()))
     have = 0
     for s in DEFAULT_SEEDS:
-        if all(s in by_key.get(k, {}) for k in keys):
-            have += 1
-        else:
+        if not all(s in by_key.get(k, {}) for k in keys):
             break
+        have += 1
     done = [n for n in looks if n <= have]
     if not done:
-        return Status(None, have)
+        return None, have, None
     n = done[-1]
-    results = {k: {s: by_key[k][s] for s in DEFAULT_SEEDS[:n]} for k in dict.fromkeys(keys)}
-    d = judge(claim, results, last_look=n == looks[-1], device_has_gpu=device_has_gpu, looks=looks)
+    results = {k: {s: by_key[k][s] for s in DEFAULT_SEEDS[:n]} for k in keys}
+    return judge(claim, results, last_look=n == looks[-1], device_has_gpu=device_has_gpu, looks=looks), n, None
+
+
+def paper_status(claim: Any, runs: Sequence[RunResult], device_has_gpu: bool = False) -> Status:
+    """The claim judged on the record's runs under the paper profile, as the suite's engine takes its looks."""
+    d, n, reason = judge_paper(claim, latest_per_seed(runs), device_has_gpu)
+    if reason is not None:
+        return Status(None, 0, reason=reason, off=off_label(reason))
+    if d is None:
+        return Status(None, n)
     verdict = str(getattr(d.verdict, "value", d.verdict))
     return Status(verdict if d.final else None, d.n, _pp(d.mean), _pp(d.lower), _pp(d.upper), d.reason, d.final)
 
@@ -125,8 +158,10 @@ def paper_status(claim: Any, runs: Sequence[RunResult], device_has_gpu: bool = F
 def proxy_status(entry: dict[str, Any] | None) -> Status | None:
     if entry is None:
         return None
-    return Status(entry["verdict"], int(entry.get("n") or 0), entry.get("mean"), entry.get("lower"),
-                  entry.get("upper"), entry.get("reason", ""), True)
+    reason = entry.get("reason") or ""
+    n = int(entry.get("n") or 0)
+    off = off_label(reason) if n == 0 and reason.startswith(("needs a GPU", "a published number")) else ""
+    return Status(entry["verdict"], n, entry.get("mean"), entry.get("lower"), entry.get("upper"), reason, True, off)
 
 
 def proxy_from_report(report: dict[str, Any]) -> dict[str, Any]:
@@ -144,8 +179,10 @@ def proxy_from_report(report: dict[str, Any]) -> dict[str, Any]:
 
 def agreement(paper: Status, proxy: Status | None) -> str:
     """agree | same sign, different verdict | opposite sign | contradictory verdicts | pending (paper) | no proxy."""
-    if proxy is None:
+    if proxy is None or proxy.off:
         return "no proxy verdict"
+    if paper.off:
+        return "no paper verdict"
     if not paper.final:
         return "pending"
     if paper.verdict == proxy.verdict:
@@ -204,7 +241,8 @@ def markdown(table: Sequence[Row], record_note: str, proxy_note: str) -> str:
         paper = f"**{r.paper.label}**" if r.paper.final else r.paper.label
         if r.paper.n or r.paper.mean is not None:
             paper += f" ({_interval(r.paper)})"
-        proxy = "—" if r.proxy is None else f"{r.proxy.verdict} ({_interval(r.proxy)})"
+        proxy = "—" if r.proxy is None else r.proxy.label if r.proxy.off else (
+            f"{r.proxy.label} ({_interval(r.proxy)})")
         words = r.words if len(r.words) <= 90 else r.words[:87].rstrip() + "…"
         lines.append(f"| {r.id} | {r.source} | {words} | {paper} | {proxy} | {r.agreement} |")
     decided = [r for r in table if r.paper.final]

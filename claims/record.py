@@ -34,6 +34,14 @@ PROFILE = "paper"
 _RESULT_FIELDS = {f.name for f in fields(RunResult)}
 
 
+def latest_per_seed(runs: Iterable[RunResult]) -> dict[str, dict[int, RunResult]]:
+    """Recipe key -> seed -> the latest run (runs come oldest first): a seed rerun under newer code counts once."""
+    out: dict[str, dict[int, RunResult]] = {}
+    for r in runs:
+        out.setdefault(r.recipe_key, {})[r.seed] = r
+    return out
+
+
 def _round(xs: Sequence[float] | None) -> list[float | None]:
     return [None if x is None or not math.isfinite(x) else round(float(x), 6) for x in (xs or [])]
 

@@ -18,16 +18,18 @@ import json
 import math
 import os
 import platform
+import re
 import sqlite3
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from claims.record import run_entry
+from claims.record import latest_per_seed, run_entry
 from claims.report import replace_block
 from claims.store import RunStore, StoreError, default_store_path
 from tricks.recipes import get_recipe, recipe_source
@@ -76,6 +78,9 @@ _A_BASE_RUNS = (0.667, 0.671, 0.686, 0.675)
 _C = "doc 003 (Kaggle rerun, not found); range: notebook runs 7616a77 / daa11a8 / 57b885c"
 _C_WHY = ("the document's percentages come from a Kaggle rerun that was not found; the lesson's own three runs give "
           "the range shown, on fastai 0.7")
+_E = "doc 002 (slides),"
+_E_WHY = ("the original is one run of its own NumPy net on the PNG originals (its seed noise unknown; the check uses "
+          "ours), and ours trains on the lossy JPEG copy")
 _D_WHY = ("recipe details the copies leave open: whether the classifier has Dropout(0.2) is undetermined, and the "
           "original's val accuracy is a mean of per-batch accuracies (batches of 800, the last of 400)")
 
@@ -141,6 +146,16 @@ PUBLISHED: tuple[Published, ...] = (
               why="the lesson's own three runs spread over 4.3 pp"),
     Published("fastai2018/conv_bn_net", 0.7016, _C, (0.68135, 0.70234), (0.68135, 0.6957, 0.70234), why=_C_WHY),
     Published("fastai2018/conv_bn_net2", 0.664, _C, (0.64609, 0.66856), (0.64609, 0.66856, 0.65488), why=_C_WHY),
+    # doc 002: the slide's summary table (test accuracy) and the K-means slide; each row is the recipe the original's
+    # code ran for that column
+    Published("he2016/naive", 0.52, _E + " summary table ('Naive'; the report .tex: 0.516)", runs=(0.52, 0.516),
+              why=_E_WHY),
+    Published("he2016/dropout_p5@code", 0.55, _E + " summary table ('Dropout')",
+              note="the original's mask randn < 0.5 keeps a unit with probability 0.69, not 0.5", why=_E_WHY),
+    Published("he2016/kmeans@code", 0.74, _E + " summary table ('Preprocessed'; 75 % val)",
+              note="the original pipeline: ZCA without subtracting the patch mean", why=_E_WHY),
+    Published("he2016/kmeans", 0.77, _E + " K-means slide: 'after fix this bug, accuracy increases to 77%'",
+              note="the fixed pipeline (mean subtracted before whitening)", why=_E_WHY),
     # doc 004: the tutorial's statements and a third-party rerun of its recipe
     Published("jovian/resnet9", 0.90, "doc 004 text: 'over 90% accuracy'", over=True, why=_D_WHY),
     Published("jovian/resnet9", 0.9055, "doc 004: a third-party rerun of the recipe (final val_acc after 8 epochs; "
@@ -333,14 +348,6 @@ def paper_runs(store: RunStore, code_version: str | None = None, every: bool = F
     return [r for r in store.runs(profile=PROFILE, code_version=code_version) if every or r.recipe_key in keys]
 
 
-def latest_per_seed(runs: Iterable[RunResult]) -> dict[str, dict[int, RunResult]]:
-    """Recipe key -> seed -> the latest run (runs come oldest first): a seed rerun under newer code counts once."""
-    out: dict[str, dict[int, RunResult]] = {}
-    for r in runs:
-        out.setdefault(r.recipe_key, {})[r.seed] = r
-    return out
-
-
 DOC_NAMES = {"pal2021a": "doc 000", "pal2021b": "doc 001", "he2016": "doc 002", "fastai2018": "doc 003",
              "jovian": "doc 004"}
 
@@ -416,22 +423,19 @@ class ClaimLine:
 
 
 def judge_paper_only(runs: Sequence[RunResult]) -> list[ClaimLine]:
-    """Each paper-only claim judged by the suite's engine (`claims.spec.judge`) on the seeds that all its arms have
-    in these runs (the latest run of each seed, any code version, as the table): one look at that many seeds."""
-    from claims.spec import judge
+    """Each paper-only claim judged as the suite judges it under the paper profile (`claims.answers.judge_paper`:
+    the sequential looks, at the latest look whose seeds every arm has in these runs)."""
+    from claims.answers import judge_paper
 
     by_key = latest_per_seed(runs)  # the table's runs: the judge treats a diverged one as the suite does
     lines = []
     for claim in paper_only_claims():
-        arms = claim.recipes()
-        seeds = set.intersection(*(set(by_key.get(r.key, {})) for r in arms)) if arms else set()
-        if len(seeds) < 2:
-            lines.append(ClaimLine(claim, len(seeds), missing=tuple(
-                r.name for r in arms if len(by_key.get(r.key, {})) < 2)))
+        d, n, _off = judge_paper(claim, by_key)
+        missing = tuple(r.name for r in claim.recipes() if not by_key.get(r.key))
+        if d is None:
+            lines.append(ClaimLine(claim, n, missing=missing))
             continue
-        order = sorted(seeds)
-        results = {r.key: {s: by_key[r.key][s] for s in order} for r in arms}
-        lines.append(ClaimLine(claim, len(order), judge(claim, results, last_look=True)))
+        lines.append(ClaimLine(claim, n, d))
     return lines
 
 
@@ -441,10 +445,12 @@ def claims_markdown(lines: Sequence[ClaimLine]) -> str:
            "by the suite's engine on the seeds both arms have in the runs above:", ""]
     for line in lines:
         c = line.claim
-        if line.decision is None:
+        d = line.decision
+        if d is None:
             what = f"not run ({', '.join(f'`{m}`' for m in line.missing) or 'no paired seeds'})"
+        elif not d.final:
+            what = f"{line.n} seeds so far (more looks to come): {_md(d.reason)}"
         else:
-            d = line.decision
             what = f"**{getattr(d.verdict, 'value', d.verdict)}** at n = {line.n}: {_md(d.reason)}"
         out.append(f"- {c.id} (“{_md(c.quote)}”): {what}")
     return "\n".join(out) + "\n"
@@ -490,17 +496,27 @@ def row_cells(row: Row) -> list[str]:
 def footer(rows: Sequence[Row], code_version: str | None, generated: str) -> str:
     """Where the numbers come from: profile, code versions (with run counts), dataset copies, devices, date."""
     runs = [r for row in _distinct_rows(rows) for r in row.runs]
-    versions: dict[str, int] = {}
-    for r in runs:
-        versions[r.code_version] = versions.get(r.code_version, 0) + 1
-    cv = ", ".join(f"`{v}` ({k} run(s))" for v, k in versions.items()) or "none"
+    keys = Counter("a training fingerprint" if r.code_version.startswith("fp.") else f"`{r.code_version}`"
+                   for r in runs)
+    code = Counter(_trained_under(r) for r in runs)
+    cv = (", ".join(f"{v} ({k} run(s))" for v, k in keys.items()) + "; trained under code "
+          + ", ".join(f"`{v}` ({k})" for v, k in code.items())) if runs else "none"
     data = "; ".join(dict.fromkeys(r.dataset for r in runs)) or "—"
     devices = ", ".join(sorted({f"{r.device} ({r.threads} thread(s))" for r in runs})) or "—"
     restrict = f", restricted to code version `{code_version}`" if code_version else ", any code version"
     return (f"Profile **{PROFILE}** (the published recipes: all 50,000 training images, the published epochs), "
-            f"{len(runs)} run(s){restrict}: the latest run of each seed; code versions {cv}; dataset {_md(data)}; "
+            f"{len(runs)} run(s){restrict}: the latest run of each seed; keyed by {cv}; dataset {_md(data)}; "
             f"devices {_md(devices)}; generated {generated[:10]}. Accuracies in %, differences in pp (ours − "
             f"published); a note explains every mean more than {MISS_PP:g} pp from its published value.")
+
+
+def _trained_under(r: RunResult) -> str:
+    """The source hash of the code that trained a run: its versions' "code", the re-keyed run's note, or its key."""
+    for text in ((r.versions or {}).get("code", ""), r.note or "", r.code_version):
+        found = re.search(r"(?:trained under |^)\d+\.\d+\.\d+\S*?\+([0-9a-f]{12})\b", text)
+        if found:
+            return found.group(1)
+    return "unknown"
 
 
 def _distinct_rows(rows: Sequence[Row]) -> list[Row]:

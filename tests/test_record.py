@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from claims import answers, record
-from claims.answers import Status, agreement, paper_status
+from claims.answers import Status, agreement, paper_status, proxy_status
 from claims.build import superior
 from claims.spec import Form
 from claims.store import RunStore
@@ -98,7 +98,25 @@ def test_a_clear_paper_effect_is_judged_by_the_engine_at_the_looks_the_record_al
 def test_a_resnet9_claim_under_the_paper_profile_on_a_cpu_needs_a_gpu():
     c = superior("T-2", "doc 004: test", "x", "jovian/resnet9", "jovian/resnet9-no_bn")
     st = paper_status(c, [])
-    assert st.final and st.verdict == "INCONCLUSIVE" and "needs a GPU" in st.reason
+    assert not st.final and st.verdict is None and "needs a GPU" in st.reason
+    assert st.label == "needs a GPU: not run on a CPU"
+    assert agreement(st, Status("SUPPORTED", 5, 2.0, final=True)) == "no paper verdict"
+    # runs brought back from a GPU (all 8 seeds of both arms) are judged
+    runs = [result(n, s, a) for s in range(8) for n, a in (("jovian/resnet9", 0.92 + s / 1000),
+                                                          ("jovian/resnet9-no_bn", 0.85))]
+    st = paper_status(c, runs)
+    assert st.final and st.verdict == "SUPPORTED" and st.mean == pytest.approx(7.0, abs=0.5)
+
+
+def test_an_inconclusive_cell_says_why_in_a_few_words():
+    st = Status("INCONCLUSIVE", 8, 0.4, -1.0, 1.8, "budget exhausted at n = 8: [L, U] = ... a verdict needs ~31 seeds "
+                "at the observed d̄", True)
+    assert st.label == "INCONCLUSIVE, needs ~31 seeds"
+    assert Status("INCONCLUSIVE", 5, reason="2 of 3 parts undecided: ...", final=True).label == (
+        "INCONCLUSIVE, 2 of 3 parts undecided")
+    off = proxy_status({"verdict": "INCONCLUSIVE", "n": 0, "reason": "a published number: judged only under ..."})
+    assert off.label == "not judged: a published number" and agreement(Status("SUPPORTED", 3, final=True), off) == (
+        "no proxy verdict")
 
 
 @pytest.mark.parametrize("paper, proxy, want", [

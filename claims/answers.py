@@ -152,6 +152,32 @@ def paper_status(claim: Any, runs: Sequence[RunResult], device_has_gpu: bool = F
     return Status(verdict if d.final else None, d.n, _pp(d.mean), _pp(d.lower), _pp(d.upper), d.reason, d.final)
 
 
+def paper_column(claims: Sequence[Any], record_path: Path | None = None) -> dict[str, Status]:
+    """Each claim's paper standing from the committed record (the repository's, by default): what a proxy report
+    sets its verdicts beside. Empty when there is no record (an installed copy without the repository)."""
+    path = record_path or Path(__file__).resolve().parents[1] / RECORD
+    runs = read(path) if path.exists() else []
+    return {c.id: paper_status(c, runs) for c in claims} if runs else {}
+
+
+def status_of(verdict: str, d: Any) -> Status:
+    """A report's own verdict and decision as a Status (the proxy side of `agreement`)."""
+    if d is None:
+        return Status(verdict, 0, final=True)
+    return Status(verdict, int(d.n or 0), _pp(d.mean), _pp(d.lower), _pp(d.upper), d.reason or "", True)
+
+
+DISAGREE = ("contradictory verdicts", "opposite sign", "same sign, different verdict", "different verdict")
+
+
+def paper_note(paper: Status, own: Status) -> tuple[str, str]:
+    """(agreement, a sentence for a card) of a proxy verdict beside the claim's verdict on the published recipes."""
+    how = agreement(paper, own)
+    cell = paper.label + (f" ({_interval(paper)})" if paper.n or paper.mean is not None else "")
+    flag = " **This verdict disagrees with the published recipes'.**" if how in DISAGREE else ""
+    return how, f"On the published recipes (paper profile, the committed record): {cell}; {how}.{flag}"
+
+
 # ------------------------------------------------------------------------------------------------ the proxy column
 
 

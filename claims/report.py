@@ -89,6 +89,20 @@ class SuiteReport:
     warnings: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
     not_runnable: list[Any] = field(default_factory=list)  # claims.build.NotRunnable: id, source, quote, reason
+    # claim id -> its standing on the published recipes (claims.answers.Status), beside a proxy profile's verdicts
+    paper: dict[str, Any] = field(default_factory=dict)
+
+    def paper_notes(self) -> dict[str, tuple[str, str]]:
+        """claim id -> (agreement, card sentence) with the published recipes' verdict, for a proxy report."""
+        from claims.answers import paper_note, status_of
+
+        return {r.claim.id: paper_note(self.paper[r.claim.id], status_of(r.verdict, r.decision))
+                for r in self.rows if r.claim.id in self.paper}
+
+    def disagreements(self) -> list[str]:
+        from claims.answers import DISAGREE
+
+        return [cid for cid, (how, _) in self.paper_notes().items() if how in DISAGREE]
 
     @property
     def looks(self) -> list[tuple[int, ...]]:
@@ -212,8 +226,17 @@ def build_report(scheduler: Scheduler, *, pilot: PilotResult | None = None, alph
         versions=vers or versions(), device=_distinct([r.device for r in runs]) or device_name("cpu"),
         threads=_distinct(sorted({r.threads for r in runs})), dataset=_distinct([r.dataset for r in runs]),
         pilot=pilot, total=scheduler.total_compute(), wall_s=scheduler.wall_s, warnings=list(scheduler.warnings),
-        not_runnable=sorted(not_runnable, key=lambda c: c.id),
+        not_runnable=sorted(not_runnable, key=lambda c: c.id), paper=_paper_column(scheduler),
     )
+
+
+def _paper_column(scheduler: Scheduler) -> dict[str, Any]:
+    """The published recipes' standing of each claim, for a proxy (not paper, not pipeline-only) report."""
+    if scheduler.profile == "paper" or pipeline_only(scheduler.profile):
+        return {}
+    from claims.answers import paper_column
+
+    return paper_column(scheduler.claims)
 
 
 # ------------------------------------------------------------------------------------------------ values
@@ -331,6 +354,9 @@ def headline(rep: SuiteReport) -> str:
     m, rate = len(rep.family), f"{100 * rep.alpha_family:g} %"
     text = (f"{rep.holding_fdr} of {m} claims hold at FDR {rate} ({rep.holding} after Holm)" if m
             else f"no claim trained: 0 of 0 claims hold at FDR {rate}")
+    off = rep.disagreements()
+    if off:
+        text += (f"; {len(off)} proxy verdict(s) disagree with the published recipes' ({', '.join(off)})")
     return f"{text} — {pipeline_note(rep.profile)}s" if pipeline_only(rep.profile) else text
 
 
@@ -517,6 +543,8 @@ def _card(rep: SuiteReport, row: ClaimRow, plot: str | None, curves: str | None 
         out += ["", f"Scaled: arm `{r.name or r.key[:12]}` is a CPU stand-in for a heavy recipe: "
                     f"{_md_escape(r.scaled)}; its numbers are not the published recipe's."]
     out += ["", f"Verdict: **{row.verdict}**: {_md_escape(row.reason)}", ""]
+    if c.id in rep.paper:
+        out += [rep.paper_notes()[c.id][1], ""]
     if row.hypothesis is not None:
         same = f" (one hypothesis with {row.hypothesis}, which it restates)" if row.hypothesis != c.id else ""
         out += [f"Multiplicity{same}: BH q = {row.q:.3g}, {'holds' if row.fdr else 'does not hold'} at FDR "
@@ -636,6 +664,16 @@ def _run_json(res: RunResult) -> dict[str, Any]:
             "threads": res.threads, "note": res.note}
 
 
+def _paper_json(rep: SuiteReport, cid: str) -> dict[str, Any]:
+    """A proxy report's claim entry: its verdict on the published recipes and the agreement (none in paper reports)."""
+    if cid not in rep.paper:
+        return {}
+    st = rep.paper[cid]
+    return {"paper": {"label": st.label, "verdict": st.verdict, "final": st.final, "n": st.n, "mean_pp": st.mean,
+                      "lower_pp": st.lower, "upper_pp": st.upper, "reason": st.reason},
+            "agreement_with_paper": rep.paper_notes()[cid][0]}
+
+
 def report_json(rep: SuiteReport) -> dict[str, Any]:
     """Everything needed to re-analyse: per-seed values of every arm, the spec hash, profile, dataset, provenance;
     accuracies in percent and differences in pp, each field named by its unit (`REPORT_UNITS`)."""
@@ -664,7 +702,7 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
             "pipeline_only": pipeline_only(rep.profile),
             "decision": None if d is None else decision_json(d, c), "holm": row.holm, "fdr": row.fdr, "q_value": row.q,
             "hypothesis": row.hypothesis, "confirmation": row.confirmation, "compute": row.compute.to_dict(),
-            "arms": arms,
+            "arms": arms, **_paper_json(rep, c.id),
         })
     prof = PROFILES.get(rep.profile)
     return _jsonable({

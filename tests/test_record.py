@@ -166,3 +166,16 @@ def test_the_paper_profile_caps_at_8_seeds_and_skips_resnet9_on_a_cpu():
     assert p.max_seeds == 8 and p.cpu_skips_gpu_sized and not p.cpu_skips_heavy
     assert get_recipe("jovian/resnet9").gpu_sized and not get_recipe("he2016/kmeans").gpu_sized
     assert CLAIM.form is Form.SUPERIORITY
+
+
+def test_the_paper_column_of_a_proxy_report_comes_from_the_record(tmp_path):
+    from claims.answers import paper_column
+
+    c = superior("T-3", "doc 001: test", "x", "pal2021b/residual", "pal2021b/baseline")
+    path = tmp_path / "record.json"
+    runs = [result(n, s, a + s / 1000) for s in range(5) for n, a in (("pal2021b/residual", 0.77),
+                                                                     ("pal2021b/baseline", 0.70))]
+    path.write_text(json.dumps({"generated": "2026-12-07T00:00:00Z", "runs": [record.run_entry(r) for r in runs]}))
+    col = paper_column([c], path)
+    assert col["T-3"].final and col["T-3"].verdict == "SUPPORTED" and col["T-3"].n in (3, 5)
+    assert paper_column([c], tmp_path / "none.json") == {}  # no record (an installed copy): no column

@@ -364,3 +364,25 @@ def test_a_claim_with_a_scaled_arm_is_marked_scaled_in_its_line_and_card(tmp_pat
     assert "Scaled: arm `fake/resnet-like` is a CPU stand-in for a heavy recipe: the net at a quarter of the width" \
         in card_1
     assert "Scaled:" not in card_2
+
+
+def test_a_proxy_report_flags_every_verdict_that_disagrees_with_the_published_recipes(report):
+    from dataclasses import replace
+
+    from claims.answers import Status
+
+    rep, _, _ = report
+    assert rep.paper == {}  # a smoke (pipeline-only) report sets nothing beside the published recipes
+    r1 = {r.claim.id: r for r in rep.rows}["R-1"]
+    assert r1.verdict == "SUPPORTED"
+    paper = {"R-1": Status("REFUTED", 8, -0.5, -1.0, 0.2, "U < Δ", final=True), "R-2": Status(None, 3, 0.1, -2, 2)}
+    proxy = replace(rep, profile="default", paper=paper)
+    assert "1 proxy verdict(s) disagree with the published recipes' (R-1)" in summary_markdown(proxy)
+    md = report_markdown(proxy)
+    assert "On the published recipes (paper profile, the committed record): REFUTED (-0.50 [-1.00, +0.20], n 8); " \
+           "contradictory verdicts. **This verdict disagrees" in md
+    assert "paper: 3 seeds so far (+0.10 [-2.00, +2.00], n 3); pending." in md
+    claims = {c["id"]: c for c in report_json(proxy)["claims"]}
+    assert claims["R-1"]["agreement_with_paper"] == "contradictory verdicts"
+    assert claims["R-1"]["paper"]["verdict"] == "REFUTED" and claims["R-2"]["agreement_with_paper"] == "pending"
+    assert "paper" not in {c["id"]: c for c in report_json(rep)["claims"]}["R-1"]

@@ -52,6 +52,9 @@ def load(path: str, what: str = "factory") -> Callable[..., Any]:
         mod = importlib.import_module(module)
     except ImportError as e:
         raise ArmError(f"{what} '{path}': module {module} cannot be imported ({e})") from None
+    except Exception as e:  # the module raises on import: say what, in one line
+        raise ArmError(f"{what} '{path}': importing module {module} failed ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())})") from None
     fn = getattr(mod, name, None)
     if not callable(fn):
         raise ArmError(f"{what} '{path}': module {module} has no function {name}")
@@ -78,7 +81,10 @@ def build(arm: LearnerArm, seed: int, device: str | None = None) -> Any:
 
     factory = load(arm.factory)
     seed_all(seed)
-    learn = factory()
+    try:
+        learn = factory()
+    except Exception as e:  # the user's code: its error in one line, with the factory that raised it
+        raise ArmError(f"factory '{arm.factory}' raised {type(e).__name__}: {' '.join(str(e).split())}") from None
     if not isinstance(learn, Learner):
         raise ArmError(f"factory '{arm.factory}' returned {type(learn).__name__}, not a fastai Learner")
     cbs = []
@@ -361,3 +367,84 @@ def compare(a: LearnerArm, b: LearnerArm, form: str = "superior", margin: float 
 def arm_label(x: Any) -> str:
     """The name the report gives an arm."""
     return getattr(x, "name", "") or describe(x)
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+_NOT_WITH_LEARNER = ("recipe", "bs", "data", "json", "threads")  # options of the project's recipes only
+
+
+def learner_main(args: Any) -> int:
+    """`python -m tricks.apply --learner module:function`: train the user's Learner with the --cb tricks over the
+    seeds, and under --compare judge it against the Learner without them (superiority by --delta points, one look at
+    all seeds). Errors a user can cause raise ArmError (or the store's, the registry's), which the caller prints."""
+    from claims.executors.base import limit_threads
+    from claims.schedule import Job, LocalExecutor, Scheduler
+    from claims.spec import Claim, judge
+    from claims.store import RunStore
+
+    for name in _NOT_WITH_LEARNER:
+        if getattr(args, name, None) is not None:
+            raise ArmError(f"--{name} does not apply with --learner: the factory's Learner defines it")
+    if args.compare and not args.cb:
+        raise ArmError("--compare needs at least one --cb trick to compare the Learner against")
+    if args.executor != "ray" and (args.ray_address is not None or args.gpus_per_run is not None):
+        raise ArmError("--ray-address and --gpus-per-run only apply with --executor ray")
+    seeds = (args.seed,) if args.seed is not None else tuple(range(args.seeds or (3 if args.compare else 1)))
+    if args.compare and len(seeds) < 2:
+        raise ArmError(f"--compare needs at least 2 paired seeds; got {len(seeds)} (use --seeds 2 or more)")
+    delta_pp = 1.0 if args.delta is None else args.delta
+    base = LearnerArm(args.learner, epochs=args.epochs or 1, lr=args.lr or 1e-3)
+    arm = base.with_tricks(*args.cb) if args.cb else base
+    limit_threads(1)  # as every stored run: one torch thread
+    arm_version(arm)  # the factory is imported and called once here: a bad one stops before any run
+    if args.executor == "ray":
+        from claims.executors.ray import RayExecutor
+
+        executor = RayExecutor(args.ray_address, run_fn=run_job, device=args.device, gpus_per_run=args.gpus_per_run)
+    else:
+        executor = LocalExecutor(0, run_fn=run_job, device=args.device)
+    b = base if args.compare else None
+    claim = Claim(id="tricks.apply", source="python -m tricks.apply --learner", form="superiority", a=arm,
+                  b=b or arm, delta=delta_pp / 100, looks=(max(len(seeds), 2),),
+                  quote=f"{arm.name} beats {base.name} by at least {delta_pp:g} points.")
+    store = None if args.no_store else args.store
+    if store is None and args.no_store:
+        import tempfile
+
+        store = str(Path(tempfile.mkdtemp(prefix="tricks-learner-")) / "runs.sqlite")
+    sched = Scheduler([claim], RunStore(store), executor, OWN_PROFILE, seeds=seeds, progress=not args.quiet,
+                      code_version=ArmVersions.of([claim]))
+    arms = [arm] + ([b] if b is not None else [])
+    sched.ensure_runs([Job(r, s, OWN_PROFILE) for r in arms for s in seeds], label="runs")
+    if sched.failures:
+        raise RuntimeError(str(next(iter(sched.failures.values()))))
+    metric = describe(arm.metric)
+    cols = [f"A: {arm.name}"] + ([f"B: {base.name}", "A − B"] if b is not None else [])
+    print(f"seed  {metric} of " + " | ".join(cols))
+    diverged = False
+    for s in seeds:
+        ra = sched.results[(arm.key, s)]
+        row = [f"{100 * ra.acc:.2f} %"]
+        diverged |= ra.diverged
+        if b is not None:
+            rb = sched.results[(b.key, s)]
+            diverged |= rb.diverged
+            row += [f"{100 * rb.acc:.2f} %", f"{100 * (ra.acc - rb.acc):+.2f} pp"]
+        print(f"{s:>4}  " + " | ".join(row))
+    trained = len(sched.trained)
+    where = "no store" if args.no_store else str(RunStore(store).path)
+    print(f"{trained} run(s) trained, {len(arms) * len(seeds) - trained} from the store ({where}); store version "
+          f"{sched.version(arm.key)}")
+    if b is None:
+        return 1 if diverged else 0
+    d = judge(claim, _by_arm(sched, arms, seeds), last_look=True)
+    interval = "A − B not computed" if d.mean is None else (
+        f"A − B = {100 * d.mean:+.2f} pp, one-sided {100 * (1 - d.alpha_look):g}% bounds "
+        f"[{100 * d.lower:+.2f}, {100 * d.upper:+.2f}] pp")
+    print(f"verdict {d.verdict.value}: {interval}, n = {d.n}, Δ = {delta_pp:g} pp; {d.reason}")
+    return 1 if diverged or d.verdict.value == "INVALID" else 0
+
+
+def _by_arm(sched: Any, arms: Sequence[LearnerArm], seeds: Sequence[int]) -> dict[str, dict[int, RunResult]]:
+    return {r.key: {s: sched.results[(r.key, s)] for s in seeds} for r in arms}

@@ -177,3 +177,35 @@ def test_worker_processes_train_user_arms_to_the_same_numbers(tmp_path):
 def test_arm_versions_fall_back_to_the_recipes_versions():
     v = ArmVersions({"k": "src.1+data.2"}, fallback=lambda key: f"fp.{key}")
     assert v("k") == "src.1+data.2" and v("r") == "fp.r"
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+
+def test_the_command_line_compares_the_users_learner_and_reuses_the_store(tmp_path, capsys):
+    from tricks.apply import main
+
+    argv = ["--learner", "own_learner:make_learner", "--cb", "bn_before_relu", "--compare", "--seeds", "2",
+            "--lr", "0.01", "--store", str(tmp_path / "runs.sqlite"), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "A: make_learner+bn_before_relu | B: make_learner | A − B" in out and "4 run(s) trained" in out
+    assert "verdict " in out and "n = 2" in out
+    assert main(argv) == 0
+    again = capsys.readouterr().out
+    assert "0 run(s) trained, 4 from the store" in again
+    assert again.splitlines()[-1] == out.splitlines()[-1]  # the same verdict line
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--learner", "own_learner:nope"], "factory 'own_learner:nope': module own_learner has no function nope"),
+    (["--learner", "own_learner.nope"], "is not an import path of the form module.path:function"),
+    (["--learner", "own_learner:not_a_learner"], "returned Linear, not a fastai Learner"),
+    (["--learner", "own_learner:make_learner", "--recipe", "pal2021b/baseline"], "--recipe does not apply"),
+])
+def test_a_bad_learner_on_the_command_line_is_one_sentence_and_exit_2(extra, message, tmp_path, capsys):
+    from tricks.apply import main
+
+    assert main([*extra, "--cb", "BnFreeze", "--store", str(tmp_path / "s.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1

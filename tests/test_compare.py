@@ -209,3 +209,27 @@ def test_a_bad_learner_on_the_command_line_is_one_sentence_and_exit_2(extra, mes
     assert main([*extra, "--cb", "BnFreeze", "--store", str(tmp_path / "s.sqlite")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.ray
+@pytest.mark.slow  # starts a local Ray instance
+def test_ray_tasks_train_user_arms_to_the_same_numbers_as_this_process(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray", reason="ray is not installed (the optional extra: pip install -e '.[ray]')")
+    from claims.compare import run_job
+    from claims.executors.ray import RayExecutor
+
+    root = Path(__file__).resolve().parents[1]
+    # Ray's workers get the environment of ray.init: they import claims from here and the factory from tests/
+    monkeypatch.setenv("PYTHONPATH", f"{Path(__file__).parent}:{root}")
+    claim = Claim(id="r", source="test", quote="q", form="superiority", a=BASE.with_tricks("bn_before_relu"), b=BASE,
+                  looks=(2,))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = judge_claims([claim], store=tmp_path / "ray.sqlite", executor=RayExecutor(run_fn=run_job))
+    finally:
+        ray.shutdown()
+    local = judge_claims([claim], store=tmp_path / "local.sqlite", workers=0)
+    accs = [{k: {s: r.acc for s, r in v.items()} for k, v in sched.results_for("r").items()}
+            for sched in (remote, local)]
+    assert accs[0] == accs[1] and len(accs[0][BASE.key]) == 2
+    assert not remote.failures and len(remote.trained) == 4

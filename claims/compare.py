@@ -346,7 +346,8 @@ def compare(a: LearnerArm, b: LearnerArm, form: str = "superior", margin: float 
             seeds: Sequence[int] | None = None, max_seeds: int | None = None, looks: Sequence[int] = (3, 5, 8, 12),
             alpha: float = 0.05, store: Any = None, workers: int | None = 0, executor: Any = None,
             claim_id: str = "compare", quote: str = "", progress: bool = False) -> Any:
-    """The suite's Decision on "A against B" over paired seeds: `form` superior | noninferior | equivalent, `margin`
+    """The suite's Decision on "A against B" over paired seeds, with `per_seed` added: one row a seed of the arms'
+    metric in percent and their difference `d` in points. `form` superior | noninferior | equivalent, `margin`
     Δ in metric units (0.01 is one accuracy point). Seeds are sampled look by look (3, 5, 8, 12 by default, capped by
     `max_seeds` and `seeds`); runs found in `store` (a path or RunStore; None: the default store) are not trained
     again. `workers` 0 trains in this process; an `executor` (e.g. a RayExecutor) replaces the local one."""
@@ -361,7 +362,11 @@ def compare(a: LearnerArm, b: LearnerArm, form: str = "superior", margin: float 
                          progress=progress)
     if claim.id in sched.errors:
         raise ArmError(f"{claim.id}: {sched.errors[claim.id]}")
-    return sched.decisions[claim.id]
+    from claims.report import per_seed
+
+    d = sched.decisions[claim.id]
+    d.per_seed = per_seed(claim, sched.results_for(claim.id))  # rows of seed, a, b, d in percent (points for d)
+    return d
 
 
 def arm_label(x: Any) -> str:

@@ -114,6 +114,7 @@ def test_a_no_op_trick_gives_zero_on_every_seed_and_never_supported_superiority(
     eq = compare(a, BASE, form="equivalent", margin=0.01, looks=(3,), store=store,
                  executor=_Counting(LocalExecutor(0, run_fn=_run)))  # the same runs, from the store
     assert eq.verdict is Verdict.SUPPORTED and eq.n == 3 and _Counting.trained == 0
+    assert [(r["seed"], r["d"]) for r in eq.per_seed] == [(0, 0.0), (1, 0.0), (2, 0.0)]
 
 
 def test_a_learning_rate_100x_too_high_is_not_supported_and_its_mean_difference_is_negative(tmp_path):

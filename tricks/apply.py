@@ -3,6 +3,7 @@
     python -m tricks.apply --list                                  # every trick and named recipe
     python -m tricks.apply --cb BnFreeze                           # a recipe with BatchNorm + BnFreeze, seed 0
     python -m tricks.apply --cb dropout_conv:p=0.3 --compare       # with vs without over seeds 0-2, and a verdict
+    python -m tricks.apply --learner mypkg.exp:make_learner --cb BnFreeze --compare   # your own Learner
 
 Without `--recipe`, a trick runs on a recipe it acts on: the first of its `TRICK_RECIPES` candidates whose model it
 changes (BnFreeze needs BatchNorm layers, a BN placement transform a network without them), else doc 001's baseline.

@@ -12,8 +12,11 @@ passes when the engine reached a verdict (the pinned `expected` one, when the cl
 an engine error, with the decision's reason in the message. It does not pass "when the claim is true". At the end of
 the session Holm is applied across the claims and the report is printed and written.
 
-`claims/conftest.py` imports the hooks below (`from claims.plugin import *`): pytest loads that conftest only for
-sessions that collect from `claims/`, so unit tests never pay for any of this.
+The package installs this module as a pytest plugin (entry point `pytest11`, in pyproject.toml), so any project can
+declare claims over its own arms (`claims.compare.LearnerArm`) in its own test files. A claim whose arms are all
+user arms trains them as they define (profile `own`; `--profile` and the profile's seed cap do not apply). Where the
+entry point is not installed, `claims/conftest.py` registers the module for sessions that collect from `claims/`.
+Every hook runs once a session even when a conftest star-imports this module under the entry point too.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class ClaimSession:
         self.report: Any = None
         self.report_dir: Path | None = None
         self.report_error: str | None = None
+        self.collected = self.finished = self.summarized = False
+        self.checked: set[str] = set()  # nodeids already checked (the hooks may be registered twice)
 
     # ------------------------------------------------------------------------------------------ options
 
@@ -62,15 +67,32 @@ class ClaimSession:
         return self.config.getoption(name)
 
     @property
+    def own(self) -> bool:
+        """Whether every selected claim compares only user arms, which define their own training."""
+        from claims.arm import is_arm
+
+        return bool(self.claims) and all(is_arm(r) for c in self.claims.values() for r in c.recipes())
+
+    @property
+    def profile(self) -> str:
+        """The profile runs are stored under: `own` for a session of user arms only, else --profile."""
+        from claims.arm import OWN_PROFILE
+
+        return OWN_PROFILE if self.own else self.opt("profile")
+
+    @property
     def max_seeds(self) -> int | None:
-        """--max-seeds, else the profile's own cap (smoke stops at its first look)."""
+        """--max-seeds, else the profile's own cap (smoke stops at its first look; user arms: their claims' looks)."""
         given = self.opt("max_seeds")
-        return given if given is not None else PROFILES[self.opt("profile")].max_seeds
+        return given if given is not None or self.own else PROFILES[self.opt("profile")].max_seeds
 
     def collect(self, items: list[pytest.Item]) -> None:
         """Remember the selected claim tests and their claims (after -k/-m deselection)."""
         from claims.spec import Claim
 
+        if self.collected:
+            return
+        self.collected = True
         for item in items:
             unrunnable = item.get_closest_marker("claims_not_runnable")
             if unrunnable is not None and unrunnable.args:
@@ -100,6 +122,7 @@ class ClaimSession:
         self.ran = True
         if not self.claims:
             return
+        from claims.arm import is_arm
         from claims.schedule import LocalExecutor, PilotError, Scheduler, pilot
         from claims.spec import claim_needs_runs, profile_arms
         from claims.store import RunStore, StoreError
@@ -115,10 +138,16 @@ class ClaimSession:
         stored = self.opt("code_version")  # judge the runs stored under an earlier code version, train none
         run_fn = not_stored if stored else _run_fn(self.opt("run_fn"))
         source = _data(self.config)
-        profile = self.opt("profile")
+        profile = self.profile
         claims = [profile_arms(c, profile, gpu) for c in claims]  # heavy arms scaled on a CPU, named as such
         needing = [c for c in claims if claim_needs_runs(c, gpu, profile)]
-        version = stored or (_data_version(source) if run_fn is None and needing else None)
+        cifar = [c for c in needing if not all(is_arm(r) for r in c.recipes())]  # claims over the project's recipes
+        version = stored or (_data_version(source) if run_fn is None and cifar else None)
+        if len(cifar) < len(claims):  # user arms: their own versions, trained by run_arm
+            from claims.compare import ArmVersions, run_job
+
+            version = ArmVersions.of(claims, fallback=version)
+            run_fn = run_fn or run_job
         executor = self.executor(run_fn, source) if self.opt("executor") == "ray" and not stored else \
             LocalExecutor(0 if stored else self.opt("workers"), run_fn=run_fn, source=source)
         try:
@@ -167,7 +196,7 @@ class ClaimSession:
             pytest.fail(f"{claim.id}: ERROR: {error}", pytrace=False)
         d = self.scheduler.decisions[claim.id]
         verdict = _value(d.verdict)
-        text = f"{claim.id}: {verdict} ({self.opt('profile')} profile, n = {d.n}): {d.reason}"
+        text = f"{claim.id}: {verdict} ({self.profile} profile, n = {d.n}): {d.reason}"
         if verdict == "INVALID":
             pytest.fail(text, pytrace=False)
         expected = getattr(claim, "expected", None)
@@ -183,8 +212,9 @@ class ClaimSession:
 
     def finish(self) -> None:
         """Apply Holm, build the report and write it under --report-dir."""
-        if self.scheduler is None:
+        if self.scheduler is None or self.finished:
             return
+        self.finished = True
         from claims.report import build_report, write_report
 
         try:
@@ -274,6 +304,8 @@ def _data(config: pytest.Config) -> str | None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The claims suite's command-line options."""
     g = parser.getgroup("claims", "claims engine (paired seeds, sequential looks)")
+    if any("--max-seeds" in o.names() for o in g.options):
+        return  # added already: this module is registered twice (the entry point and a conftest's star import)
     g.addoption("--profile", choices=list(PROFILES), default="default",
                 help="how recipes are scaled to this machine: " + ", ".join(PROFILES) + " (default: default)")
     g.addoption("--max-seeds", type=int, default=None,
@@ -303,6 +335,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker, check the options, set up the session's claim registry."""
+    if _SESSION in config.stash:
+        return
     config.addinivalue_line("markers", "claims(claim): a claim of a source document, judged by the claims engine")
     config.addinivalue_line("markers", "claims_not_runnable(entry): a claim the suite cannot test here, listed in "
                                        "the report with its reason")
@@ -356,8 +390,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
     """A claim test fails on INVALID, an engine error, or a verdict other than the pinned one, before its body runs."""
-    if item.get_closest_marker("claims") is not None:
-        item.config.stash[_SESSION].check(item)
+    cs = item.config.stash[_SESSION]
+    if item.get_closest_marker("claims") is not None and item.nodeid not in cs.checked:
+        cs.checked.add(item.nodeid)
+        cs.check(item)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -371,10 +407,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """The claims table, under the usual pytest summary."""
     cs = config.stash.get(_SESSION, None)
-    if cs is None or cs.scheduler is None:
+    if cs is None or cs.scheduler is None or cs.summarized:
         return
+    cs.summarized = True
     tr = terminalreporter
-    tr.section(f"claims ({config.getoption('profile')} profile)")
+    tr.section(f"claims ({cs.profile} profile)")
     if cs.report is not None:  # plain lines within 100 columns: the same on a terminal and in a CI log
         from claims.report import terminal_lines
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from claims import stats
+from claims.arm import LearnerArm
 from tricks.train import PROFILES, Recipe, RunResult
 
 CHANCE_ACC = 0.11  # 10 classes: a final accuracy at or below this is a diverged run
@@ -187,10 +188,10 @@ class Claim:
                 raise ValueError(f"{who}: two parts share an id")
         elif self.parts:
             raise ValueError(f"{who}: only a compound claim has parts")
-        if form is not Form.COMPOUND and not isinstance(self.a, Recipe):
-            raise ValueError(f"{who}: a {form.value} claim needs a Recipe as arm a")
-        if form in _PAIRED and not isinstance(self.b, Recipe):
-            raise ValueError(f"{who}: a {form.value} claim needs a Recipe as arm b")
+        if form is not Form.COMPOUND and not _is_arm(self.a):
+            raise ValueError(f"{who}: a {form.value} claim needs a Recipe or a LearnerArm as arm a")
+        if form in _PAIRED and not _is_arm(self.b):
+            raise ValueError(f"{who}: a {form.value} claim needs a Recipe or a LearnerArm as arm b")
         if form is Form.ABSOLUTE:
             if self.b is not None:
                 raise ValueError(f"{who}: an absolute claim compares arm a with a threshold, so b must be None")
@@ -226,9 +227,15 @@ class Claim:
 _LATER_FIELDS = ("restates",)
 
 
+def _is_arm(x: Any) -> bool:
+    return isinstance(x, (Recipe, LearnerArm))
+
+
 def _canonical(x: Any) -> Any:
     if isinstance(x, Recipe):
         return {"recipe": x.key}
+    if isinstance(x, LearnerArm):
+        return {"arm": x.key}
     if isinstance(x, Claim):  # a field added at its default leaves the keys of older specs unchanged
         return {f.name: _canonical(getattr(x, f.name)) for f in fields(x)
                 if not (f.name in _LATER_FIELDS and getattr(x, f.name) is None)}

@@ -424,7 +424,7 @@ def test_decision_to_dict_is_json_ready_with_its_parts():
     ({"delta": 1.0}, "accuracy units"),
     ({"alpha": 0.7}, "alpha"),
     ({"looks": (5, 3)}, "increasing"),
-    ({"b": None}, "needs a Recipe as arm b"),
+    ({"b": None}, "needs a Recipe or a LearnerArm as arm b"),
     ({"form": "better"}, "unknown form 'better'"),
     ({"threshold": 0.9}, "absolute claims only"),
     ({"metric": "top5"}, "unknown metric"),

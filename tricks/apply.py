@@ -3,6 +3,7 @@
     python -m tricks.apply --list                                  # every trick and named recipe
     python -m tricks.apply --cb BnFreeze                           # a recipe with BatchNorm + BnFreeze, seed 0
     python -m tricks.apply --cb dropout_conv:p=0.3 --compare       # with vs without over seeds 0-2, and a verdict
+    python -m tricks.apply --learner mypkg.exp:make_learner --cb BnFreeze --compare   # your own Learner
 
 Without `--recipe`, a trick runs on a recipe it acts on: the first of its `TRICK_RECIPES` candidates whose model it
 changes (BnFreeze needs BatchNorm layers, a BN placement transform a network without them), else doc 001's baseline.
@@ -260,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list every trick and named recipe, then exit")
     p.add_argument("--cb", action="append", default=[], metavar="NAME[:k=v,...]",
                    help="a trick to add (repeatable): callbacks, model transforms and data tricks alike")
+    p.add_argument("--learner", default=None, metavar="MODULE:FUNCTION",
+                   help="train your own fastai Learner, built by this factory, instead of a recipe "
+                        "(docs/own-learner.md)")
     p.add_argument("--recipe", default=None, metavar="NAME|FILE.json",
                    help="named recipe, or a JSON file of Recipe.to_dict() (default: one the tricks act on, named in "
                         f"the output; {DEFAULT_RECIPE} without tricks)")
@@ -801,6 +805,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             print_list(out)
             return EXIT_OK
+        if args.learner is not None:  # the user's own Learner: claims/compare.py runs it
+            from claims.compare import learner_main
+
+            return learner_main(args)
         plan = make_plan(args)
         executor = ray_executor(args) if args.executor == "ray" else None  # Ray missing: said before any work
         _check_device(args.device)

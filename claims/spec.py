@@ -332,6 +332,7 @@ class Decision:
     params_a: int | None = None
     params_b: int | None = None
     seeds_needed: int | None = None  # seeds that would resolve an inconclusive claim at the d̄ and σ_d seen
+    seeds_needed_at_delta: int | None = None  # the same at the form's design truth (a gain of Δ; 0 for equivalence)
     final: bool = False  # SUPPORTED/REFUTED/INVALID, budget exhausted, or no run can help
     ci_lower: float | None = None  # two-sided (1 - α) repeated confidence interval at that look
     ci_upper: float | None = None
@@ -504,7 +505,8 @@ def _rules(claim: Claim, x: np.ndarray, wall: np.ndarray | None) -> tuple[list[_
 # ------------------------------------------------------------------------------------------------ the walk over looks
 
 PREDICT_POWER = 0.8  # "needs ~N seeds": the seeds at which a verdict has this chance at the observed d̄ and σ_d
-FUTILITY_POWER = 0.2  # stop at a look when, at the observed d̄ and σ_d, the cap gives a verdict less often than this
+FUTILITY_POWER = 0.2  # stop at a look when the cap's predictive chance of a verdict (`cap_power`) is below this
+FUTILITY_FROM = 5  # no futility stop at a look of fewer seeds: 2 df say too little of the effect to give up on it
 OPEN, SUPPORTED_, REFUTED_, UNDERPOWERED = 0, 1, 2, 3  # verdict codes of `walk`
 
 
@@ -518,12 +520,14 @@ def _power_form(claim: Claim) -> str:
 
 
 def cap_power(claim: Claim, x: np.ndarray, des: stats.Design) -> Any:
-    """Chance of a verdict (the likelier one) at the design's last look if the truth is the observed mean and SD
-    of `x` (rows: many paths); the futility rule reads it."""
-    v = _centred(claim, np.asarray(x, dtype=float))
+    """Predictive chance of a verdict at the design's last look, averaged over the t posterior of the true mean
+    given `x` (`stats.assurance`; rows: many paths); the futility rule reads it."""
+    v = _centred(claim, np.atleast_2d(np.asarray(x, dtype=float)))
     mean, sd = v.mean(axis=-1), v.std(axis=-1, ddof=1)
-    p_sup, p_ref = stats.decision_power(_power_form(claim), mean, sd, claim.delta, des.looks[-1], des.levels[-1])
-    return np.maximum(p_sup, p_ref)
+    step = 256  # rows a chunk: the equivalence form integrates over s too, rows x nodes x 401 values
+    out = [stats.assurance(_power_form(claim), mean[i:i + step], sd[i:i + step], v.shape[-1], claim.delta,
+                           des.looks[-1], des.levels[-1]) for i in range(0, len(mean), step)]
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def walk(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design,
@@ -531,8 +535,9 @@ def walk(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design
     """The sequential rules over the looks `examined`, for every row of `x` (one path of paired values a row):
     the verdict code, the index of the deciding look, and the support test's p at every examined look.
 
-    At look j: SUPPORTED when every support test rejects at α_j, else REFUTED when a refutation test does, else,
-    before the design's last look, UNDERPOWERED when `cap_power` is below FUTILITY_POWER. `judge` runs this on one
+    At look j: SUPPORTED when every support test rejects at α_j, else REFUTED when a refutation test does, else, at
+    a look of FUTILITY_FROM seeds or more before the design's last, UNDERPOWERED when `cap_power` (the predictive
+    chance of a verdict at the cap) is below FUTILITY_POWER. `judge` runs this on one
     row; simulations run it on thousands.
     """
     x2 = np.atleast_2d(x)
@@ -550,7 +555,7 @@ def walk(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design
         ref = undecided & ~sup & np.any([t.t_rejects(m, a) for t in refute], axis=0)
         code[sup], code[ref] = SUPPORTED_, REFUTED_
         at[sup | ref] = j
-        if m < des.looks[-1] and m >= 2:
+        if FUTILITY_FROM <= m < des.looks[-1]:
             still = code == OPEN
             if still.any():
                 fut = np.zeros(rows, dtype=bool)
@@ -655,14 +660,17 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Des
     sf_refute = any(_sign_flip_rejects(t.sign_flip_p(m), m, alpha_look) for t in refute)
     sf_verdict = Verdict.SUPPORTED if sf_support else Verdict.REFUTED if sf_refute else Verdict.INCONCLUSIVE
     paired = claim.form is not Form.ABSOLUTE
-    seeds_needed = None
+    seeds_needed = at_delta = None
     if verdict is Verdict.INCONCLUSIVE:
         v = _centred(claim, x[:m])
-        seeds_needed = stats.seeds_to_decide(_power_form(claim), float(v.mean()), float(np.std(v, ddof=1)),
-                                             claim.delta, des.levels[-1], PREDICT_POWER, budget=SEED_SEARCH_BUDGET)
+        sd = float(np.std(v, ddof=1))
+        seeds_needed = stats.seeds_to_decide(_power_form(claim), float(v.mean()), sd, claim.delta, des.levels[-1],
+                                             PREDICT_POWER, budget=SEED_SEARCH_BUDGET)
+        at_delta = stats.seeds_needed(sd, claim.delta, _power_form(claim), des.looks, des.alpha, PREDICT_POWER,
+                                      budget=SEED_SEARCH_BUDGET, shape=des.shape)
     if reason is None:
-        reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, seeds_needed, last_look, x, params, des,
-                         underpowered)
+        reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, (seeds_needed, at_delta), last_look, x,
+                         params, des, underpowered)
     if paired and m >= 2 and np.allclose(x[:m] + claim.offset, 0.0, rtol=0.0, atol=1e-12):
         reason += ("; both arms gave the same accuracy on every seed: they may train identically under this "
                    "profile, so the verdict compares nothing")
@@ -672,12 +680,13 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Des
         claim_id=claim.id, verdict=verdict, reason=reason, n=m, mean=mean + off, lower=lower + off,
         upper=upper + off, alpha_look=alpha_look, sign_flip_p=sf_p, fragile=sf_verdict is not verdict and not exact,
         p_a_gt_b=stats.prob_a_gt_b(x[:m] + off) if paired else None, p_seq=p_seq, seeds_needed=seeds_needed,
-        final=final, ci_lower=ci_lo + off, ci_upper=ci_hi + off, looks=des.looks, underpowered=underpowered, **params,
+        seeds_needed_at_delta=at_delta, final=final, ci_lower=ci_lo + off, ci_upper=ci_hi + off, looks=des.looks,
+        underpowered=underpowered, **params,
     )
 
 
 def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, wall: np.ndarray | None,
-            alpha_look: float, seeds_needed: int | None, last_look: bool, x: np.ndarray,
+            alpha_look: float, needs: tuple[int | None, int | None], last_look: bool, x: np.ndarray,
             params: dict[str, Any], des: stats.Design, underpowered: bool) -> str:
     f, delta = claim.form, claim.delta
     at = f"at n = {m}"
@@ -719,16 +728,24 @@ def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, 
     mean, sd = float(np.mean(v)), float(np.std(v, ddof=1))
     sigma = "σ_d" if f is not Form.ABSOLUTE else "σ"
     centre = (f"d̄ = {_pp(mean + claim.offset)}" if f is not Form.ABSOLUTE else f"mean {_pct(mean)}")
-    need = f"~{seeds_needed}" if seeds_needed is not None else f"more than {SEED_SEARCH_BUDGET:,}"
     cap = max(des.looks)
+
+    def count(k: int | None) -> str:  # "needs ~3 seeds" after 3 would read as a contradiction
+        return f"more than {SEED_SEARCH_BUDGET:,}" if k is None else f"more than {m}" if k <= m else f"~{k}"
+
+    need = (f"a verdict needs {count(needs[0])} seeds at the observed {centre}, {sigma} = {_pp(sd, False)}, and "
+            f"{count(needs[1])} {_DESIGN_TRUTH[_power_form(claim)]}")
     if underpowered:
-        return (f"predicted underpowered at n = {m}: {interval}; a verdict needs {need} seeds at the observed "
-                f"{centre}, {sigma} = {_pp(sd, False)}, more than the cap of {cap}, so no more were spent")
+        chance = float(cap_power(claim, x[:m], des)[0])
+        return (f"predicted underpowered at n = {m}: {interval}; averaged over the uncertainty of the effect, the cap "
+                f"of {cap} seeds gives a verdict with a chance of {100 * chance:.0f} % at most, so no more were spent; "
+                f"{need}")
     capped = "" if m >= max(claim.looks) else " (seed cap)"
-    if seeds_needed is not None and seeds_needed <= m:  # "needs ~3 seeds" after 3 would read as a contradiction
-        need = f"more than {m}"
-    return (f"budget exhausted at n = {m}{capped}: {interval}; a verdict needs {need} seeds at the observed {centre}, "
-            f"{sigma} = {_pp(sd, False)}")
+    return f"budget exhausted at n = {m}{capped}: {interval}; {need}"
+
+
+_DESIGN_TRUTH = {"superiority": "if the true gain were Δ", "non_inferiority": "if A and B were equal",
+                 "equivalence": "if the true difference were 0", "absolute": "if the mean were Δ above the threshold"}
 
 
 def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_gpu: bool,

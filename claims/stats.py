@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from scipy import integrate
+from scipy import integrate, special
 from scipy import stats as st
 
 DEFAULT_LOOKS: tuple[int, ...] = (3, 5, 8, 12)
@@ -209,19 +209,29 @@ def sequential_p(p_seen: Sequence[float], looks: Sequence[int] = DEFAULT_LOOKS, 
     p = np.asarray(p_seen, dtype=float)
     if np.isnan(p).any():
         raise ValueError("sequential_p got a NaN p-value")
-    p = np.clip(p, 0.0, 1.0)
+    return float(sequential_p_rows(p[None, :], np.array([len(p)]), lk, shape, n_sim, seed)[0])
+
+
+def sequential_p_rows(p: np.ndarray, seen: np.ndarray, looks: Sequence[int] = DEFAULT_LOOKS,
+                      shape: float = DEFAULT_SHAPE, n_sim: int = N_SIM, seed: int = SIM_SEED) -> np.ndarray:
+    """`sequential_p` of many claims at once: row i reads the first `seen[i]` p-values of `p[i]` (simulations)."""
+    lk = validate_looks(looks)
+    p = np.clip(np.atleast_2d(np.asarray(p, dtype=float)), 0.0, 1.0)
+    seen = np.asarray(seen, dtype=int)
     if len(lk) == 1:
-        return float(p[0])
+        return p[:, 0].copy()
     w = _weights(lk, float(shape))
-    s = float(np.max(-st.norm.ppf(p) * w[:len(p)]))
-    if s == -math.inf:
-        return 1.0
+    cols = np.arange(p.shape[1])
+    with np.errstate(divide="ignore"):
+        z = np.where(cols[None, :] < seen[:, None], -st.norm.ppf(p) * w[:p.shape[1]], -np.inf)
+    s = z.max(axis=1)
     null = _null_stat(lk, float(shape), int(n_sim), int(seed))
-    k = len(null) - int(np.searchsorted(null, s, side="left"))
+    k = len(null) - np.searchsorted(null, s, side="left")
     floor = 100  # below this many null draws the empirical tail is too noisy to trust
-    if k >= floor:
-        return float(k / len(null))
-    return float(min(np.sum(st.norm.sf(s / w)), floor / len(null)))
+    with np.errstate(invalid="ignore"):
+        union = np.minimum(st.norm.sf(s[:, None] / w[None, :]).sum(axis=1), floor / len(null))
+    out = np.where(k >= floor, k / len(null), union)
+    return np.where(s == -np.inf, 1.0, out)
 
 
 def look_sequence(n: int, looks: Sequence[int]) -> tuple[int, ...]:
@@ -334,6 +344,12 @@ def design_power(form: str, sigma_d: float, delta: float, n: int, alpha_look: fl
     raise ValueError(f"no power calculation for form '{form}'")
 
 
+@cache
+def _chi_pdf(df: int, nodes: int, start: float) -> np.ndarray:
+    w = np.linspace(start, math.sqrt(df) + 8.0, nodes)
+    return st.chi.pdf(w, df)
+
+
 def _tost_power(mu: Any, sigma: Any, delta: float, n: int, tcrit: float, nodes: int = 401) -> Any:
     """P(-Δ < L and U < Δ) at a true difference `mu`: Simpson's rule over w = s·√(n-1)/σ, chi-distributed with n - 1
     df, on its bulk (within 8 of √df holds all but ~1e-12 of it). Vectorized over arrays `mu`, `sigma`."""
@@ -342,11 +358,12 @@ def _tost_power(mu: Any, sigma: Any, delta: float, n: int, tcrit: float, nodes: 
     w = np.linspace(max(0.0, math.sqrt(df) - 8.0), math.sqrt(df) + 8.0, nodes)
     room = np.maximum(delta - tcrit * sigma * w / math.sqrt(df * n), 0.0)  # how far d̄ may go for both to fit
     z = math.sqrt(n) / sigma
-    inside = np.maximum(st.norm.cdf((room - mu) * z) - st.norm.cdf((-room - mu) * z), 0.0) * st.chi.pdf(w, df)
+    inside = np.maximum(special.ndtr((room - mu) * z) - special.ndtr((-room - mu) * z), 0.0) * _chi_pdf(df, nodes, w[0])
     return np.clip(integrate.simpson(inside, x=w, axis=-1), 0.0, 1.0)
 
 
-def decision_power(form: str, mean: Any, sd: Any, delta: float, n: int, level: float) -> tuple[Any, Any]:
+def decision_power(form: str, mean: Any, sd: Any, delta: float, n: int, level: float,
+                   tost_nodes: int = 401) -> tuple[Any, Any]:
     """Chances that one analysis of n seeds at one-sided `level` reaches SUPPORTED and REFUTED, if the true mean
     difference is `mean` and its SD `sd` (vectorized over arrays of both). `mean` is of d - offset for the paired
     forms and of A - threshold for absolute claims (whose Δ is unused)."""
@@ -362,10 +379,41 @@ def decision_power(form: str, mean: Any, sd: Any, delta: float, n: int, level: f
     if form == "non_inferiority":
         return one(mean + delta), one(-delta - mean)
     if form == "equivalence":
-        return _tost_power(mean, sd, delta, n, tcrit), one(mean - delta) + one(-delta - mean)
+        return _tost_power(mean, sd, delta, n, tcrit, tost_nodes), one(mean - delta) + one(-delta - mean)
     if form == "absolute":
         return one(mean), one(-mean)
     raise ValueError(f"no power calculation for form '{form}'")
+
+
+ASSURANCE_NODES = 41  # equal-probability nodes of the t posterior of the true mean that `assurance` averages over
+
+
+@cache
+def _t_nodes(df: int, nodes: int) -> np.ndarray:
+    """Midpoint quantiles of Student's t with `df` degrees of freedom: `nodes` points of equal probability."""
+    q = st.t.ppf((np.arange(nodes) + 0.5) / nodes, df)
+    q.flags.writeable = False
+    return q
+
+
+def assurance(form: str, mean: Any, sd: Any, n_obs: int, delta: float, n: int, level: float,
+              nodes: int = ASSURANCE_NODES) -> Any:
+    """Predictive chance that one analysis of n seeds at one-sided `level` reaches a verdict (SUPPORTED or REFUTED),
+    averaged over what n_obs seeds say of the true mean rather than taken at their point estimate.
+
+    The true mean is drawn from its t posterior, mean + sd/√n_obs · T(n_obs - 1) (flat prior), at `nodes` quantiles
+    of equal probability; σ is held at `sd`. The chance of a verdict at each true mean is the sum of the chances of
+    SUPPORTED and of REFUTED (`decision_power`), capped at 1: an upper bound, so a futility rule reading it stops
+    no more often than the exact chance would. Vectorized over arrays `mean`, `sd` (one claim each).
+    """
+    if n_obs < 2:
+        raise ValueError(f"assurance needs at least 2 observed seeds, got {n_obs}")
+    mean, sd = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+    q = _t_nodes(n_obs - 1, nodes)
+    mu = mean[..., None] + (sd / math.sqrt(n_obs))[..., None] * q
+    # 121 Simpson nodes for TOST: within 1e-4 of 401 and 4 times faster, for a rule that compares with 0.2
+    p_sup, p_ref = decision_power(form, mu, np.broadcast_to(sd[..., None], mu.shape), delta, n, level, tost_nodes=121)
+    return np.minimum(1.0, np.asarray(p_sup) + np.asarray(p_ref)).mean(axis=-1)
 
 
 def seeds_to_decide(form: str, mean: float, sd: float, delta: float, level: float, power: float = 0.8, *,

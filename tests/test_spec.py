@@ -109,13 +109,34 @@ def test_an_interval_that_straddles_the_margin_is_inconclusive_until_the_budget_
     assert capped.looks == (3,) and capped.alpha_look == design_alpha(claim(form))  # the whole design α
 
 
-@pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.EQUIVALENCE])
-def test_a_claim_the_cap_cannot_resolve_at_its_observed_difference_stops_and_says_how_many_seeds(form):
+def test_a_claim_the_cap_cannot_resolve_even_averaged_over_its_effect_stops_and_says_how_many_seeds():
+    # equivalence at s_d ≈ 3 pp against Δ = 1 pp: whatever the true difference, 12 seeds rarely settle it
+    dec = judge(claim(Form.EQUIVALENCE), paired(WIDE), last_look=True)
+    assert dec.verdict is Verdict.INCONCLUSIVE and dec.final and dec.underpowered and dec.n == 5
+    assert dec.reason.startswith("predicted underpowered at n = 5")
+    assert "averaged over the uncertainty of the effect, the cap of 12 seeds gives a verdict with a chance of" in \
+        dec.reason
+    assert f"needs ~{dec.seeds_needed} seeds at the observed d̄" in dec.reason and dec.seeds_needed > 12
+    assert f"and ~{dec.seeds_needed_at_delta} if the true difference were 0" in dec.reason
+    assert dec.seeds_needed_at_delta == stats.seeds_needed(float(np.std(WIDE[:5], ddof=1)), 0.01, "equivalence",
+                                                           alpha=design_alpha(claim()))
+
+
+@pytest.mark.parametrize("form", [Form.SUPERIORITY, Form.NONINFERIORITY])
+def test_a_wide_one_sided_claim_is_not_stopped_on_its_point_estimate_while_a_large_effect_remains_plausible(form):
+    # d̄ = +0.5 pp, s_d ≈ 3 pp: at the point estimate the cap gives a verdict < 20 % of the time, but 5 seeds leave
+    # a true gain of 3 pp plausible, which 12 seeds would find: the predictive chance stays above the stop
     dec = judge(claim(form), paired(WIDE), last_look=True)
-    assert dec.verdict is Verdict.INCONCLUSIVE and dec.final and dec.underpowered and dec.n < 12
-    assert dec.reason.startswith(f"predicted underpowered at n = {dec.n}")
-    assert f"needs ~{dec.seeds_needed} seeds" in dec.reason and dec.seeds_needed > 12
-    assert "more than the cap of 12, so no more were spent" in dec.reason
+    assert dec.verdict is Verdict.INCONCLUSIVE and dec.n == 12 and not dec.underpowered
+    assert dec.reason.startswith("budget exhausted at n = 12")
+    truth = {"superiority": "if the true gain were Δ", "non_inferiority": "if A and B were equal"}[form.value]
+    assert f"and ~{dec.seeds_needed_at_delta} {truth}" in dec.reason
+
+
+def test_no_futility_stop_before_five_seeds():
+    # three seeds spread over ±40 pp: the point estimate says hopeless, but 2 df say nothing; the claim samples on
+    dec = judge(claim(Form.EQUIVALENCE), paired([0.4, -0.4, 0.35]), last_look=False)
+    assert dec.verdict is Verdict.INCONCLUSIVE and not dec.final and not dec.underpowered and dec.n == 3
 
 
 def test_seeds_needed_reads_the_observed_difference_not_a_true_difference_of_zero():
@@ -236,9 +257,9 @@ def test_a_compound_claim_is_an_intersection_union_of_its_parts():
 
 
 def test_a_compound_claim_with_an_underpowered_part_samples_on_while_another_part_may_refute_it():
-    # K-1 (d̄ +0.5 pp, s_d ≈ 3 pp) is predicted underpowered at 5 seeds: SUPPORTED is out of reach, but K-2 (d̄ near
-    # 0, s_d ≈ 0.5 pp) may still show "no meaningful gain", which refutes the whole claim; so the claim goes on
-    comp = _compound(claim(id="K-1"), claim(id="K-2", b=C))
+    # K-1 (equivalence, d̄ +1.1 pp, s_d ≈ 3 pp) is predicted underpowered at 5 seeds: SUPPORTED is out of reach, but
+    # K-2 (d̄ near 0, s_d ≈ 0.5 pp) may still show "no meaningful gain", which refutes the whole claim; so it goes on
+    comp = _compound(claim(Form.EQUIVALENCE, id="K-1"), claim(id="K-2", b=C))
     near_zero = [0.0, 0.01, -0.005, 0.008, -0.002, 0.003, -0.004, 0.006]
     at5 = judge(comp, _two_arms(WIDE[:5], near_zero[:5]), last_look=False)
     assert at5.parts[0].underpowered and at5.parts[0].final and not at5.parts[1].final
@@ -246,7 +267,8 @@ def test_a_compound_claim_with_an_underpowered_part_samples_on_while_another_par
     at8 = judge(comp, _two_arms(WIDE[:8], near_zero), last_look=False)
     assert at8.verdict is Verdict.REFUTED and at8.final and at8.reason.startswith("part K-2 is refuted")
     # once no open part can move it (both underpowered), it stops as predicted underpowered
-    both = judge(comp, _two_arms(WIDE[:5], WIDE[:5]), last_look=False)
+    both_wide = _compound(claim(Form.EQUIVALENCE, id="K-1"), claim(Form.EQUIVALENCE, id="K-2", b=C))
+    both = judge(both_wide, _two_arms(WIDE[:5], WIDE[:5]), last_look=False)
     assert both.verdict is Verdict.INCONCLUSIVE and both.final and both.underpowered
 
 

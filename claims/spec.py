@@ -338,6 +338,7 @@ class Decision:
     ci_upper: float | None = None
     looks: tuple[int, ...] = ()  # the design's looks as the seed cap allows them
     underpowered: bool = False  # stopped by the prediction that the cap cannot resolve it
+    p_confirm: float | None = None  # --confirm: the t p of the support test on the seeds added after the decision
     parts: list[Decision] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -352,24 +353,27 @@ Results = Mapping[str, Mapping[int, RunResult]]
 
 
 def judge(claim: Claim, results: Results, *, last_look: bool, device_has_gpu: bool = False,
-          sigma_d_pilot: float | None = None, looks: Sequence[int] | None = None, confirm: bool = False) -> Decision:
+          sigma_d_pilot: float | None = None, looks: Sequence[int] | None = None,
+          confirm_from: int | None = None) -> Decision:
     """The claim's Decision from `results` (recipe key -> seed -> RunResult) at the current look.
 
     Seeds are taken in the order the A arm's mapping gives them (the scheduler's seed-list order); earlier looks are
     the first seeds of that order. The verdict is the one of the first look that decided, so a claim judged on more
     seeds than it needed is judged as the sequential design would have. `looks` are the design's looks as the seed
     cap allows them (default: the claim's own; a last look below the claim's last one is taken as the cap). A look
-    that leaves the claim undecided and at which, at the observed d̄ and σ_d, the cap has little chance of a verdict
-    stops it INCONCLUSIVE (predicted underpowered) with the seeds it would need. With no runs and `sigma_d_pilot`
-    (the A/A pilot's SD of paired differences, accuracy units) an equivalence claim that its seed budget cannot
-    resolve is predicted INCONCLUSIVE, final. `confirm`: the sequential p also reads the looks after the deciding
-    one (a SUPPORTED claim that kept sampling to clear Holm); the verdict is unchanged.
+    of at least FUTILITY_FROM seeds that leaves the claim undecided, and at which the cap's chance of a verdict
+    averaged over the uncertainty of the effect is small, stops it INCONCLUSIVE (predicted underpowered) with the
+    seeds it would need. With no runs and `sigma_d_pilot` (the A/A pilot's SD of paired differences, accuracy
+    units) an equivalence claim that its seed budget cannot resolve is predicted INCONCLUSIVE, final.
+    `confirm_from`: the seeds the claim had when it was decided (--confirm); a SUPPORTED claim judged on at least
+    stats.CONFIRM_MIN_NEW more gets `p_confirm`, the t p on those new seeds only, and its sequential p becomes the
+    smaller of the two; the verdict is unchanged.
     """
     if claim.needs_gpu and not device_has_gpu:
         return _bare(claim, Verdict.INCONCLUSIVE, "needs a GPU: this device has none, so no run was made", final=True)
     if claim.form is Form.COMPOUND:
-        return _judge_compound(claim, results, last_look, device_has_gpu, sigma_d_pilot, looks, confirm)
-    return _judge_single(claim, results, last_look, sigma_d_pilot, looks, confirm)
+        return _judge_compound(claim, results, last_look, device_has_gpu, sigma_d_pilot, looks, confirm_from)
+    return _judge_single(claim, results, last_look, sigma_d_pilot, looks, confirm_from)
 
 
 def claim_design(claim: Claim, looks: Sequence[int] | None = None, n: int | None = None,
@@ -505,7 +509,9 @@ def _rules(claim: Claim, x: np.ndarray, wall: np.ndarray | None) -> tuple[list[_
 # ------------------------------------------------------------------------------------------------ the walk over looks
 
 PREDICT_POWER = 0.8  # "needs ~N seeds": the seeds at which a verdict has this chance at the observed d̄ and σ_d
-FUTILITY_POWER = 0.2  # stop at a look when the cap's predictive chance of a verdict (`cap_power`) is below this
+# stop at a look when the cap's predictive chance of a verdict (`cap_power`) is below this: at 0.1 the stop costs
+# at most about 2 % of the SUPPORTED verdicts the cap would reach (docs/statistics.md; 0.2 cost 11 % under strong skew)
+FUTILITY_POWER = 0.1
 FUTILITY_FROM = 5  # no futility stop at a look of fewer seeds: 2 df say too little of the effect to give up on it
 OPEN, SUPPORTED_, REFUTED_, UNDERPOWERED = 0, 1, 2, 3  # verdict codes of `walk`
 
@@ -524,20 +530,21 @@ def cap_power(claim: Claim, x: np.ndarray, des: stats.Design) -> Any:
     given `x` (`stats.assurance`; rows: many paths); the futility rule reads it."""
     v = _centred(claim, np.atleast_2d(np.asarray(x, dtype=float)))
     mean, sd = v.mean(axis=-1), v.std(axis=-1, ddof=1)
-    step = 256  # rows a chunk: the equivalence form integrates over s too, rows x nodes x 401 values
+    step = 2048  # rows a chunk: the equivalence form integrates over s too, rows x nodes x 41 values
     out = [stats.assurance(_power_form(claim), mean[i:i + step], sd[i:i + step], v.shape[-1], claim.delta,
                            des.looks[-1], des.levels[-1]) for i in range(0, len(mean), step)]
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def walk(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design,
-         examined: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+         examined: Sequence[int], *, futility: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sequential rules over the looks `examined`, for every row of `x` (one path of paired values a row):
     the verdict code, the index of the deciding look, and the support test's p at every examined look.
 
     At look j: SUPPORTED when every support test rejects at α_j, else REFUTED when a refutation test does, else, at
     a look of FUTILITY_FROM seeds or more before the design's last, UNDERPOWERED when `cap_power` (the predictive
-    chance of a verdict at the cap) is below FUTILITY_POWER. `judge` runs this on one
+    chance of a verdict at the cap) is below FUTILITY_POWER (`futility=False`: never, for simulations of what the
+    stop costs). `judge` runs this on one
     row; simulations run it on thousands.
     """
     x2 = np.atleast_2d(x)
@@ -555,7 +562,7 @@ def walk(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design
         ref = undecided & ~sup & np.any([t.t_rejects(m, a) for t in refute], axis=0)
         code[sup], code[ref] = SUPPORTED_, REFUTED_
         at[sup | ref] = j
-        if FUTILITY_FROM <= m < des.looks[-1]:
+        if futility and FUTILITY_FROM <= m < des.looks[-1]:
             still = code == OPEN
             if still.any():
                 fut = np.zeros(rows, dtype=bool)
@@ -573,7 +580,7 @@ def _examined(des: stats.Design, n: int) -> list[int]:
 
 
 def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot: float | None,
-                  looks: Sequence[int] | None, confirm: bool) -> Decision:
+                  looks: Sequence[int] | None, confirm_from: int | None) -> Decision:
     ra, rb = claim.a, claim.b
     arms = [(ra, results.get(ra.key, {}))] + ([(rb, results.get(rb.key, {}))] if rb is not None else [])
     bad = _invalid_reason(claim, arms)
@@ -613,11 +620,16 @@ def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot
 
     code, at, p = walk(claim, x, wall, des, examined)
     j = int(at[0])
-    seen = len(examined) if confirm else j + 1  # the looks the sequential p reads
-    p_seq = reported_p(stats.sequential_p(list(p[0, :seen]), des.looks, des.shape))
+    p_seq = reported_p(stats.sequential_p(list(p[0, :j + 1]), des.looks, des.shape))
     verdict = {SUPPORTED_: Verdict.SUPPORTED, REFUTED_: Verdict.REFUTED}.get(int(code[0]), Verdict.INCONCLUSIVE)
+    p_confirm = None
+    if confirm_from is not None and verdict is Verdict.SUPPORTED and n - confirm_from >= stats.CONFIRM_MIN_NEW:
+        # only the seeds after the decision: independent of the lucky stretch that selected the claim
+        new, _ = _rules(claim, x[confirm_from:n], None if wall is None else wall[confirm_from:n])
+        p_confirm = reported_p(max(float(stats.confirmation_p(t.sign * t.x, t.sign * t.shift)) for t in new))
+        p_seq = min(p_seq, p_confirm)
     return _decide(claim, x, wall, des, examined[j], verdict, last_look, params, p_seq=p_seq,
-                   underpowered=int(code[0]) == UNDERPOWERED)
+                   underpowered=int(code[0]) == UNDERPOWERED, p_confirm=p_confirm)
 
 
 def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params: dict[str, Any],
@@ -647,7 +659,7 @@ def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params:
 
 def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design, m: int, verdict: Verdict,
             last_look: bool, params: dict[str, Any], *, p_seq: float, reason: str | None = None, exact: bool = False,
-            underpowered: bool = False) -> Decision:
+            underpowered: bool = False, p_confirm: float | None = None) -> Decision:
     """The Decision at look m with its statistics and a reason; `exact`: a verdict by the parameter rule, not the t
     interval, so it cannot be fragile; `underpowered`: stopped by the futility prediction."""
     alpha_look = des.level(m)
@@ -681,7 +693,7 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Des
         upper=upper + off, alpha_look=alpha_look, sign_flip_p=sf_p, fragile=sf_verdict is not verdict and not exact,
         p_a_gt_b=stats.prob_a_gt_b(x[:m] + off) if paired else None, p_seq=p_seq, seeds_needed=seeds_needed,
         seeds_needed_at_delta=at_delta, final=final, ci_lower=ci_lo + off, ci_upper=ci_hi + off, looks=des.looks,
-        underpowered=underpowered, **params,
+        underpowered=underpowered, p_confirm=p_confirm, **params,
     )
 
 
@@ -749,10 +761,10 @@ _DESIGN_TRUTH = {"superiority": "if the true gain were Δ", "non_inferiority": "
 
 
 def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_gpu: bool,
-                    sigma_d_pilot: float | None, looks: Sequence[int] | None, confirm: bool) -> Decision:
+                    sigma_d_pilot: float | None, looks: Sequence[int] | None, confirm_from: int | None) -> Decision:
     """Intersection-union: SUPPORTED when every part is, REFUTED when one is, INVALID when one is."""
     parts = [judge(p, results, last_look=last_look, device_has_gpu=device_has_gpu, sigma_d_pilot=sigma_d_pilot,
-                   looks=looks, confirm=confirm) for p in claim.parts]
+                   looks=looks, confirm_from=confirm_from) for p in claim.parts]
     n = max(d.n for d in parts)
     by = {v: [d for d in parts if d.verdict is v] for v in Verdict}
     open_ = by[Verdict.INCONCLUSIVE]

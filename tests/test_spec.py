@@ -112,13 +112,13 @@ def test_an_interval_that_straddles_the_margin_is_inconclusive_until_the_budget_
 def test_a_claim_the_cap_cannot_resolve_even_averaged_over_its_effect_stops_and_says_how_many_seeds():
     # equivalence at s_d ≈ 3 pp against Δ = 1 pp: whatever the true difference, 12 seeds rarely settle it
     dec = judge(claim(Form.EQUIVALENCE), paired(WIDE), last_look=True)
-    assert dec.verdict is Verdict.INCONCLUSIVE and dec.final and dec.underpowered and dec.n == 5
-    assert dec.reason.startswith("predicted underpowered at n = 5")
+    assert dec.verdict is Verdict.INCONCLUSIVE and dec.final and dec.underpowered and dec.n == 8
+    assert dec.reason.startswith("predicted underpowered at n = 8")
     assert "averaged over the uncertainty of the effect, the cap of 12 seeds gives a verdict with a chance of" in \
         dec.reason
     assert f"needs ~{dec.seeds_needed} seeds at the observed d̄" in dec.reason and dec.seeds_needed > 12
     assert f"and ~{dec.seeds_needed_at_delta} if the true difference were 0" in dec.reason
-    assert dec.seeds_needed_at_delta == stats.seeds_needed(float(np.std(WIDE[:5], ddof=1)), 0.01, "equivalence",
+    assert dec.seeds_needed_at_delta == stats.seeds_needed(float(np.std(WIDE[:8], ddof=1)), 0.01, "equivalence",
                                                            alpha=design_alpha(claim()))
 
 
@@ -257,18 +257,18 @@ def test_a_compound_claim_is_an_intersection_union_of_its_parts():
 
 
 def test_a_compound_claim_with_an_underpowered_part_samples_on_while_another_part_may_refute_it():
-    # K-1 (equivalence, d̄ +1.1 pp, s_d ≈ 3 pp) is predicted underpowered at 5 seeds: SUPPORTED is out of reach, but
-    # K-2 (d̄ near 0, s_d ≈ 0.5 pp) may still show "no meaningful gain", which refutes the whole claim; so it goes on
+    # K-1 (equivalence, s_d ≈ 3 pp against Δ = 1 pp) is predicted underpowered at 8 seeds: SUPPORTED is out of reach,
+    # but K-2 (d̄ near +0.4 pp, s_d ≈ 0.7 pp) may still show "no meaningful gain", which refutes the whole claim
     comp = _compound(claim(Form.EQUIVALENCE, id="K-1"), claim(id="K-2", b=C))
-    near_zero = [0.0, 0.01, -0.005, 0.008, -0.002, 0.003, -0.004, 0.006]
-    at5 = judge(comp, _two_arms(WIDE[:5], near_zero[:5]), last_look=False)
-    assert at5.parts[0].underpowered and at5.parts[0].final and not at5.parts[1].final
-    assert at5.verdict is Verdict.INCONCLUSIVE and not at5.final and not at5.underpowered
-    at8 = judge(comp, _two_arms(WIDE[:8], near_zero), last_look=False)
-    assert at8.verdict is Verdict.REFUTED and at8.final and at8.reason.startswith("part K-2 is refuted")
+    k2 = [0.015, -0.005, 0.012, -0.002, 0.01, 0.0, 0.008, -0.003, -0.004, -0.006, 0.0, -0.002]
+    at8 = judge(comp, _two_arms(WIDE[:8], k2[:8]), last_look=False)
+    assert at8.parts[0].underpowered and at8.parts[0].final and not at8.parts[1].final
+    assert at8.verdict is Verdict.INCONCLUSIVE and not at8.final and not at8.underpowered
+    at12 = judge(comp, _two_arms(WIDE, k2), last_look=True)
+    assert at12.verdict is Verdict.REFUTED and at12.final and at12.reason.startswith("part K-2 is refuted")
     # once no open part can move it (both underpowered), it stops as predicted underpowered
     both_wide = _compound(claim(Form.EQUIVALENCE, id="K-1"), claim(Form.EQUIVALENCE, id="K-2", b=C))
-    both = judge(both_wide, _two_arms(WIDE[:5], WIDE[:5]), last_look=False)
+    both = judge(both_wide, _two_arms(WIDE[:8], WIDE[:8]), last_look=False)
     assert both.verdict is Verdict.INCONCLUSIVE and both.final and both.underpowered
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from claims import calibrate as cal
 from claims import stats
-from claims.spec import SUPPORTED_, Form, Verdict, design_alpha, judge, reported_p
+from claims.spec import Form, Verdict, design_alpha, judge, reported_p
 from tests.test_spec import BASE_ACC, A, B, run
 
 SIGMA = DELTA = 0.01  # σ_d = Δ = 1 pp
@@ -22,7 +22,7 @@ SIMS = 10_000
 CAPS = cal.CAPS  # 12 and the paper profile's 8
 NOISES = tuple(cal.SKEWS)  # normal, mild, strong
 ALPHA = 0.05
-STRONG_BOUND = 0.09  # false SUPPORTED under strong skew: what no rule over <= 12 seeds can bring to α (measured ≤ 8.3 %)
+STRONG_BOUND = 0.09  # false SUPPORTED under strong skew, which no rule on <= 12 seeds brings to α (measured ≤ 8.3 %)
 
 
 def _results(c, x: np.ndarray) -> dict:

@@ -97,7 +97,8 @@ def test_confirm_takes_a_supported_claim_that_misses_holm_to_the_cap_in_one_roun
     sched, rep, calls = _report_of(tmp_path / "b", decide, confirm=True, confirm_p={"X": {12: 0.001}})
     assert {r.claim.id for r in rep.rows if r.holm} == {"Y", "Z", "X"}
     notes = {r.claim.id: r.confirmation for r in rep.rows}
-    assert notes["X"] == "cleared Holm by confirmation sampling: n = 3 → 12, p = 0.001 on the 9 seeds after the decision"
+    assert notes["X"] == ("cleared Holm by confirmation sampling: n = 3 → 12, p = 0.001 on the 9 seeds after the "
+                          "decision")
     assert notes["V"] == ("confirmation sampling to the seed cap (n = 3 → 12, p = 0.5 on the 9 seeds after the "
                           "decision) did not clear Holm")
     assert notes["U"] == "does not clear Holm and has fewer than 2 seeds left below its seed cap (n = 12)"

@@ -377,7 +377,7 @@ def header_lines(rep: SuiteReport) -> list[str]:
         p = rep.pilot
         det = {True: "deterministic", False: "NOT deterministic", None: "determinism unknown"}[p.deterministic]
         lines.append(f"A/A pilot ({p.recipe_name or p.recipe_key[:12]}, {len(p.seeds_a)}+{len(p.seeds_b)} seeds, "
-                     f"{rep.profile} profile): σ = {p.sigma:.2f} pp, σ_d = {p.sigma_d:.2f} pp, "
+                     f"{rep.profile} profile): σ = {p.sigma:.2f} pp, σ_d = {p.sigma_d:.2f} pp unpaired, "
                      f"A vs A {'SUPPORTED (engine fault)' if p.aa_supported else 'not supported'}, {det}")
     else:
         lines.append("A/A pilot: not run")

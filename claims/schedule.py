@@ -492,7 +492,7 @@ class PilotResult:
     acc_a: list[float]  # accuracy in [0, 1], per seed
     acc_b: list[float]
     sigma: float  # run-to-run SD of accuracy, in percentage points
-    sigma_d: float  # SD of the differences of the paired A/A runs, in percentage points
+    sigma_d: float  # SD of A(seed i) - A(seed 1000 + i), pp: unpaired (disjoint seeds), about √2 σ, not a claim's σ_d
     mean_d: float  # pp
     lower: float  # one-sided (1 - alpha) bounds of the mean difference, pp
     upper: float

@@ -363,8 +363,9 @@ def judge(claim: Claim, results: Results, *, last_look: bool, device_has_gpu: bo
     cap allows them (default: the claim's own; a last look below the claim's last one is taken as the cap). A look
     of at least FUTILITY_FROM seeds that leaves the claim undecided, and at which the cap's chance of a verdict
     averaged over the uncertainty of the effect is small, stops it INCONCLUSIVE (predicted underpowered) with the
-    seeds it would need. With no runs and `sigma_d_pilot` (the A/A pilot's SD of paired differences, accuracy
-    units) an equivalence claim that its seed budget cannot resolve is predicted INCONCLUSIVE, final.
+    seeds it would need. With no runs a claim is INCONCLUSIVE and not final (before its last look):
+    `sigma_d_pilot`, the A/A pilot's SD of differences on disjoint seeds (accuracy units), is unpaired noise, so it
+    informs the reason of an equivalence claim but stops nothing (`_no_runs`).
     `confirm_from`: the seeds the claim had when it was decided (--confirm); a SUPPORTED claim judged on at least
     stats.CONFIRM_MIN_NEW more gets `p_confirm`, the t p on those new seeds only, and its sequential p becomes the
     smaller of the two; the verdict is unchanged.
@@ -634,27 +635,23 @@ def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot
 
 def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params: dict[str, Any],
              des: stats.Design) -> Decision:
-    """A look at zero seeds: the prediction from the pilot's σ_d, for an equivalence claim when there is a pilot.
+    """A look at zero seeds: INCONCLUSIVE, and final only at the last look; never a stop before any run.
 
-    Only equivalence is predicted: there is no d̄ yet, and its seeds needed are computed at a true difference of 0,
-    the truth most favourable to it, so a budget that cannot resolve it then never will. The other forms are
-    resolved quickly by a large true effect whatever σ_d is, so predicting them would skip claims the data could
-    decide; once runs exist every form is predicted at its observed d̄ (`walk`'s futility rule).
+    The A/A pilot's σ_d comes from two disjoint seed lists: it measures run-to-run noise (√2 σ), not the paired noise
+    of a claim's two arms on shared seeds, which the shared seed (data order, initialisation, training subset) makes
+    far smaller (C001-10's arms: 0.84 pp paired against the pilot's 4.24 pp). A claim is predicted only from its own
+    paired differences, at a look of FUTILITY_FROM seeds or more (`walk`); for an equivalence claim the reason says
+    how many seeds the pilot's σ_d would need, as an upper bound.
     """
     if sigma_d_pilot is None or claim.form is not Form.EQUIVALENCE:
         return _bare(claim, Verdict.INCONCLUSIVE, "no runs yet", final=last_look, looks=des.looks, **params)
     need = stats.seeds_needed(sigma_d_pilot, claim.delta, claim.form.value, des.looks, des.alpha,
-                              budget=SEED_SEARCH_BUDGET)
-    budget = max(des.looks)
+                              budget=SEED_SEARCH_BUDGET, shape=des.shape)
     need_text = f"~{need}" if need is not None else f"more than {SEED_SEARCH_BUDGET:,}"
-    if need is not None and need <= budget:
-        return _bare(claim, Verdict.INCONCLUSIVE, f"no runs yet; {need_text} seeds resolve Δ = "
-                     f"{_pp(claim.delta, False)} at the pilot's σ_d = {_pp(sigma_d_pilot, False)}", final=last_look,
-                     seeds_needed=need, looks=des.looks, **params)
-    return _bare(claim, Verdict.INCONCLUSIVE, f"predicted underpowered: needs {need_text} seeds at σ_d = "
-                 f"{_pp(sigma_d_pilot, False)} (A/A pilot) to resolve Δ = {_pp(claim.delta, False)}, more than the "
-                 f"{budget} the looks allow", final=True, seeds_needed=need, looks=des.looks, underpowered=True,
-                 **params)
+    return _bare(claim, Verdict.INCONCLUSIVE, f"no runs yet; at the A/A pilot's unpaired σ_d = "
+                 f"{_pp(sigma_d_pilot, False)} Δ = {_pp(claim.delta, False)} would need {need_text} seeds, an upper "
+                 "bound: the claim is judged on its own paired differences", final=last_look, seeds_needed=need,
+                 looks=des.looks, **params)
 
 
 def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design, m: int, verdict: Verdict,

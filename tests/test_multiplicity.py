@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from claims.report import build_report, headline, multiplicity, report_json, report_markdown, summary_markdown
+from claims.report import (build_report, family_line, headline, multiplicity, report_json, report_markdown,
+                           summary_markdown)
 from tests.claims_example.fake import fake_recipe
 from tests.test_schedule import _calls, _claim, _scheduler, call_log  # noqa: F401 (a fixture)
 
@@ -124,7 +125,15 @@ def test_the_headline_counts_hypotheses_at_fdr_and_after_holm(tmp_path, call_log
     decide = {"Y": (3, 0.001), "Z": (3, 0.001), "X": (3, 0.03), "V": (3, 0.04), "W": (99, 0.5)}
     _, rep, _ = _report_of(tmp_path, decide)
     # BH over (.001, .001, .03, .04, .5): q = .0025, .0025, .05, .05, .5: four hold at 5 %; Holm keeps two
-    assert headline(rep).startswith("4 of 5 claims hold at FDR 5 % (2 after Holm)")
+    # the headline leads with the verdicts, each at its own α, and why the open ones are open
+    assert headline(rep).endswith("Of 5 claims, each at its own α = 0.05: 4 SUPPORTED, 0 REFUTED, 1 INCONCLUSIVE (1 "
+                                  "at the seed cap)")
+    assert family_line(rep) == ("Across the 5 hypotheses that trained: 4 hold at a false-discovery rate of 5 % "
+                                "(Benjamini-Hochberg) and 2 at a family-wise error of 5 % (Holm); --confirm would let "
+                                "SUPPORTED claims that miss Holm take the seeds up to their cap and count on those new "
+                                "seeds alone.")
+    _, confirmed, _ = _report_of(tmp_path / "c", decide, confirm=True)
+    assert "with --confirm: SUPPORTED claims that missed Holm took the seeds up to their cap" in family_line(confirmed)
     md = summary_markdown(rep)
     assert "FDR (BH q)" in md and "holds (q 0.05)" in md
     data = report_json(rep)

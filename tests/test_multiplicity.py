@@ -7,8 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from claims.report import (build_report, family_line, headline, multiplicity, report_json, report_markdown,
-                           summary_markdown)
+from claims.report import (
+    build_report,
+    family_line,
+    headline,
+    multiplicity,
+    report_json,
+    report_markdown,
+    summary_markdown,
+)
 from tests.claims_example.fake import fake_recipe
 from tests.test_schedule import _calls, _claim, _scheduler, call_log  # noqa: F401 (a fixture)
 

@@ -32,7 +32,8 @@ from tricks.train import CODE_VERSION, PROFILES, Recipe, RunResult
 
 REPORT_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, every such field named by its unit
 REPORT_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference, margin or spread in percentage points",
-                "loss": "cross-entropy, nats", "p_a_gt_b": "share of seeds with A > B (0-1)",
+                "loss": "cross-entropy, nats",
+                "p_a_gt_b*": "P(A beats B on a new seed): share of seeds with A > B and its 95 % Wilson interval (0-1)",
                 "alpha*, *_p, p_seq": "probabilities (0-1)"}
 TERMINAL_WIDTH = 100  # the terminal report's lines never pass this, so CI logs and narrow terminals do not wrap
 PIPELINE_PROFILES = ("smoke",)  # profiles whose barely trained models test the pipeline, not the claims
@@ -564,7 +565,12 @@ def _card(rep: SuiteReport, row: ClaimRow, plot: str | None, curves: str | None 
                    f"(one-sided bounds at the look's α′ = {_fmt(getattr(d, 'alpha_look', None), 4)}); "
                    f"sign-flip p = {_fmt(getattr(d, 'sign_flip_p', None), 4)}"
                    + (" — **fragile**: the t interval and the sign-flip test disagree" if d.fragile else "")
-                   + f"; P(A>B) = {_p(d.p_a_gt_b)}; sequential p = {_fmt(getattr(d, 'p_seq', None), 4)}.")
+                   + f"; sequential p = {_fmt(getattr(d, 'p_seq', None), 4)}.")
+        if d.p_a_gt_b is not None:
+            lo, hi = getattr(d, "p_a_gt_b_lower", None), getattr(d, "p_a_gt_b_upper", None)
+            ci = f", 95 % Wilson interval [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+            out.append(f"P(A beats B on a new seed) = {_p(d.p_a_gt_b)}{ci}: the share of the {d.n} seeds on which A "
+                       "was ahead (ties half), an interval that assumes nothing of the shape of the differences.")
         if d.params_a is not None or d.params_b is not None:
             out.append(f"Parameters used by the forward pass: A {d.params_a if d.params_a is not None else '—'}, "
                        f"B {d.params_b if d.params_b is not None else '—'}.")

@@ -327,7 +327,7 @@ class Decision:
     alpha_look: float | None  # α_j, the one-sided level of the deciding look in the claim's design
     sign_flip_p: float | None  # exact sign-flip p of the support test (the largest, for several)
     fragile: bool  # the t verdict and the exact sign-flip verdict at the same α′ differ, either way round
-    p_a_gt_b: float | None  # share of seeds with A > B, ties half
+    p_a_gt_b: float | None  # P(A beats B on a new seed): the share of seeds with A > B, ties half
     p_seq: float | None  # sequential p of the support test (stats.sequential_p), for Holm across claims
     params_a: int | None = None
     params_b: int | None = None
@@ -339,6 +339,8 @@ class Decision:
     looks: tuple[int, ...] = ()  # the design's looks as the seed cap allows them
     underpowered: bool = False  # stopped by the prediction that the cap cannot resolve it
     p_confirm: float | None = None  # --confirm: the t p of the support test on the seeds added after the decision
+    p_a_gt_b_lower: float | None = None  # two-sided 95 % Wilson interval of p_a_gt_b (stats.prob_a_gt_b_interval)
+    p_a_gt_b_upper: float | None = None
     parts: list[Decision] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -685,10 +687,11 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Des
                    "profile, so the verdict compares nothing")
     final = verdict is not Verdict.INCONCLUSIVE or last_look or underpowered
     off = claim.offset  # the Decision reports d itself: d̄ and its bounds with the offset added back
+    beats = stats.prob_a_gt_b_interval(x[:m] + off) if paired else (None, None, None)
     return Decision(
         claim_id=claim.id, verdict=verdict, reason=reason, n=m, mean=mean + off, lower=lower + off,
         upper=upper + off, alpha_look=alpha_look, sign_flip_p=sf_p, fragile=sf_verdict is not verdict and not exact,
-        p_a_gt_b=stats.prob_a_gt_b(x[:m] + off) if paired else None, p_seq=p_seq, seeds_needed=seeds_needed,
+        p_a_gt_b=beats[0], p_a_gt_b_lower=beats[1], p_a_gt_b_upper=beats[2], p_seq=p_seq, seeds_needed=seeds_needed,
         seeds_needed_at_delta=at_delta, final=final, ci_lower=ci_lo + off, ci_upper=ci_hi + off, looks=des.looks,
         underpowered=underpowered, p_confirm=p_confirm, **params,
     )

@@ -294,6 +294,24 @@ def prob_a_gt_b(d: Sequence[float] | np.ndarray) -> float:
     return float((np.sum(x > 0) + 0.5 * np.sum(x == 0)) / x.size)
 
 
+def prob_a_gt_b_interval(d: Sequence[float] | np.ndarray, conf: float = 0.95) -> tuple[float, float, float]:
+    """P(A beats B on a new seed): the share of paired differences above zero (ties half) with its two-sided Wilson
+    score interval at `conf`. Distribution-free (seeds are independent draws; nothing assumes normal or symmetric
+    differences, which real arms are not), and unlike the Wald interval it stays inside [0, 1] and is not empty
+    when every seed agrees: 12 of 12 seeds give [0.76, 1]."""
+    x = np.asarray(d, dtype=float)
+    n = x.size
+    if n == 0:
+        raise ValueError("P(A > B) needs at least one paired difference")
+    if not 0 < conf < 1:
+        raise ValueError(f"the confidence level must lie in (0, 1), not {conf}")
+    share = prob_a_gt_b(x)
+    z = float(st.norm.ppf(0.5 + conf / 2))
+    centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(share * (1 - share) / n + z * z / (4 * n * n))
+    return share, max(0.0, centre - half), min(1.0, centre + half)
+
+
 # ------------------------------------------------------------------------------------------------ multiplicity
 
 

@@ -365,3 +365,13 @@ def test_a_claim_with_a_scaled_arm_is_marked_scaled_in_its_line_and_card(tmp_pat
     assert "Scaled: arm `fake/resnet-like` is a CPU stand-in for a heavy recipe: the net at a quarter of the width" \
         in card_1
     assert "Scaled:" not in card_2
+
+
+def test_each_card_gives_the_chance_a_beats_b_on_a_new_seed_with_its_interval(report):
+    rep, _, _ = report
+    md = report_markdown(rep)
+    for row in rep.rows:
+        d = row.decision
+        assert d.p_a_gt_b_lower <= d.p_a_gt_b <= d.p_a_gt_b_upper
+        assert (f"P(A beats B on a new seed) = {d.p_a_gt_b:.2f}, 95 % Wilson interval [{d.p_a_gt_b_lower:.2f}, "
+                f"{d.p_a_gt_b_upper:.2f}]: the share of the {d.n} seeds") in md

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import sys
 import time
@@ -136,6 +137,15 @@ def coverage(form: Form, kind: str, cap: int, sims: int, seed: int, true_d: floa
     return float(((s.ci_lower <= true_d) & (true_d <= s.ci_upper)).mean())
 
 
+def wilson_coverage(kind: str, n: int, sims: int, seed: int, effect: float = 0.003, sigma: float = 0.01) -> float:
+    """Share of n-seed samples whose 95 % Wilson interval of P(A beats B on a new seed) holds the true chance."""
+    rng = np.random.default_rng(seed)
+    truth = float(np.mean(effect + noise(rng, 200, 10_000, sigma, kind) > 0))
+    x = effect + noise(rng, sims, n, sigma, kind)
+    cover = [lo <= truth <= hi for _, lo, hi in map(stats.prob_a_gt_b_interval, x)]
+    return float(np.mean(cover))
+
+
 # ------------------------------------------------------------------------------------------------ families
 
 
@@ -227,6 +237,15 @@ def figures(scale: int = 1) -> list[tuple[str, str, float, str]]:
                 rows.append(("two-sided repeated 95 % interval covers the truth", f"superiority at d = "
                              f"{100 * true_d:+.0f} pp, {kind} noise, cap {cap}",
                              coverage(Form.SUPERIORITY, kind, cap, sims, 300 + cap, true_d), bound))
+        for kind in SKEWS:
+            rows.append(("95 % Wilson interval of P(A beats B on a new seed) covers the true chance",
+                         f"{cap} seeds, true d̄ +0.3 σ_d, {kind} noise", wilson_coverage(kind, cap, sims // 4, 500 + cap),
+                         "≥ 92 %"))
+    c = sim_claim(Form.SUPERIORITY)
+    p = simulate(c, noise(np.random.default_rng(600), sims, 12, 0.01, "normal"), 12).p_seq
+    for a in (0.05, 0.01, 0.005):
+        rows.append(("sequential p is valid: P(p ≤ a) ≤ a under the null", f"a = {a}, superiority, normal noise, "
+                     "cap 12", float(np.mean(p <= a)), f"≤ {100 * a:g} %"))
     for kind in SKEWS:
         for confirm in (False, True):
             for label, eff in (("global null", (0.0,) * 10), ("5 effects of Δ, 5 nulls", (0.015,) * 5 + (0.0,) * 5)):
@@ -245,15 +264,29 @@ FIG_START, FIG_END = "<!-- calibration:start -->", "<!-- calibration:end -->"
 
 def figures_markdown(rows: list[tuple[str, str, float, str]], scale: int, seconds: float) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.node() or 'unknown host'}, {platform.machine()}, {platform.processor() or 'cpu'}, " \
+    machine = f"{platform.node() or 'unknown host'} ({_cpu()}, {os.cpu_count()} cores), " \
               f"Python {platform.python_version()}, numpy {np.__version__}"
+    sims, fams = 20_000 * scale, 4_000 * scale
     out = [f"Measured {stamp} on {machine} by `python -m claims.calibrate --docs docs/statistics.md"
            + (f" --scale {scale}" if scale != 1 else "") + f"` in {seconds:.0f} s "
-           f"({20_000 * scale:,} simulated claims a case, {4_000 * scale:,} families a family case).", "",
+           f"({sims:,} simulated claims a case, {sims // 4:,} samples a Wilson case, {fams:,} families a family "
+           "case; ± is three Monte-Carlo standard errors).", "",
            "| promise | case | measured | bound |", "| --- | --- | ---: | --- |"]
     for promise, case, rate, bound in rows:
-        out.append(f"| {promise} | {case} | {100 * rate:.2f} % | {bound} |")
+        size = fams if "famil" in promise or "false-discovery" in promise else sims // 4 if "Wilson" in promise else sims
+        out.append(f"| {promise} | {case} | {100 * rate:.2f} % ± {100 * mc_error(rate, size):.2f} | {bound} |")
     return "\n".join(out)
+
+
+def _cpu() -> str:
+    """The CPU's model name where the system tells it (Linux), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def write_figures(path: str | Path, text: str) -> None:

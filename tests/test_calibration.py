@@ -156,3 +156,21 @@ def test_holm_and_bh_keep_the_family_level_with_and_without_confirm(effects, kin
     if all(e == 0 for e in effects):
         assert r.fwer_bh <= bound + cal.mc_error(bound, FAMILIES), r
         assert r.fwer_raw > 0.15, r
+
+
+def test_the_figures_command_rejects_bad_input_in_one_sentence(tmp_path, capsys):
+    assert cal.main(["--scale", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "calibrate: --scale must be at least 1"
+    page = tmp_path / "page.md"
+    page.write_text("no block here\n")
+    with pytest.raises(ValueError, match="has no <!-- calibration:start -->"):
+        cal.write_figures(page, "figures")
+
+
+def test_the_figures_replace_only_their_block(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(f"head\n{cal.FIG_START}\nold\n{cal.FIG_END}\ntail\n")
+    cal.write_figures(page, "| a | b |")
+    assert page.read_text() == f"head\n{cal.FIG_START}\n| a | b |\n{cal.FIG_END}\ntail\n"
+    md = cal.figures_markdown([("promise", "case", 0.0123, "≤ 5 %")], 1, 12.0)
+    assert md.startswith("Measured ") and "| promise | case | 1.23 % ± 0.23 | ≤ 5 % |" in md

@@ -239,8 +239,8 @@ def figures(scale: int = 1) -> list[tuple[str, str, float, str]]:
                              coverage(Form.SUPERIORITY, kind, cap, sims, 300 + cap, true_d), bound))
         for kind in SKEWS:
             rows.append(("95 % Wilson interval of P(A beats B on a new seed) covers the true chance",
-                         f"{cap} seeds, true d̄ +0.3 σ_d, {kind} noise", wilson_coverage(kind, cap, sims // 4, 500 + cap),
-                         "≥ 92 %"))
+                         f"{cap} seeds, true d̄ +0.3 σ_d, {kind} noise",
+                         wilson_coverage(kind, cap, sims // 4, 500 + cap), "≥ 92 %"))
     c = sim_claim(Form.SUPERIORITY)
     p = simulate(c, noise(np.random.default_rng(600), sims, 12, 0.01, "normal"), 12).p_seq
     for a in (0.05, 0.01, 0.005):
@@ -273,7 +273,8 @@ def figures_markdown(rows: list[tuple[str, str, float, str]], scale: int, second
            "case; ± is three Monte-Carlo standard errors).", "",
            "| promise | case | measured | bound |", "| --- | --- | ---: | --- |"]
     for promise, case, rate, bound in rows:
-        size = fams if "famil" in promise or "false-discovery" in promise else sims // 4 if "Wilson" in promise else sims
+        family = "famil" in promise or "false-discovery" in promise
+        size = fams if family else sims // 4 if "Wilson" in promise else sims
         out.append(f"| {promise} | {case} | {100 * rate:.2f} % ± {100 * mc_error(rate, size):.2f} | {bound} |")
     return "\n".join(out)
 

@@ -32,7 +32,8 @@ from tricks.train import CODE_VERSION, PROFILES, Recipe, RunResult
 
 REPORT_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, every such field named by its unit
 REPORT_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference, margin or spread in percentage points",
-                "loss": "cross-entropy, nats", "p_a_gt_b": "share of seeds with A > B (0-1)",
+                "loss": "cross-entropy, nats",
+                "p_a_gt_b*": "P(A beats B on a new seed): share of seeds with A > B and its 95 % Wilson interval (0-1)",
                 "alpha*, *_p, p_seq": "probabilities (0-1)"}
 TERMINAL_WIDTH = 100  # the terminal report's lines never pass this, so CI logs and narrow terminals do not wrap
 PIPELINE_PROFILES = ("smoke",)  # profiles whose barely trained models test the pipeline, not the claims
@@ -349,15 +350,50 @@ def pipeline_note(profile: str) -> str:
     return "smoke profile: checks the pipeline, not the claim" if pipeline_only(profile) else ""
 
 
+def _why_open(row: ClaimRow) -> str:
+    """Why an INCONCLUSIVE (or never judged) claim is open: not run here, predicted underpowered, at the seed cap,
+    or still sampling (an interrupted suite)."""
+    d = row.decision
+    if d is None or not d.n:
+        return "not run here"
+    if getattr(d, "underpowered", False):
+        return "predicted underpowered"
+    return "at the seed cap" if d.final else "still sampling"
+
+
 def headline(rep: SuiteReport) -> str:
-    """The suite's one-line result (the terminal's first line, the summary caption, the rich title)."""
-    m, rate = len(rep.family), f"{100 * rep.alpha_family:g} %"
-    text = (f"{rep.holding_fdr} of {m} claims hold at FDR {rate} ({rep.holding} after Holm)" if m
-            else f"no claim trained: 0 of 0 claims hold at FDR {rate}")
+    """The suite's first line: how many claims got each verdict, each at its own α, and why the open ones are open
+    (the terminal's first line, the summary caption, the rich title)."""
+    seen = Counter("INCONCLUSIVE" if r.verdict == "NOT RUN" else r.verdict for r in rep.rows)
+    why = Counter(_why_open(r) for r in rep.rows if r.verdict in ("INCONCLUSIVE", "NOT RUN"))
+    order = ("not run here", "predicted underpowered", "at the seed cap", "still sampling")
+    open_ = ", ".join(f"{why[k]} {k}" for k in order if why[k])
+    alphas = ", ".join(f"{a:g}" for a in sorted({float(r.claim.alpha) for r in rep.rows})) or "—"
+    parts = [f"{seen['SUPPORTED']} SUPPORTED", f"{seen['REFUTED']} REFUTED",
+             f"{seen['INCONCLUSIVE']} INCONCLUSIVE" + (f" ({open_})" if open_ else "")]
+    parts += [f"{seen[v]} {v}" for v in ("INVALID", "ERROR") if seen[v]]
+    text = f"Of {len(rep.rows)} claims, each at its own α = {alphas}: " + ", ".join(parts)
+    if rep.not_runnable:
+        text += f"; {len(rep.not_runnable)} more not runnable here"
     off = rep.disagreements()
     if off:
-        text += (f"; {len(off)} proxy verdict(s) disagree with the published recipes' ({', '.join(off)})")
-    return f"{text} — {pipeline_note(rep.profile)}s" if pipeline_only(rep.profile) else text
+        text += f"; {len(off)} proxy verdict(s) disagree with the published recipes' ({', '.join(off)})"
+    return f"{pipeline_note(rep.profile)}s — {text}" if pipeline_only(rep.profile) else text
+
+
+def family_line(rep: SuiteReport) -> str:
+    """The one line on the family: how many SUPPORTED claims hold across the suite under BH and Holm, and what
+    --confirm did or would do."""
+    m, rate = len(rep.family), f"{100 * rep.alpha_family:g} %"
+    if not m:
+        return "Across claims: no claim trained, so no family to correct."
+    confirmed = any(r.confirmation for r in rep.rows)
+    clause = ("with --confirm: SUPPORTED claims that missed Holm took the seeds up to their cap, and count on a t test "
+              "of those new seeds alone" if confirmed else
+              "--confirm would let SUPPORTED claims that miss Holm take the seeds up to their cap and count on those "
+              "new seeds alone")
+    return (f"Across the {m} hypotheses that trained: {rep.holding_fdr} hold at a false-discovery rate of {rate} "
+            f"(Benjamini-Hochberg) and {rep.holding} at a family-wise error of {rate} (Holm); {clause}.")
 
 
 def _fdr(row: ClaimRow) -> str:
@@ -403,7 +439,7 @@ def header_lines(rep: SuiteReport) -> list[str]:
         p = rep.pilot
         det = {True: "deterministic", False: "NOT deterministic", None: "determinism unknown"}[p.deterministic]
         lines.append(f"A/A pilot ({p.recipe_name or p.recipe_key[:12]}, {len(p.seeds_a)}+{len(p.seeds_b)} seeds, "
-                     f"{rep.profile} profile): σ = {p.sigma:.2f} pp, σ_d = {p.sigma_d:.2f} pp, "
+                     f"{rep.profile} profile): σ = {p.sigma:.2f} pp, σ_d = {p.sigma_d:.2f} pp unpaired, "
                      f"A vs A {'SUPPORTED (engine fault)' if p.aa_supported else 'not supported'}, {det}")
     else:
         lines.append("A/A pilot: not run")
@@ -442,7 +478,7 @@ def terminal_lines(rep: SuiteReport) -> list[str]:
     def wrap(text: str) -> list[str]:
         return textwrap.wrap(text, TERMINAL_WIDTH, subsequent_indent="  ", break_on_hyphens=False) or [""]
 
-    out = wrap(headline(rep)) + wrap(counts_line(rep))
+    out = wrap(headline(rep)) + wrap(family_line(rep))
     keep = ("profile: ", "claim-spec hash: ", "device: ", "dataset: ", "seeds: ", "A/A pilot", "compute: ")
     for fact in header_lines(rep):
         if fact.startswith("profile: "):
@@ -502,8 +538,8 @@ def summary_markdown(rep: SuiteReport) -> str:
     lines = [
         f"Profile **{rep.profile}**, dataset {_md_escape(rep.dataset or '—')}, machine {_md_escape(rep.device)} "
         f"({rep.threads or '—'} thread(s) per run), {rep.created[:10]}, code {rep.code_version}, "
-        f"claim-spec hash `{rep.spec_hash}`: **{headline(rep)}**. Accuracies are from the {rep.profile} profile, "
-        f"not the published recipes.",
+        f"claim-spec hash `{rep.spec_hash}`: **{headline(rep)}**. {family_line(rep)} Accuracies are from the "
+        f"{rep.profile} profile, not the published recipes.",
         "",
         "| claim | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | FDR (BH q) | P(A>B) | compute | profile |",
         "| --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | --- | --- |",
@@ -557,7 +593,12 @@ def _card(rep: SuiteReport, row: ClaimRow, plot: str | None, curves: str | None 
                    f"(one-sided bounds at the look's α′ = {_fmt(getattr(d, 'alpha_look', None), 4)}); "
                    f"sign-flip p = {_fmt(getattr(d, 'sign_flip_p', None), 4)}"
                    + (" — **fragile**: the t interval and the sign-flip test disagree" if d.fragile else "")
-                   + f"; P(A>B) = {_p(d.p_a_gt_b)}; sequential p = {_fmt(getattr(d, 'p_seq', None), 4)}.")
+                   + f"; sequential p = {_fmt(getattr(d, 'p_seq', None), 4)}.")
+        if d.p_a_gt_b is not None:
+            lo, hi = getattr(d, "p_a_gt_b_lower", None), getattr(d, "p_a_gt_b_upper", None)
+            ci = f", 95 % Wilson interval [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+            out.append(f"P(A beats B on a new seed) = {_p(d.p_a_gt_b)}{ci}: the share of the {d.n} seeds on which A "
+                       "was ahead (ties half), an interval that assumes nothing of the shape of the differences.")
         if d.params_a is not None or d.params_b is not None:
             out.append(f"Parameters used by the forward pass: A {d.params_a if d.params_a is not None else '—'}, "
                        f"B {d.params_b if d.params_b is not None else '—'}.")
@@ -708,7 +749,7 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
     return _jsonable({
         "schema_version": REPORT_SCHEMA_VERSION, "units": REPORT_UNITS,
         "spec_hash": rep.spec_hash, "created": rep.created, "profile": rep.profile,
-        "pipeline_only": pipeline_only(rep.profile), "headline": headline(rep),
+        "pipeline_only": pipeline_only(rep.profile), "headline": headline(rep), "family_line": family_line(rep),
         "profile_description": prof.description if prof is not None else "", "seeds": list(rep.seeds),
         "max_seeds": rep.max_seeds, "alpha_family": rep.alpha_family, "code_version": rep.code_version,
         "versions": rep.versions, "device": rep.device, "threads": rep.threads, "dataset": rep.dataset,

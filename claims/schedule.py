@@ -230,51 +230,58 @@ class Scheduler:
         return list(wants.values())
 
     def _confirm(self, judge: Callable[..., Any]) -> None:
-        """--confirm: SUPPORTED claims that do not clear Holm across the suite take their next looks, within the seed
-        cap, until they clear it or reach the cap; the verdict stays the first deciding look's, only the sequential p
-        (which then reads every look taken) can fall. Each such claim's outcome goes into `confirmations`."""
+        """--confirm: each SUPPORTED claim that does not clear Holm across the suite and has at least
+        CONFIRM_MIN_NEW seeds left below its cap takes them all, in one round; its verdict stays the deciding
+        look's, and its sequential p becomes the smaller of the decision's and the confirmation p, a t p on the new
+        seeds only (independent of the stretch that selected it, and one analysis, so no look to correct for).
+        Each such claim's outcome goes into `confirmations`."""
         from claims.report import multiplicity
+        from claims.stats import CONFIRM_MIN_NEW
 
         started: dict[str, int] = {}  # claim id -> its n when confirmation sampling began
         stopped: dict[str, str] = {}  # claim id -> the failed run that ended its confirmation sampling
         while True:
             held = multiplicity(self.claims, self.decisions, self.alpha_family).holm
             todo = [st for cid, st in self.states.items()
-                    if cid in held and not held[cid] and cid not in stopped and st.error is None
-                    and _verdict(st.decision) == "SUPPORTED" and st.looks.index(st.n) < len(st.looks) - 1]
+                    if cid in held and not held[cid] and cid not in stopped and cid not in started
+                    and st.error is None and _verdict(st.decision) == "SUPPORTED"
+                    and st.looks[-1] - st.n >= CONFIRM_MIN_NEW]
             if not todo:
                 break
             for st in todo:
-                started.setdefault(st.claim.id, st.n)
-                st.i = st.looks.index(st.n) + 1
+                started[st.claim.id] = st.n
+                st.i = len(st.looks) - 1
             self.rounds += 1
             self.ensure_runs(self._round_jobs(todo), label=f"round {self.rounds} (confirm)")
             for st in todo:
-                n = st.looks[st.i]
+                n = st.looks[-1]
                 failed = [self.failures[(r.key, s)] for r, s in self.pairs_for(st.claim, n)
                           if (r.key, s) in self.failures]
                 if failed:  # the verdict at the earlier look stands; confirmation ends for this claim
                     stopped[st.claim.id] = str(failed[0])
                     continue
                 st.n = n
-                st.decision = judge(st.claim, self._by_recipe(st.claim, n), last_look=st.i == len(st.looks) - 1,
+                st.decision = judge(st.claim, self._by_recipe(st.claim, n), last_look=True,
                                     device_has_gpu=self.device_has_gpu, sigma_d_pilot=self.sigma_d_pilot,
-                                    looks=st.looks, confirm=True)
+                                    looks=st.looks, confirm_from=started[st.claim.id])
         for cid, ok in held.items():
             st = self.states[cid]
             if st.error is not None or _verdict(st.decision) != "SUPPORTED":
                 continue
             n0 = started.get(cid)
+            p = getattr(st.decision, "p_confirm", None)
+            on_new = "" if n0 is None or p is None else f", p = {p:.2g} on the {st.n - n0} seeds after the decision"
             if cid in stopped:
                 self.confirmations[cid] = f"confirmation sampling (from n = {n0}) ended by a failed run: {stopped[cid]}"
             elif n0 is None:
                 self.confirmations[cid] = ("clears Holm without confirmation sampling" if ok else
-                                           f"does not clear Holm and is at its seed cap (n = {st.n})")
+                                           f"does not clear Holm and has fewer than {CONFIRM_MIN_NEW} seeds left "
+                                           f"below its seed cap (n = {st.n})")
             elif ok:
-                self.confirmations[cid] = f"cleared Holm by confirmation sampling: n = {n0} → {st.n}"
+                self.confirmations[cid] = f"cleared Holm by confirmation sampling: n = {n0} → {st.n}{on_new}"
             else:
-                self.confirmations[cid] = (f"confirmation sampling reached the seed cap (n = {n0} → {st.n}) without "
-                                           "clearing Holm")
+                self.confirmations[cid] = (f"confirmation sampling to the seed cap (n = {n0} → {st.n}{on_new}) did not "
+                                           "clear Holm")
 
     def pilot_speaks_for(self, claim: Any) -> bool:
         """Whether the pilot's σ_d may predict this claim before any run: only when every arm comes from the pilot
@@ -485,7 +492,7 @@ class PilotResult:
     acc_a: list[float]  # accuracy in [0, 1], per seed
     acc_b: list[float]
     sigma: float  # run-to-run SD of accuracy, in percentage points
-    sigma_d: float  # SD of the differences of the paired A/A runs, in percentage points
+    sigma_d: float  # SD of A(seed i) - A(seed 1000 + i), pp: unpaired (disjoint seeds), about √2 σ, not a claim's σ_d
     mean_d: float  # pp
     lower: float  # one-sided (1 - alpha) bounds of the mean difference, pp
     upper: float

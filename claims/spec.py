@@ -334,16 +334,20 @@ class Decision:
     alpha_look: float | None  # α_j, the one-sided level of the deciding look in the claim's design
     sign_flip_p: float | None  # exact sign-flip p of the support test (the largest, for several)
     fragile: bool  # the t verdict and the exact sign-flip verdict at the same α′ differ, either way round
-    p_a_gt_b: float | None  # share of seeds with A > B, ties half
+    p_a_gt_b: float | None  # P(A beats B on a new seed): the share of seeds with A > B, ties half
     p_seq: float | None  # sequential p of the support test (stats.sequential_p), for Holm across claims
     params_a: int | None = None
     params_b: int | None = None
     seeds_needed: int | None = None  # seeds that would resolve an inconclusive claim at the d̄ and σ_d seen
+    seeds_needed_at_delta: int | None = None  # the same at the form's design truth (a gain of Δ; 0 for equivalence)
     final: bool = False  # SUPPORTED/REFUTED/INVALID, budget exhausted, or no run can help
     ci_lower: float | None = None  # two-sided (1 - α) repeated confidence interval at that look
     ci_upper: float | None = None
     looks: tuple[int, ...] = ()  # the design's looks as the seed cap allows them
     underpowered: bool = False  # stopped by the prediction that the cap cannot resolve it
+    p_confirm: float | None = None  # --confirm: the t p of the support test on the seeds added after the decision
+    p_a_gt_b_lower: float | None = None  # two-sided 95 % Wilson interval of p_a_gt_b (stats.prob_a_gt_b_interval)
+    p_a_gt_b_upper: float | None = None
     parts: list[Decision] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -358,24 +362,28 @@ Results = Mapping[str, Mapping[int, RunResult]]
 
 
 def judge(claim: Claim, results: Results, *, last_look: bool, device_has_gpu: bool = False,
-          sigma_d_pilot: float | None = None, looks: Sequence[int] | None = None, confirm: bool = False) -> Decision:
+          sigma_d_pilot: float | None = None, looks: Sequence[int] | None = None,
+          confirm_from: int | None = None) -> Decision:
     """The claim's Decision from `results` (recipe key -> seed -> RunResult) at the current look.
 
     Seeds are taken in the order the A arm's mapping gives them (the scheduler's seed-list order); earlier looks are
     the first seeds of that order. The verdict is the one of the first look that decided, so a claim judged on more
     seeds than it needed is judged as the sequential design would have. `looks` are the design's looks as the seed
     cap allows them (default: the claim's own; a last look below the claim's last one is taken as the cap). A look
-    that leaves the claim undecided and at which, at the observed d̄ and σ_d, the cap has little chance of a verdict
-    stops it INCONCLUSIVE (predicted underpowered) with the seeds it would need. With no runs and `sigma_d_pilot`
-    (the A/A pilot's SD of paired differences, accuracy units) an equivalence claim that its seed budget cannot
-    resolve is predicted INCONCLUSIVE, final. `confirm`: the sequential p also reads the looks after the deciding
-    one (a SUPPORTED claim that kept sampling to clear Holm); the verdict is unchanged.
+    of at least FUTILITY_FROM seeds that leaves the claim undecided, and at which the cap's chance of a verdict
+    averaged over the uncertainty of the effect is small, stops it INCONCLUSIVE (predicted underpowered) with the
+    seeds it would need. With no runs a claim is INCONCLUSIVE and not final (before its last look):
+    `sigma_d_pilot`, the A/A pilot's SD of differences on disjoint seeds (accuracy units), is unpaired noise, so it
+    informs the reason of an equivalence claim but stops nothing (`_no_runs`).
+    `confirm_from`: the seeds the claim had when it was decided (--confirm); a SUPPORTED claim judged on at least
+    stats.CONFIRM_MIN_NEW more gets `p_confirm`, the t p on those new seeds only, and its sequential p becomes the
+    smaller of the two; the verdict is unchanged.
     """
     if claim.needs_gpu and not device_has_gpu:
         return _bare(claim, Verdict.INCONCLUSIVE, "needs a GPU: this device has none, so no run was made", final=True)
     if claim.form is Form.COMPOUND:
-        return _judge_compound(claim, results, last_look, device_has_gpu, sigma_d_pilot, looks, confirm)
-    return _judge_single(claim, results, last_look, sigma_d_pilot, looks, confirm)
+        return _judge_compound(claim, results, last_look, device_has_gpu, sigma_d_pilot, looks, confirm_from)
+    return _judge_single(claim, results, last_look, sigma_d_pilot, looks, confirm_from)
 
 
 def claim_design(claim: Claim, looks: Sequence[int] | None = None, n: int | None = None,
@@ -511,7 +519,10 @@ def _rules(claim: Claim, x: np.ndarray, wall: np.ndarray | None) -> tuple[list[_
 # ------------------------------------------------------------------------------------------------ the walk over looks
 
 PREDICT_POWER = 0.8  # "needs ~N seeds": the seeds at which a verdict has this chance at the observed d̄ and σ_d
-FUTILITY_POWER = 0.2  # stop at a look when, at the observed d̄ and σ_d, the cap gives a verdict less often than this
+# stop at a look when the cap's predictive chance of a verdict (`cap_power`) is below this: at 0.1 the stop costs
+# at most about 2 % of the SUPPORTED verdicts the cap would reach (docs/statistics.md; 0.2 cost 11 % under strong skew)
+FUTILITY_POWER = 0.1
+FUTILITY_FROM = 5  # no futility stop at a look of fewer seeds: 2 df say too little of the effect to give up on it
 OPEN, SUPPORTED_, REFUTED_, UNDERPOWERED = 0, 1, 2, 3  # verdict codes of `walk`
 
 
@@ -525,21 +536,25 @@ def _power_form(claim: Claim) -> str:
 
 
 def cap_power(claim: Claim, x: np.ndarray, des: stats.Design) -> Any:
-    """Chance of a verdict (the likelier one) at the design's last look if the truth is the observed mean and SD
-    of `x` (rows: many paths); the futility rule reads it."""
-    v = _centred(claim, np.asarray(x, dtype=float))
+    """Predictive chance of a verdict at the design's last look, averaged over the t posterior of the true mean
+    given `x` (`stats.assurance`; rows: many paths); the futility rule reads it."""
+    v = _centred(claim, np.atleast_2d(np.asarray(x, dtype=float)))
     mean, sd = v.mean(axis=-1), v.std(axis=-1, ddof=1)
-    p_sup, p_ref = stats.decision_power(_power_form(claim), mean, sd, claim.delta, des.looks[-1], des.levels[-1])
-    return np.maximum(p_sup, p_ref)
+    step = 2048  # rows a chunk: the equivalence form integrates over s too, rows x nodes x 41 values
+    out = [stats.assurance(_power_form(claim), mean[i:i + step], sd[i:i + step], v.shape[-1], claim.delta,
+                           des.looks[-1], des.levels[-1]) for i in range(0, len(mean), step)]
+    return np.concatenate(out) if out else np.zeros(0)
 
 
 def walk(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design,
-         examined: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+         examined: Sequence[int], *, futility: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sequential rules over the looks `examined`, for every row of `x` (one path of paired values a row):
     the verdict code, the index of the deciding look, and the support test's p at every examined look.
 
-    At look j: SUPPORTED when every support test rejects at α_j, else REFUTED when a refutation test does, else,
-    before the design's last look, UNDERPOWERED when `cap_power` is below FUTILITY_POWER. `judge` runs this on one
+    At look j: SUPPORTED when every support test rejects at α_j, else REFUTED when a refutation test does, else, at
+    a look of FUTILITY_FROM seeds or more before the design's last, UNDERPOWERED when `cap_power` (the predictive
+    chance of a verdict at the cap) is below FUTILITY_POWER (`futility=False`: never, for simulations of what the
+    stop costs). `judge` runs this on one
     row; simulations run it on thousands.
     """
     x2 = np.atleast_2d(x)
@@ -557,7 +572,7 @@ def walk(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design
         ref = undecided & ~sup & np.any([t.t_rejects(m, a) for t in refute], axis=0)
         code[sup], code[ref] = SUPPORTED_, REFUTED_
         at[sup | ref] = j
-        if m < des.looks[-1] and m >= 2:
+        if futility and FUTILITY_FROM <= m < des.looks[-1]:
             still = code == OPEN
             if still.any():
                 fut = np.zeros(rows, dtype=bool)
@@ -575,7 +590,7 @@ def _examined(des: stats.Design, n: int) -> list[int]:
 
 
 def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot: float | None,
-                  looks: Sequence[int] | None, confirm: bool) -> Decision:
+                  looks: Sequence[int] | None, confirm_from: int | None) -> Decision:
     ra, rb = claim.a, claim.b
     arms = [(ra, results.get(ra.key, {}))] + ([(rb, results.get(rb.key, {}))] if rb is not None else [])
     bad = _invalid_reason(claim, arms)
@@ -615,41 +630,42 @@ def _judge_single(claim: Claim, results: Results, last_look: bool, sigma_d_pilot
 
     code, at, p = walk(claim, x, wall, des, examined)
     j = int(at[0])
-    seen = len(examined) if confirm else j + 1  # the looks the sequential p reads
-    p_seq = reported_p(stats.sequential_p(list(p[0, :seen]), des.looks, des.shape))
+    p_seq = reported_p(stats.sequential_p(list(p[0, :j + 1]), des.looks, des.shape))
     verdict = {SUPPORTED_: Verdict.SUPPORTED, REFUTED_: Verdict.REFUTED}.get(int(code[0]), Verdict.INCONCLUSIVE)
+    p_confirm = None
+    if confirm_from is not None and verdict is Verdict.SUPPORTED and n - confirm_from >= stats.CONFIRM_MIN_NEW:
+        # only the seeds after the decision: independent of the lucky stretch that selected the claim
+        new, _ = _rules(claim, x[confirm_from:n], None if wall is None else wall[confirm_from:n])
+        p_confirm = reported_p(max(float(stats.confirmation_p(t.sign * t.x, t.sign * t.shift)) for t in new))
+        p_seq = min(p_seq, p_confirm)
     return _decide(claim, x, wall, des, examined[j], verdict, last_look, params, p_seq=p_seq,
-                   underpowered=int(code[0]) == UNDERPOWERED)
+                   underpowered=int(code[0]) == UNDERPOWERED, p_confirm=p_confirm)
 
 
 def _no_runs(claim: Claim, last_look: bool, sigma_d_pilot: float | None, params: dict[str, Any],
              des: stats.Design) -> Decision:
-    """A look at zero seeds: the prediction from the pilot's σ_d, for an equivalence claim when there is a pilot.
+    """A look at zero seeds: INCONCLUSIVE, and final only at the last look; never a stop before any run.
 
-    Only equivalence is predicted: there is no d̄ yet, and its seeds needed are computed at a true difference of 0,
-    the truth most favourable to it, so a budget that cannot resolve it then never will. The other forms are
-    resolved quickly by a large true effect whatever σ_d is, so predicting them would skip claims the data could
-    decide; once runs exist every form is predicted at its observed d̄ (`walk`'s futility rule).
+    The A/A pilot's σ_d comes from two disjoint seed lists: it measures run-to-run noise (√2 σ), not the paired noise
+    of a claim's two arms on shared seeds, which the shared seed (data order, initialisation, training subset) makes
+    far smaller (C001-10's arms: 0.84 pp paired against the pilot's 4.24 pp). A claim is predicted only from its own
+    paired differences, at a look of FUTILITY_FROM seeds or more (`walk`); for an equivalence claim the reason says
+    how many seeds the pilot's σ_d would need, as an upper bound.
     """
     if sigma_d_pilot is None or claim.form is not Form.EQUIVALENCE:
         return _bare(claim, Verdict.INCONCLUSIVE, "no runs yet", final=last_look, looks=des.looks, **params)
     need = stats.seeds_needed(sigma_d_pilot, claim.delta, claim.form.value, des.looks, des.alpha,
-                              budget=SEED_SEARCH_BUDGET)
-    budget = max(des.looks)
+                              budget=SEED_SEARCH_BUDGET, shape=des.shape)
     need_text = f"~{need}" if need is not None else f"more than {SEED_SEARCH_BUDGET:,}"
-    if need is not None and need <= budget:
-        return _bare(claim, Verdict.INCONCLUSIVE, f"no runs yet; {need_text} seeds resolve Δ = "
-                     f"{_pp(claim.delta, False)} at the pilot's σ_d = {_pp(sigma_d_pilot, False)}", final=last_look,
-                     seeds_needed=need, looks=des.looks, **params)
-    return _bare(claim, Verdict.INCONCLUSIVE, f"predicted underpowered: needs {need_text} seeds at σ_d = "
-                 f"{_pp(sigma_d_pilot, False)} (A/A pilot) to resolve Δ = {_pp(claim.delta, False)}, more than the "
-                 f"{budget} the looks allow", final=True, seeds_needed=need, looks=des.looks, underpowered=True,
-                 **params)
+    return _bare(claim, Verdict.INCONCLUSIVE, f"no runs yet; at the A/A pilot's unpaired σ_d = "
+                 f"{_pp(sigma_d_pilot, False)} Δ = {_pp(claim.delta, False)} would need {need_text} seeds, an upper "
+                 "bound: the claim is judged on its own paired differences", final=last_look, seeds_needed=need,
+                 looks=des.looks, **params)
 
 
 def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Design, m: int, verdict: Verdict,
             last_look: bool, params: dict[str, Any], *, p_seq: float, reason: str | None = None, exact: bool = False,
-            underpowered: bool = False) -> Decision:
+            underpowered: bool = False, p_confirm: float | None = None) -> Decision:
     """The Decision at look m with its statistics and a reason; `exact`: a verdict by the parameter rule, not the t
     interval, so it cannot be fragile; `underpowered`: stopped by the futility prediction."""
     alpha_look = des.level(m)
@@ -662,29 +678,34 @@ def _decide(claim: Claim, x: np.ndarray, wall: np.ndarray | None, des: stats.Des
     sf_refute = any(_sign_flip_rejects(t.sign_flip_p(m), m, alpha_look) for t in refute)
     sf_verdict = Verdict.SUPPORTED if sf_support else Verdict.REFUTED if sf_refute else Verdict.INCONCLUSIVE
     paired = claim.form is not Form.ABSOLUTE
-    seeds_needed = None
+    seeds_needed = at_delta = None
     if verdict is Verdict.INCONCLUSIVE:
         v = _centred(claim, x[:m])
-        seeds_needed = stats.seeds_to_decide(_power_form(claim), float(v.mean()), float(np.std(v, ddof=1)),
-                                             claim.delta, des.levels[-1], PREDICT_POWER, budget=SEED_SEARCH_BUDGET)
+        sd = float(np.std(v, ddof=1))
+        seeds_needed = stats.seeds_to_decide(_power_form(claim), float(v.mean()), sd, claim.delta, des.levels[-1],
+                                             PREDICT_POWER, budget=SEED_SEARCH_BUDGET)
+        at_delta = stats.seeds_needed(sd, claim.delta, _power_form(claim), des.looks, des.alpha, PREDICT_POWER,
+                                      budget=SEED_SEARCH_BUDGET, shape=des.shape)
     if reason is None:
-        reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, seeds_needed, last_look, x, params, des,
-                         underpowered)
+        reason = _reason(claim, verdict, m, lower, upper, wall, alpha_look, (seeds_needed, at_delta), last_look, x,
+                         params, des, underpowered)
     if paired and m >= 2 and np.allclose(x[:m] + claim.offset, 0.0, rtol=0.0, atol=1e-12):
         reason += ("; both arms gave the same accuracy on every seed: they may train identically under this "
                    "profile, so the verdict compares nothing")
     final = verdict is not Verdict.INCONCLUSIVE or last_look or underpowered
     off = claim.offset  # the Decision reports d itself: d̄ and its bounds with the offset added back
+    beats = stats.prob_a_gt_b_interval(x[:m] + off) if paired else (None, None, None)
     return Decision(
         claim_id=claim.id, verdict=verdict, reason=reason, n=m, mean=mean + off, lower=lower + off,
         upper=upper + off, alpha_look=alpha_look, sign_flip_p=sf_p, fragile=sf_verdict is not verdict and not exact,
-        p_a_gt_b=stats.prob_a_gt_b(x[:m] + off) if paired else None, p_seq=p_seq, seeds_needed=seeds_needed,
-        final=final, ci_lower=ci_lo + off, ci_upper=ci_hi + off, looks=des.looks, underpowered=underpowered, **params,
+        p_a_gt_b=beats[0], p_a_gt_b_lower=beats[1], p_a_gt_b_upper=beats[2], p_seq=p_seq, seeds_needed=seeds_needed,
+        seeds_needed_at_delta=at_delta, final=final, ci_lower=ci_lo + off, ci_upper=ci_hi + off, looks=des.looks,
+        underpowered=underpowered, p_confirm=p_confirm, **params,
     )
 
 
 def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, wall: np.ndarray | None,
-            alpha_look: float, seeds_needed: int | None, last_look: bool, x: np.ndarray,
+            alpha_look: float, needs: tuple[int | None, int | None], last_look: bool, x: np.ndarray,
             params: dict[str, Any], des: stats.Design, underpowered: bool) -> str:
     f, delta = claim.form, claim.delta
     at = f"at n = {m}"
@@ -726,23 +747,31 @@ def _reason(claim: Claim, verdict: Verdict, m: int, lower: float, upper: float, 
     mean, sd = float(np.mean(v)), float(np.std(v, ddof=1))
     sigma = "σ_d" if f is not Form.ABSOLUTE else "σ"
     centre = (f"d̄ = {_pp(mean + claim.offset)}" if f is not Form.ABSOLUTE else f"mean {_pct(mean)}")
-    need = f"~{seeds_needed}" if seeds_needed is not None else f"more than {SEED_SEARCH_BUDGET:,}"
     cap = max(des.looks)
+
+    def count(k: int | None) -> str:  # "needs ~3 seeds" after 3 would read as a contradiction
+        return f"more than {SEED_SEARCH_BUDGET:,}" if k is None else f"more than {m}" if k <= m else f"~{k}"
+
+    need = (f"a verdict needs {count(needs[0])} seeds at the observed {centre}, {sigma} = {_pp(sd, False)}, and "
+            f"{count(needs[1])} {_DESIGN_TRUTH[_power_form(claim)]}")
     if underpowered:
-        return (f"predicted underpowered at n = {m}: {interval}; a verdict needs {need} seeds at the observed "
-                f"{centre}, {sigma} = {_pp(sd, False)}, more than the cap of {cap}, so no more were spent")
+        chance = float(cap_power(claim, x[:m], des)[0])
+        return (f"predicted underpowered at n = {m}: {interval}; averaged over the uncertainty of the effect, the cap "
+                f"of {cap} seeds gives a verdict with a chance of {100 * chance:.0f} % at most, so no more were spent; "
+                f"{need}")
     capped = "" if m >= max(claim.looks) else " (seed cap)"
-    if seeds_needed is not None and seeds_needed <= m:  # "needs ~3 seeds" after 3 would read as a contradiction
-        need = f"more than {m}"
-    return (f"budget exhausted at n = {m}{capped}: {interval}; a verdict needs {need} seeds at the observed {centre}, "
-            f"{sigma} = {_pp(sd, False)}")
+    return f"budget exhausted at n = {m}{capped}: {interval}; {need}"
+
+
+_DESIGN_TRUTH = {"superiority": "if the true gain were Δ", "non_inferiority": "if A and B were equal",
+                 "equivalence": "if the true difference were 0", "absolute": "if the mean were Δ above the threshold"}
 
 
 def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_gpu: bool,
-                    sigma_d_pilot: float | None, looks: Sequence[int] | None, confirm: bool) -> Decision:
+                    sigma_d_pilot: float | None, looks: Sequence[int] | None, confirm_from: int | None) -> Decision:
     """Intersection-union: SUPPORTED when every part is, REFUTED when one is, INVALID when one is."""
     parts = [judge(p, results, last_look=last_look, device_has_gpu=device_has_gpu, sigma_d_pilot=sigma_d_pilot,
-                   looks=looks, confirm=confirm) for p in claim.parts]
+                   looks=looks, confirm_from=confirm_from) for p in claim.parts]
     n = max(d.n for d in parts)
     by = {v: [d for d in parts if d.verdict is v] for v in Verdict}
     open_ = by[Verdict.INCONCLUSIVE]

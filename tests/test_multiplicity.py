@@ -7,7 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from claims.report import build_report, headline, multiplicity, report_json, report_markdown, summary_markdown
+from claims.report import (
+    build_report,
+    family_line,
+    headline,
+    multiplicity,
+    report_json,
+    report_markdown,
+    summary_markdown,
+)
 from tests.claims_example.fake import fake_recipe
 from tests.test_schedule import _calls, _claim, _scheduler, call_log  # noqa: F401 (a fixture)
 
@@ -69,17 +77,19 @@ def _report_of(tmp_path, decide_p: dict[str, tuple[int, float]], confirm=False, 
     confirm_p = confirm_p or {}
     calls = []
 
-    def judge(claim, results, *, last_look, device_has_gpu=False, sigma_d_pilot=None, looks=None, confirm=False):
+    def judge(claim, results, *, last_look, device_has_gpu=False, sigma_d_pilot=None, looks=None, confirm_from=None):
         (n,) = {len(v) for v in results.values()}
-        calls.append((claim.id, n, confirm))
+        calls.append((claim.id, n, confirm_from))
         at, p = decide_p.get(claim.id, (10**9, 0.5))
         decided = n >= at
-        if confirm:
-            p = confirm_p.get(claim.id, {}).get(n, p)
+        p_conf = None
+        if confirm_from is not None:
+            p_conf = confirm_p.get(claim.id, {}).get(n, 0.5)
+            p = min(p, p_conf)
         return Decision(claim_id=claim.id, verdict=Verdict.SUPPORTED if decided else Verdict.INCONCLUSIVE,
                         reason="scripted", n=n, mean=0.02, lower=0.01, upper=0.03, alpha_look=0.01,
                         sign_flip_p=0.1, fragile=False, p_a_gt_b=1.0, p_seq=p, seeds_needed=None,
-                        final=decided or last_look)
+                        final=decided or last_look, p_confirm=p_conf)
 
     base = fake_recipe("base")
     claims = [_claim(cid, fake_recipe(cid.lower(), 0.05), base) for cid in decide_p]
@@ -88,22 +98,26 @@ def _report_of(tmp_path, decide_p: dict[str, tuple[int, float]], confirm=False, 
     return sched, build_report(sched), calls
 
 
-def test_confirm_samples_supported_claims_until_they_clear_holm_or_reach_the_cap(tmp_path, call_log):  # noqa: F811
-    decide = {"Y": (3, 0.001), "Z": (3, 0.001), "X": (3, 0.03), "V": (3, 0.04), "W": (99, 0.5)}
+def test_confirm_takes_a_supported_claim_that_misses_holm_to_the_cap_in_one_round(tmp_path, call_log):  # noqa: F811
+    decide = {"Y": (3, 0.001), "Z": (3, 0.001), "X": (3, 0.03), "V": (3, 0.04), "W": (99, 0.5), "U": (12, 0.04)}
     plain_sched, plain, _ = _report_of(tmp_path / "a", decide)
-    assert {r.claim.id for r in plain.rows if r.holm} == {"Y", "Z"}  # X's 0.03 > 0.05/3 at its rank
-    sched, rep, calls = _report_of(tmp_path / "b", decide, confirm=True, confirm_p={"X": {5: 0.01}})
+    assert {r.claim.id for r in plain.rows if r.holm} == {"Y", "Z"}  # X's 0.03 > 0.05/4 at its rank
+    sched, rep, calls = _report_of(tmp_path / "b", decide, confirm=True, confirm_p={"X": {12: 0.001}})
     assert {r.claim.id for r in rep.rows if r.holm} == {"Y", "Z", "X"}
     notes = {r.claim.id: r.confirmation for r in rep.rows}
-    assert notes["X"] == "cleared Holm by confirmation sampling: n = 3 → 5"
-    assert notes["V"] == "confirmation sampling reached the seed cap (n = 3 → 12) without clearing Holm"
+    assert notes["X"] == ("cleared Holm by confirmation sampling: n = 3 → 12, p = 0.001 on the 9 seeds after the "
+                          "decision")
+    assert notes["V"] == ("confirmation sampling to the seed cap (n = 3 → 12, p = 0.5 on the 9 seeds after the "
+                          "decision) did not clear Holm")
+    assert notes["U"] == "does not clear Holm and has fewer than 2 seeds left below its seed cap (n = 12)"
     assert notes["Y"] == "clears Holm without confirmation sampling" and notes["W"] is None
-    assert [n for cid, n, c in calls if cid == "X" and c] == [5]  # one more look was enough
-    assert [n for cid, n, c in calls if cid == "V" and c] == [5, 8, 12]
+    # one confirmation round, straight to the cap, told the seeds of the decision: no look to correct for
+    assert [(n, c) for cid, n, c in calls if cid == "X" and c] == [(12, 3)]
+    assert [(n, c) for cid, n, c in calls if cid == "V" and c] == [(12, 3)]
     assert all(r.verdict == "SUPPORTED" for r in rep.rows if r.claim.id != "W")  # verdicts unchanged
     runs = _calls(call_log)
-    assert max(s for k, s in runs if k == fake_recipe("x", 0.05).key) == 4  # seeds 0-4: n = 5
-    assert "Confirmation (--confirm): cleared Holm by confirmation sampling: n = 3 → 5." in report_markdown(rep)
+    assert max(s for k, s in runs if k == fake_recipe("x", 0.05).key) == 11  # seeds 0-11: n = 12
+    assert "Confirmation (--confirm): cleared Holm by confirmation sampling: n = 3 → 12" in report_markdown(rep)
     assert {c["id"]: c["confirmation"] for c in report_json(rep)["claims"]}["X"].startswith("cleared")
     assert all(r.confirmation is None for r in plain.rows) and not plain_sched.confirmations
 
@@ -118,7 +132,15 @@ def test_the_headline_counts_hypotheses_at_fdr_and_after_holm(tmp_path, call_log
     decide = {"Y": (3, 0.001), "Z": (3, 0.001), "X": (3, 0.03), "V": (3, 0.04), "W": (99, 0.5)}
     _, rep, _ = _report_of(tmp_path, decide)
     # BH over (.001, .001, .03, .04, .5): q = .0025, .0025, .05, .05, .5: four hold at 5 %; Holm keeps two
-    assert headline(rep).startswith("4 of 5 claims hold at FDR 5 % (2 after Holm)")
+    # the headline leads with the verdicts, each at its own α, and why the open ones are open
+    assert headline(rep).endswith("Of 5 claims, each at its own α = 0.05: 4 SUPPORTED, 0 REFUTED, 1 INCONCLUSIVE (1 "
+                                  "at the seed cap)")
+    assert family_line(rep) == ("Across the 5 hypotheses that trained: 4 hold at a false-discovery rate of 5 % "
+                                "(Benjamini-Hochberg) and 2 at a family-wise error of 5 % (Holm); --confirm would let "
+                                "SUPPORTED claims that miss Holm take the seeds up to their cap and count on those new "
+                                "seeds alone.")
+    _, confirmed, _ = _report_of(tmp_path / "c", decide, confirm=True)
+    assert "with --confirm: SUPPORTED claims that missed Holm took the seeds up to their cap" in family_line(confirmed)
     md = summary_markdown(rep)
     assert "FDR (BH q)" in md and "holds (q 0.05)" in md
     data = report_json(rep)
@@ -128,7 +150,7 @@ def test_the_headline_counts_hypotheses_at_fdr_and_after_holm(tmp_path, call_log
 def test_a_round_trains_the_claim_closest_to_a_decision_first(tmp_path, call_log):  # noqa: F811
     from claims.spec import Decision, Verdict
 
-    def judge(claim, results, *, last_look, device_has_gpu=False, sigma_d_pilot=None, looks=None, confirm=False):
+    def judge(claim, results, *, last_look, device_has_gpu=False, sigma_d_pilot=None, looks=None, confirm_from=None):
         (n,) = {len(v) for v in results.values()}
         need = {"far": 11, "near": 5}[claim.id]
         return Decision(claim_id=claim.id, verdict=Verdict.INCONCLUSIVE, reason="scripted", n=n, mean=0.0,

@@ -273,9 +273,10 @@ def test_the_terminal_report_is_a_compact_table_within_100_columns_with_full_ids
         fdr = "holds" if row.fdr else "—"  # the engine's BH flag of each SUPPORTED claim
         assert row.verdict in line and line.split()[-2:] == [fdr, "pipeline"]
     assert "x x x" not in "\n".join(lines) and "report.md" in lines[-1]  # the reasons stay in the files
-    counts = lines[1]
-    assert counts.startswith("2 judged: ") and "SUPPORTED" in counts and "INVALID" in counts
-    assert sum(int(w) for w in counts.split(": ", 1)[1].replace(",", "").split()[::2]) == 2
+    head = " ".join(ln.strip() for ln in lines[:lines.index("")])
+    # the headline leads with the verdict counts, each claim at its own α, then one line on the family
+    assert "Of 2 claims, each at its own α = 0.05: " in head and "SUPPORTED" in head
+    assert head.index("Of 2 claims") < head.index("Across the ")
     tty, pipe = io.StringIO(), io.StringIO()
     print_report(rep, Console(file=tty, force_terminal=True, width=80))
     print_report(rep, Console(file=pipe, force_terminal=False, width=300))
@@ -386,3 +387,13 @@ def test_a_proxy_report_flags_every_verdict_that_disagrees_with_the_published_re
     assert claims["R-1"]["agreement_with_paper"] == "contradictory verdicts"
     assert claims["R-1"]["paper"]["verdict"] == "REFUTED" and claims["R-2"]["agreement_with_paper"] == "pending"
     assert "paper" not in {c["id"]: c for c in report_json(rep)["claims"]}["R-1"]
+
+
+def test_each_card_gives_the_chance_a_beats_b_on_a_new_seed_with_its_interval(report):
+    rep, _, _ = report
+    md = report_markdown(rep)
+    for row in rep.rows:
+        d = row.decision
+        assert d.p_a_gt_b_lower <= d.p_a_gt_b <= d.p_a_gt_b_upper
+        assert (f"P(A beats B on a new seed) = {d.p_a_gt_b:.2f}, 95 % Wilson interval [{d.p_a_gt_b_lower:.2f}, "
+                f"{d.p_a_gt_b_upper:.2f}]: the share of the {d.n} seeds") in md

@@ -417,3 +417,19 @@ def test_off_a_terminal_progress_is_plain_lines_a_round_start_tenths_and_end(tmp
     middle = lines[1:-1]
     assert middle and all("/6 run(s)," in ln for ln in middle)
     assert len(middle) == len(set(middle)) <= 9  # at most one line a tenth, none repeated
+
+
+def test_a_claim_is_judged_on_its_paired_noise_not_the_unpaired_a_a_pilot(tmp_path, call_log):
+    # the fake runs share a 2 pp per-seed shift across recipes, as real paired runs share data order and subset: the
+    # A/A pilot on disjoint seeds sees that shift (σ_d ≈ 2.8 pp), the claim's arms on shared seeds do not (≈ 0.4 pp)
+    from claims.schedule import pilot
+
+    base, twin = fake_recipe("base"), fake_recipe("twin")
+    store = RunStore(tmp_path / "runs.sqlite")
+    aa = pilot(base, store, LocalExecutor(0, run_fn=fake_run), "smoke", 5)
+    assert aa.sigma_d > 1.5  # pp: unpaired, what stopped C001-10 before any run
+    claim = _claim("same", twin, base, form="EQUIVALENCE")
+    sched = _scheduler(tmp_path, [claim], sigma_d_pilot=aa.sigma_d / 100)
+    d = sched.run()["same"]
+    assert d.verdict.value == "SUPPORTED" and d.n >= 3  # judged on its own runs
+    assert any(k == twin.key for k, _ in _calls(call_log))

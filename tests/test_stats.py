@@ -186,6 +186,23 @@ def test_prob_a_gt_b_counts_ties_half():
     assert stats.prob_a_gt_b([0.1, -0.2, 0.0, 0.3]) == 2.5 / 4
 
 
+def test_the_chance_a_beats_b_on_a_new_seed_has_a_wilson_interval():
+    share, lo, hi = stats.prob_a_gt_b_interval([0.01] * 12)
+    assert share == 1.0 and hi == 1.0 and lo == pytest.approx(0.7575, abs=1e-4)  # 12 of 12: [0.76, 1]
+    share, lo, hi = stats.prob_a_gt_b_interval([0.01, -0.01, 0.02, -0.02, 0.0])
+    assert share == 0.5 and lo == pytest.approx(1 - hi) and 0.1 < lo < 0.5 < hi < 0.9  # symmetric around a half
+    with pytest.raises(ValueError, match="at least one"):
+        stats.prob_a_gt_b_interval([])
+
+
+def test_the_wilson_interval_covers_the_chance_a_beats_b_under_skewed_differences():
+    rng = np.random.default_rng(3)
+    x = 0.003 + 0.01 * rng.standard_normal((4000, 12)) - 0.03 * (rng.random((4000, 12)) < 0.1)
+    truth = np.mean(0.003 + 0.01 * rng.standard_normal(2_000_000) - 0.03 * (rng.random(2_000_000) < 0.1) > 0)
+    covered = np.mean([lo <= truth <= hi for _, lo, hi in map(stats.prob_a_gt_b_interval, x)])
+    assert covered >= 0.93, covered
+
+
 # ---------------------------------------------------------------------------------------------- multiplicity
 
 

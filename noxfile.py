@@ -41,9 +41,10 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def readme(session: nox.Session) -> None:
-    """Copy the latest claims report's summary table into README.md (`-- REPORT_DIR` for another report), and the
-    answer table (published recipes beside the proxy) into its answers block."""
-    session.run(PY, "-m", "claims.report", *(session.posargs or ["reports"]), "--readme", "README.md")
+    """Copy the latest claims report's summary table into docs/results.md (`-- REPORT_DIR` for another report; a
+    smoke report never replaces a default or paper one), and the answer table (published recipes beside the proxy)
+    into the README's answers block."""
+    session.run(PY, "-m", "claims.report", *(session.posargs or ["reports"]), "--readme", "docs/results.md")
     # the answer table: the paper column from the committed record, the proxy column from a default report
     session.run(PY, "-m", "claims.answers", "--proxy-from", *(session.posargs or ["reports"]), "--readme", "README.md")
 
@@ -78,6 +79,6 @@ def fingerprints(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """The paper-profile runs in the store beside the published numbers: README table + results/ record."""
-    session.run(PY, "-m", "claims.reproduce", "--readme", "README.md", "--json", "results/paper-reproduction.json",
-                *session.posargs)
+    """The paper-profile runs in the store beside the published numbers: docs/reproduction.md + results/ record."""
+    session.run(PY, "-m", "claims.reproduce", "--readme", "docs/reproduction.md", "--json",
+                "results/paper-reproduction.json", *session.posargs)

@@ -8,7 +8,8 @@ percent (`*_pct`) and percentage points (`*_pp`), its schema versioned, so anyon
 names its profile: a smoke-profile number is not a published one, and a smoke verdict checks the pipeline, not the
 claim.
 
-`python -m claims.report [REPORT_DIR] --readme README.md` copies a report's summary table into the README.
+`python -m claims.report [REPORT_DIR] --readme docs/results.md` copies a report's summary table into that file (a
+smoke report never replaces a default or paper summary there).
 """
 
 from __future__ import annotations
@@ -842,10 +843,16 @@ def replace_block(readme_path: str | Path, start_marker: str, end_marker: str, b
     readme.write_text(text[: start + len(start_marker)] + "\n" + body.strip() + "\n" + text[end:])
 
 
-def write_readme_summary(report_dir: str | Path, readme_path: str | Path) -> None:
-    """Replace the block between the claims-summary markers of the README with the report's summary table."""
-    summary = (_report_dir(report_dir) / "summary.md").read_text().strip()
+def write_readme_summary(report_dir: str | Path, readme_path: str | Path) -> str:
+    """Replace the block between the claims-summary markers of the README with the report's summary table, unless a
+    smoke report would replace a default or paper summary (ValueError); returns the report used, with its profile."""
+    from claims.summary_guard import check_replacement, describe
+
+    folder = _report_dir(report_dir)
+    summary = (folder / "summary.md").read_text().strip()
+    check_replacement(readme_path, SUMMARY_START, SUMMARY_END, summary, folder)
     replace_block(readme_path, SUMMARY_START, SUMMARY_END, summary)
+    return describe(folder, summary)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -855,11 +862,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--readme", required=True, help="the README whose claims-summary block is replaced")
     args = ap.parse_args(argv)
     try:
-        write_readme_summary(args.report_dir, args.readme)
+        used = write_readme_summary(args.report_dir, args.readme)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.readme}: claims summary replaced from {_report_dir(args.report_dir)}")
+    print(f"{args.readme}: claims summary replaced from {used}")
     return 0
 
 

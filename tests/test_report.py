@@ -134,6 +134,26 @@ def test_readme_summary_replaces_only_its_block(report, tmp_path):
     assert readme.read_text() == text
 
 
+def test_a_smoke_summary_never_replaces_a_default_or_paper_one_and_the_command_names_the_report(report, tmp_path,
+                                                                                                capsys):
+    rep, _, _ = report  # a smoke report
+    out = write_report(rep, tmp_path / "reports")
+    results = tmp_path / "results.md"
+    for held in ("default", "paper"):
+        kept = (f"<!-- claims-summary:start -->\nProfile **{held}**, dataset d: **30 of 50 claims hold**\n"
+                "<!-- claims-summary:end -->\n")
+        results.write_text(kept)
+        with pytest.raises(ValueError, match=f"holds a {held}-profile claims summary and .* is a smoke report"):
+            write_readme_summary(out, results)
+        assert main([str(out), "--readme", str(results)]) == 2
+        assert results.read_text() == kept
+        assert "kept the" in capsys.readouterr().err
+    results.write_text("<!-- claims-summary:start -->\nProfile **smoke**, old\n<!-- claims-summary:end -->\n")
+    assert main([str(out), "--readme", str(results)]) == 0  # smoke over smoke is fine
+    said = capsys.readouterr().out
+    assert f"claims summary replaced from {out} (profile smoke)" in said
+
+
 def test_readme_without_markers_or_a_missing_report_is_a_clear_error(report, tmp_path, capsys):
     rep, _, _ = report
     out = write_report(rep, tmp_path / "reports")

@@ -582,7 +582,7 @@ def _now() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m claims.reproduce`: the paper-profile reproduction table, into the README and a JSON record."""
+    """`python -m claims.reproduce`: the reproduction table, into docs/reproduction.md and a JSON record."""
     ap = argparse.ArgumentParser(prog="python -m claims.reproduce", description=main.__doc__)
     ap.add_argument("--store", default=None, help="run store SQLite file (default: $TRICKS_STORE or the user cache)")
     ap.add_argument("--code-version", default=None, help="only runs of this code version (default: any)")

@@ -139,6 +139,29 @@ def test_list_shows_every_trick_and_named_recipe(env):
 # ------------------------------------------------------------------------------------------------ errors
 
 
+def test_list_gives_each_scaled_recipe_its_own_parameter_count_and_settings():
+    """`--list` used to describe jovian/base_cnn@w8 with the full CNN's 5,851,338 parameters (it has 367,290)."""
+    needs_registry()
+    import io
+
+    from rich.console import Console
+
+    from tricks.apply import print_list
+    from tricks.listing import recipe_params
+    from tricks.recipes import RECIPES
+
+    buf = io.StringIO()
+    print_list(Console(file=buf, width=400))
+    rows = {line.split("│")[1].strip(): line for line in buf.getvalue().splitlines() if line.count("│") >= 3}
+    scaled = {n: r for n, r in RECIPES.items() if r.scaled}
+    assert {"jovian/base_cnn@w8", "he2016/kmeans@k400", "jovian/resnet9@w16"} <= set(scaled)
+    for name, r in scaled.items():
+        own, full = recipe_params(r), RECIPES[name.rsplit("@", 1)[0]]
+        assert f"{own:,} parameters" in rows[name] and r.scaled in rows[name], rows[name]
+        assert full.description not in rows[name]  # no full-size numbers (6,400-d, 1,600 centroids, 5,851,338)
+    assert recipe_params(RECIPES["jovian/base_cnn@w8"]) < recipe_params(RECIPES["jovian/base_cnn"]) / 10
+
+
 def test_an_unknown_trick_exits_2_with_the_registrys_suggestion(env):
     needs_registry()
     res = cli("--cb", "BnFreez", env=env)

@@ -775,8 +775,10 @@ def print_list(console: Any) -> None:
     recipes.add_column("name", no_wrap=True)
     recipes.add_column("epochs", justify="right")
     recipes.add_column("description")
+    from tricks.listing import describe
+
     for name, r in RECIPES.items():
-        recipes.add_row(name, str(r.epochs), r.description)
+        recipes.add_row(name, str(r.epochs), describe(name, r))
     console.print(tricks)
     console.print(recipes)
 

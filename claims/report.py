@@ -398,11 +398,15 @@ def _holm_short(row: ClaimRow) -> str:
 
 
 def terminal_table(rep: SuiteReport) -> list[str]:
-    """The claims as plain fixed-width lines within TERMINAL_WIDTH: ids in full, no reasons (they are in report.md)."""
+    """The claims as plain fixed-width lines within TERMINAL_WIDTH, in document order: ids in full, no reasons (they
+    are in report.md) but the few words saying why a claim with n 0 trained nothing."""
+    from claims.order import in_document_order, short_reason
+
     checks = "pipeline" if pipeline_only(rep.profile) else "claim"
     head = ["claim", "form", "n", "d̄ [L, U] pp", "verdict", "Holm", "FDR", "checks"]
-    rows = [[r.claim.id, _FORM_SHORT.get(_value(r.claim.form), _value(r.claim.form)), _n(r), _interval(r.decision),
-             r.verdict, _holm_short(r), _fdr(r), checks] for r in rep.rows]
+    rows = [[r.claim.id, _FORM_SHORT.get(_value(r.claim.form), _value(r.claim.form)), _n(r),
+             short_reason(r.reason) if _n(r) == "0" else _interval(r.decision),  # n 0: why, in a few words
+             r.verdict, _holm_short(r), _fdr(r), checks] for r in in_document_order(rep.rows)]
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
     right = {2}  # n
 
@@ -480,12 +484,15 @@ def summary_markdown(rep: SuiteReport) -> str:
         f"claim-spec hash `{rep.spec_hash}`: **{headline(rep)}**. Accuracies are from the {rep.profile} profile, "
         f"not the published recipes.",
         "",
-        "| claim | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | FDR (BH q) | P(A>B) | compute | profile |",
-        "| --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | --- | --- |",
+        "| claim | what it says | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | FDR (BH q) | P(A>B) | compute "
+        "| profile |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | --- | --- |",
     ]
-    for row in rep.rows:
+    from claims.order import in_document_order, short_words
+
+    for row in in_document_order(rep.rows):
         c, d = row.claim, row.decision
-        lines.append(f"| {c.id} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
+        lines.append(f"| {c.id} | {_md_escape(short_words(c.quote))} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
                      f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
                      f"{_fdr_cell(row)} | {_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | "
                      f"{_profile(rep, row)} |")

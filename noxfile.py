@@ -1,5 +1,5 @@
 """Sessions: `nox` (unit tests), `nox -s lint`, `nox -s claims [-- pytest args]`, `nox -s bench`, `nox -s readme`,
-`nox -s reproduce`,
+`nox -s reproduce`, `nox -s figures`,
 `nox -s fingerprints`, `nox -s campaign`.
 
 Every session runs in the environment nox itself was started from (the README's `.venv`): the PyTorch CUDA wheel
@@ -59,6 +59,12 @@ CAMPAIGN = (
     ("claims/test_cross.py",),
     ("claims",),
 )
+
+
+@nox.session
+def figures(session: nox.Session) -> None:
+    """Time the commands the README and docs quote, into docs/performance.md with the date and the machine."""
+    session.run(PY, "benchmarks/figures.py", *session.posargs)
 
 
 @nox.session

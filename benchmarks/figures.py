@@ -102,9 +102,13 @@ def _dur(s: float) -> str:
     return f"{m} min {sec} s" if m else f"{s:.1f} s"
 
 
+def _cell(cmd: Command) -> str:
+    return f"`{cmd.shown}`" if cmd.shown.startswith("python ") else cmd.shown
+
+
 def block(timings: Sequence[Timing], when: str, where: str, load: tuple[str, str], data: str) -> str:
     """The markdown between the timings markers: date, machine, load, data, then one row a command."""
-    rows = [f"| `{t.command.shown}` | {_dur(t.wall_s)} | {t.rc} |" for t in timings]
+    rows = [f"| {_cell(t.command)} | {_dur(t.wall_s)} | {t.rc} |" for t in timings]
     return "\n".join([
         f"Measured {when} by `nox -s figures` on {where}; load average {load[0]} before, {load[1]} after; "
         f"data {data}; every command from an empty run store, one thread a run.",

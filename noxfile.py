@@ -1,5 +1,5 @@
 """Sessions: `nox` (unit tests), `nox -s lint`, `nox -s claims [-- pytest args]`, `nox -s bench`, `nox -s readme`,
-`nox -s reproduce`,
+`nox -s reproduce`, `nox -s figures`,
 `nox -s fingerprints`, `nox -s campaign`.
 
 Every session runs in the environment nox itself was started from (the README's `.venv`): the PyTorch CUDA wheel
@@ -41,11 +41,13 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def readme(session: nox.Session) -> None:
-    """Copy the latest claims report's summary table into README.md (`-- REPORT_DIR` for another report), and the
-    answer table (published recipes beside the proxy) into its answers block."""
-    session.run(PY, "-m", "claims.report", *(session.posargs or ["reports"]), "--readme", "README.md")
+    """Copy the latest claims report's summary table into docs/results.md (`-- REPORT_DIR` for another report; a
+    smoke report never replaces a default or paper one), and the answer table (published recipes beside the proxy)
+    into the README's answers block, then the method cards docs/tricks/<name>.md."""
+    session.run(PY, "-m", "claims.report", *(session.posargs or ["reports"]), "--readme", "docs/results.md")
     # the answer table: the paper column from the committed record, the proxy column from a default report
     session.run(PY, "-m", "claims.answers", "--proxy-from", *(session.posargs or ["reports"]), "--readme", "README.md")
+    session.run(PY, "-m", "claims.cards")  # docs/tricks/<name>.md from the registry and those verdicts
 
 
 # the paper campaign's order: the user's own examples (doc 001) first, then doc 003, doc 002 without its K-means arms,
@@ -58,6 +60,12 @@ CAMPAIGN = (
     ("claims/test_cross.py",),
     ("claims",),
 )
+
+
+@nox.session
+def figures(session: nox.Session) -> None:
+    """Time the commands the README and docs quote, into docs/performance.md with the date and the machine."""
+    session.run(PY, "benchmarks/figures.py", *session.posargs)
 
 
 @nox.session
@@ -78,6 +86,6 @@ def fingerprints(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """The paper-profile runs in the store beside the published numbers: README table + results/ record."""
-    session.run(PY, "-m", "claims.reproduce", "--readme", "README.md", "--json", "results/paper-reproduction.json",
-                *session.posargs)
+    """The paper-profile runs in the store beside the published numbers: docs/reproduction.md + results/ record."""
+    session.run(PY, "-m", "claims.reproduce", "--readme", "docs/reproduction.md", "--json",
+                "results/paper-reproduction.json", *session.posargs)

@@ -62,6 +62,12 @@ def source_of(claim: Any) -> str:
     return f"doc {found[0]}" if found else claim.source.split(":")[0]
 
 
+def short_source(source: str) -> str:
+    """A source with each document's short name, as the sources list names it: "doc 001 (pal2021b)"."""
+    names = [DOCS[f"doc {d}"] for d in re.findall(r"\d{3}", source) if f"doc {d}" in DOCS]
+    return f"{source} ({', '.join(names)})" if names else source
+
+
 # ------------------------------------------------------------------------------------------------ the paper column
 
 
@@ -270,7 +276,7 @@ def markdown(table: Sequence[Row], record_note: str, proxy_note: str) -> str:
         proxy = "—" if r.proxy is None else r.proxy.label if r.proxy.off else (
             f"{r.proxy.label} ({_interval(r.proxy)})")
         words = r.words if len(r.words) <= 90 else r.words[:87].rstrip() + "…"
-        lines.append(f"| {r.id} | {r.source} | {words} | {paper} | {proxy} | {r.agreement} |")
+        lines.append(f"| {r.id} | {short_source(r.source)} | {words} | {paper} | {proxy} | {r.agreement} |")
     decided = [r for r in table if r.paper.final]
     agree = sum(r.agreement == "agree" for r in decided)
     head = (f"{len(decided)} of {len(table)} claims have a verdict on the published recipes; the proxy agrees on "

@@ -8,7 +8,8 @@ percent (`*_pct`) and percentage points (`*_pp`), its schema versioned, so anyon
 names its profile: a smoke-profile number is not a published one, and a smoke verdict checks the pipeline, not the
 claim.
 
-`python -m claims.report [REPORT_DIR] --readme README.md` copies a report's summary table into the README.
+`python -m claims.report [REPORT_DIR] --readme docs/results.md` copies a report's summary table into that file (a
+smoke report never replaces a default or paper summary there).
 """
 
 from __future__ import annotations
@@ -459,11 +460,15 @@ def _holm_short(row: ClaimRow) -> str:
 
 
 def terminal_table(rep: SuiteReport) -> list[str]:
-    """The claims as plain fixed-width lines within TERMINAL_WIDTH: ids in full, no reasons (they are in report.md)."""
+    """The claims as plain fixed-width lines within TERMINAL_WIDTH, in document order: ids in full, no reasons (they
+    are in report.md) but the few words saying why a claim with n 0 trained nothing."""
+    from claims.order import in_document_order, short_reason
+
     checks = "pipeline" if pipeline_only(rep.profile) else "claim"
     head = ["claim", "form", "n", "d̄ [L, U] pp", "verdict", "Holm", "FDR", "checks"]
-    rows = [[r.claim.id, _FORM_SHORT.get(_value(r.claim.form), _value(r.claim.form)), _n(r), _interval(r.decision),
-             r.verdict, _holm_short(r), _fdr(r), checks] for r in rep.rows]
+    rows = [[r.claim.id, _FORM_SHORT.get(_value(r.claim.form), _value(r.claim.form)), _n(r),
+             short_reason(r.reason) if _n(r) == "0" else _interval(r.decision),  # n 0: why, in a few words
+             r.verdict, _holm_short(r), _fdr(r), checks] for r in in_document_order(rep.rows)]
     widths = [max(len(x[i]) for x in [head, *rows]) for i in range(len(head))]
     right = {2}  # n
 
@@ -541,12 +546,15 @@ def summary_markdown(rep: SuiteReport) -> str:
         f"claim-spec hash `{rep.spec_hash}`: **{headline(rep)}**. {family_line(rep)} Accuracies are from the "
         f"{rep.profile} profile, not the published recipes.",
         "",
-        "| claim | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | FDR (BH q) | P(A>B) | compute | profile |",
-        "| --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | --- | --- |",
+        "| claim | what it says | form | Δ (pp) | n | d̄ [L, U] (pp) | verdict | Holm | FDR (BH q) | P(A>B) | compute "
+        "| profile |",
+        "| --- | --- | --- | ---: | ---: | --- | --- | --- | --- | ---: | --- | --- |",
     ]
-    for row in rep.rows:
+    from claims.order import in_document_order, short_words
+
+    for row in in_document_order(rep.rows):
         c, d = row.claim, row.decision
-        lines.append(f"| {c.id} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
+        lines.append(f"| {c.id} | {_md_escape(short_words(c.quote))} | {_value(c.form)} | {_delta(c)} | {_n(row)} | "
                      f"{_interval(d)} | **{row.verdict}**: {_md_escape(row.reason)} | {_holm(row)} | "
                      f"{_fdr_cell(row)} | {_p(getattr(d, 'p_a_gt_b', None))} | {_compute(row.compute)} | "
                      f"{_profile(rep, row)} |")
@@ -764,100 +772,7 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ plots
 
 
-def plot_claim(rep: SuiteReport, row: ClaimRow, path: Path) -> Path | None:
-    """A PNG per claim: per-seed values of the arms joined by seed; the interval against 0, ±Δ and the noise floor."""
-    parts = [p for p in comparisons(row.claim) if per_seed(p, row.results)]
-    if not parts:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(parts), 2, figsize=(9, 3.2 * len(parts)), squeeze=False)
-    d = row.decision
-    for (ax_seed, ax_int), part in zip(axes, parts, strict=True):
-        rows = per_seed(part, row.results)
-        if part.b is not None:
-            for r in rows:
-                if r["a"] is not None and r["b"] is not None:
-                    ax_seed.plot([0, 1], [r["b"], r["a"]], "-o", color="tab:blue", alpha=0.6, lw=1)
-                    ax_seed.annotate(str(r["seed"]), (1.03, r["a"]), fontsize=7, va="center")
-            ax_seed.set_xticks([0, 1], [f"B: {part.b.name or 'B'}", f"A: {part.a.name or 'A'}"], fontsize=8)
-            ax_seed.set_xlim(-0.3, 1.3)
-        else:
-            xs = [r["seed"] for r in rows]
-            ax_seed.plot(xs, [r["a"] for r in rows], "o", color="tab:blue")
-            if getattr(part, "threshold", None) is not None:
-                ax_seed.axhline(pp(part.threshold), color="tab:red", ls="--", lw=1, label="threshold")
-                ax_seed.legend(fontsize=7)
-            ax_seed.set_xlabel("seed")
-        ax_seed.set_ylabel(f"accuracy % ({rep.profile})")
-        ax_seed.set_title(f"{part.id}: per seed", fontsize=9)
-
-        dd = d.parts[parts.index(part)] if d is not None and part is not row.claim and len(d.parts or ()) == \
-            len(parts) else d
-        delta, centre = pp(getattr(part, "delta", None)), pp(getattr(part, "offset", 0.0)) or 0.0
-        if part.b is not None:
-            ax_int.axvline(0.0, color="black", lw=1)
-            if delta:
-                ax_int.axvspan(centre - delta, centre + delta, color="tab:orange", alpha=0.12,
-                               label=f"{'offset ' if centre else ''}±Δ = {delta:g} pp")
-                for x in (centre - delta, centre + delta):
-                    ax_int.axvline(x, color="tab:orange", ls="--", lw=1)
-            means = [r["b"] for r in rows if r["b"] is not None]
-            nf = noise_floor_pp(rep.profile, part.b, sum(means) / len(means) if means else None)
-            if nf:
-                ax_int.axvspan(-nf, nf, color="grey", alpha=0.25, label=f"noise floor ±{nf:.2f} pp")
-        elif getattr(part, "threshold", None) is not None:
-            ax_int.axvline(pp(part.threshold), color="tab:red", ls="--", lw=1, label="threshold")
-        if dd is not None and getattr(dd, "mean", None) is not None and not math.isnan(dd.mean):
-            mean = pp(dd.mean)
-            lo = pp(dd.lower) if dd.lower is not None and math.isfinite(dd.lower) else mean
-            hi = pp(dd.upper) if dd.upper is not None and math.isfinite(dd.upper) else mean
-            ax_int.errorbar([mean], [0], xerr=[[mean - lo], [hi - mean]], fmt="o", color="tab:blue",
-                            capsize=5, label=f"d̄ with one-sided bounds, n = {dd.n}")
-        ax_int.set_yticks([])
-        ax_int.set_xlabel(f"{'A − B' if part.b is not None else 'mean A'} (pp, {rep.profile} profile)")
-        ax_int.set_title(f"{part.id}: {_value(dd.verdict) if dd is not None else row.verdict}", fontsize=9)
-        ax_int.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def plot_curves(rep: SuiteReport, row: ClaimRow, path: Path) -> Path | None:
-    """A PNG of the training curves: test accuracy after each epoch per arm (from the stored runs), every seed a thin
-    line and the arms' mean a thick one; None when no run has a curve."""
-    arms = [(r, row.results.get(r.key, {})) for r in row.claim.recipes()]
-    arms = [(r, runs) for r, runs in arms if any(res.acc_per_epoch for res in runs.values())]
-    if not arms:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for i, (recipe, runs) in enumerate(arms):
-        color = f"C{i % 10}"
-        curves = [[100.0 * a for a in res.acc_per_epoch] for res in runs.values() if res.acc_per_epoch]
-        for curve in curves:
-            ax.plot(range(1, len(curve) + 1), curve, color=color, alpha=0.3, lw=0.8)
-        longest = max(len(cv) for cv in curves)
-        mean = [sum(cv[e] for cv in curves if len(cv) > e) / sum(len(cv) > e for cv in curves) for e in range(longest)]
-        ax.plot(range(1, longest + 1), mean, color=color, lw=2, marker="o", ms=3,
-                label=f"{recipe.name or recipe.key[:12]} ({len(curves)} seeds)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"test accuracy % ({rep.profile})")
-    note = f" — {pipeline_note(rep.profile)}" if pipeline_only(rep.profile) else ""
-    ax.set_title(f"{row.claim.id}: training curves{note}", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+# plot_claim and plot_curves live in claims/plots.py (one figure a claim, small multiples for a compound claim)
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -877,6 +792,8 @@ def write_report(rep: SuiteReport, reports_root: str | Path = "reports") -> Path
         k += 1
         out = root / f"{stamp}-{rep.profile}-{k}"
     out.mkdir(parents=True)
+    from claims.plots import plot_claim, plot_curves
+
     plots: dict[str, str] = {}
     curves: dict[str, str] = {}
     (out / "plots").mkdir()
@@ -921,10 +838,16 @@ def replace_block(readme_path: str | Path, start_marker: str, end_marker: str, b
     readme.write_text(text[: start + len(start_marker)] + "\n" + body.strip() + "\n" + text[end:])
 
 
-def write_readme_summary(report_dir: str | Path, readme_path: str | Path) -> None:
-    """Replace the block between the claims-summary markers of the README with the report's summary table."""
-    summary = (_report_dir(report_dir) / "summary.md").read_text().strip()
+def write_readme_summary(report_dir: str | Path, readme_path: str | Path) -> str:
+    """Replace the block between the claims-summary markers of the README with the report's summary table, unless a
+    smoke report would replace a default or paper summary (ValueError); returns the report used, with its profile."""
+    from claims.summary_guard import check_replacement, describe
+
+    folder = _report_dir(report_dir)
+    summary = (folder / "summary.md").read_text().strip()
+    check_replacement(readme_path, SUMMARY_START, SUMMARY_END, summary, folder)
     replace_block(readme_path, SUMMARY_START, SUMMARY_END, summary)
+    return describe(folder, summary)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -934,11 +857,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--readme", required=True, help="the README whose claims-summary block is replaced")
     args = ap.parse_args(argv)
     try:
-        write_readme_summary(args.report_dir, args.readme)
+        used = write_readme_summary(args.report_dir, args.readme)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{args.readme}: claims summary replaced from {_report_dir(args.report_dir)}")
+    print(f"{args.readme}: claims summary replaced from {used}")
     return 0
 
 

@@ -4,7 +4,7 @@
 in `PUBLISHED` (by recipe key, from any code version unless `--code-version` picks one), prints one row a published
 number (ours as mean ± SD and [min, max] over seeds, n, the difference, whether the published value lies in our
 range, a note that says whether a miss is within seed noise and what explains it), the paper-only claims judged by
-the suite's engine on those runs, writes that table into README.md between the reproduce markers, and writes
+the suite's engine on those runs, writes that table into docs/reproduction.md between the reproduce markers, and writes
 `results/paper-reproduction.json`: the campaign's record, every paper-profile run of the store with all its fields
 (per-seed accuracy, per-epoch curves, wall time, device, threads, versions, dataset copy; `claims.record`), compact.
 The claims suite takes its verdicts from the run store; `python -m claims.record restore` puts the record back into a
@@ -40,7 +40,7 @@ MISS_PP = 2.0  # a mean further than this from the published value needs an expl
 SCHEMA_VERSION = "1"
 START = "<!-- reproduce:start -->"
 END = "<!-- reproduce:end -->"
-README = "README.md"
+README = "docs/reproduction.md"
 RECORD = Path("results") / "paper-reproduction.json"
 
 
@@ -598,7 +598,7 @@ def _now() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m claims.reproduce`: the paper-profile reproduction table, into the README and a JSON record."""
+    """`python -m claims.reproduce`: the reproduction table, into docs/reproduction.md and a JSON record."""
     ap = argparse.ArgumentParser(prog="python -m claims.reproduce", description=main.__doc__)
     ap.add_argument("--store", default=None, help="run store SQLite file (default: $TRICKS_STORE or the user cache)")
     ap.add_argument("--code-version", default=None, help="only runs of this code version (default: any)")

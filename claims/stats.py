@@ -20,7 +20,7 @@ from scipy import integrate, special
 from scipy import stats as st
 
 DEFAULT_LOOKS: tuple[int, ...] = (3, 5, 8, 12)
-DEFAULT_SHAPE = 0.25  # Wang-Tsiatis boundary shape of the engine's design: 0 O'Brien-Fleming, 0.5 Pocock (README)
+DEFAULT_SHAPE = 0.25  # Wang-Tsiatis boundary shape: 0 O'Brien-Fleming, 0.5 Pocock (docs/method.md)
 # The engine designs each claim at α · SKEW_GUARD and reports p_seq / SKEW_GUARD, so a claim is still SUPPORTED
 # exactly when its reported p is <= its own α. A paired t over 3-12 seeds cannot see a tail it has not sampled: with
 # one arm that now and then trains badly (10 % of seeds lose 3 σ_d, skewness of d about -0.8, as real CNN arms are

@@ -139,6 +139,29 @@ def test_list_shows_every_trick_and_named_recipe(env):
 # ------------------------------------------------------------------------------------------------ errors
 
 
+def test_list_gives_each_scaled_recipe_its_own_parameter_count_and_settings():
+    """`--list` used to describe jovian/base_cnn@w8 with the full CNN's 5,851,338 parameters (it has 367,290)."""
+    needs_registry()
+    import io
+
+    from rich.console import Console
+
+    from tricks.apply import print_list
+    from tricks.listing import recipe_params
+    from tricks.recipes import RECIPES
+
+    buf = io.StringIO()
+    print_list(Console(file=buf, width=400))
+    rows = {line.split("│")[1].strip(): line for line in buf.getvalue().splitlines() if line.count("│") >= 3}
+    scaled = {n: r for n, r in RECIPES.items() if r.scaled}
+    assert {"jovian/base_cnn@w8", "he2016/kmeans@k400", "jovian/resnet9@w16"} <= set(scaled)
+    for name, r in scaled.items():
+        own, full = recipe_params(r), RECIPES[name.rsplit("@", 1)[0]]
+        assert f"{own:,} parameters" in rows[name] and r.scaled in rows[name], rows[name]
+        assert full.description not in rows[name]  # no full-size numbers (6,400-d, 1,600 centroids, 5,851,338)
+    assert recipe_params(RECIPES["jovian/base_cnn@w8"]) < recipe_params(RECIPES["jovian/base_cnn"]) / 10
+
+
 def test_an_unknown_trick_exits_2_with_the_registrys_suggestion(env):
     needs_registry()
     res = cli("--cb", "BnFreez", env=env)
@@ -329,7 +352,7 @@ def test_compare_asks_the_engine_about_superiority_by_delta_over_the_paired_seed
 
 def test_a_run_prints_its_table_writes_json_and_is_cached_the_second_time(env, tiny, source, tmp_path):
     store, out = tmp_path / "runs.sqlite", tmp_path / "out.json"
-    first = cli(*tiny_args(tiny, source, store, "--cb", "BnFreeze", "--json", str(out)), env=env)
+    first = cli(*tiny_args(tiny, source, store, "--cb", "BnFreeze", "--no-baseline", "--json", str(out)), env=env)
     assert first.returncode == 0, first.stderr
     for word in ("accuracy", "loss", "wall", "img/s", "params", "seed", "smoke", "trained", "dataset"):
         assert word in first.stdout
@@ -347,7 +370,7 @@ def test_a_run_prints_its_table_writes_json_and_is_cached_the_second_time(env, t
     assert run["params_used"] > 0 and str(source) in run["dataset"] and len(run["acc_per_epoch_pct"]) == 1
     assert "acc" not in run and "acc_per_epoch" not in run  # one unit, named in the field
 
-    second = cli(*tiny_args(tiny, source, store, "--cb", "BnFreeze", "--json", str(out)), env=env)
+    second = cli(*tiny_args(tiny, source, store, "--cb", "BnFreeze", "--no-baseline", "--json", str(out)), env=env)
     assert second.returncode == 0, second.stderr
     assert "cached" in second.stdout and "cached" in second.stderr
     (again,) = json.loads(out.read_text())["runs"]
@@ -358,7 +381,8 @@ def test_options_reach_the_recipe_and_the_run(env, tiny, source, tmp_path):
     out = tmp_path / "out.json"
     res = cli("--recipe", str(tiny), "--data", str(source), "--profile", "smoke", "--epochs", "2", "--bs", "16",
               "--lr", "0.02", "--seeds", "2", "--threads", "1", "--device", "cpu", "--no-store", "--quiet",
-              "--cb", "dropout_conv:p=0.3" if "tiny_cnn" in tiny.read_text() else "GradientClip:max_norm=0.5",
+              "--no-baseline", "--cb",
+              "dropout_conv:p=0.3" if "tiny_cnn" in tiny.read_text() else "GradientClip:max_norm=0.5",
               "--json", str(out), env=env)
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""  # --quiet: no status lines, no progress
@@ -505,7 +529,7 @@ def test_the_readme_example_bnfreeze_runs_on_a_recipe_with_batchnorm_and_names_i
 
     plan = _plan("--cb", "BnFreeze")
     assert _bn_freeze_acts(model_of(plan.recipe))
-    assert plan.recipe.name.startswith("fastai2018/")  # doc 003, where BnFreeze comes from
+    assert plan.recipe.name.startswith("pal2021b/bn_before_relu+BnFreeze")  # doc 001's BN net under Adam 1e-3
     base_name = plan.recipe.name.split("+")[0]
     assert plan.note.startswith(f"recipe {base_name}: chosen for BnFreeze") and "--recipe" in plan.note
     assert not _bn_freeze_acts(model_of(load_recipe("pal2021b/baseline")))  # the old default: nothing to freeze
@@ -525,6 +549,69 @@ def test_every_tricks_default_recipe_is_one_the_trick_acts_on():
     assert _plan("--recipe", "pal2021b/baseline", "--cb", "BnFreeze").note == ""  # an explicit recipe is kept
 
 
+def test_the_default_bnfreeze_plan_freezes_only_statistics_learned_first(tmp_path):
+    """Frozen from the first step, BnFreeze froze a fresh model's initial statistics and the model collapsed."""
+    needs_registry()
+    from tricks.train import get_profile
+
+    plan = _plan("--cb", "BnFreeze")
+    base = load_recipe(plan.baseline.name)
+    (use,) = [u for u in plan.recipe.callbacks if u.name == "BnFreeze"]
+    assert dict(use.params)["start_epoch"] == base.epochs // 2 >= 1
+    assert "the BN statistics are learned for the first 2 of 5 epochs under profile default" in plan.note
+    assert plan.baseline.key == base.key and not plan.compare  # the same recipe without it, shown beside it
+    explicit = _plan("--cb", "BnFreeze:start_epoch=0")  # what the user asked for is kept
+    assert dict(explicit.recipe.callbacks[-1].params)["start_epoch"] == 0 and "learned" not in explicit.note
+    assert _plan("--cb", "BnFreeze", "--no-baseline").baseline is None
+    smoke = _plan("--cb", "BnFreeze", "--profile", "smoke")  # one epoch: nothing can be learned first, and it says so
+    assert "so they are frozen from the first step, at their initial values" in smoke.note
+
+    # the plan's callback as the default profile scales it, on a tiny Learner: no warning, statistics that moved in
+    # the epochs before start_epoch and stayed put after
+    import warnings
+
+    import torch
+    from fastai.data.core import DataLoaders, TfmdDL
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from tricks.registry import TrickWarning, get_trick
+
+    (scaled,) = [u for u in get_profile("default").scale(plan.recipe).callbacks if u.name == "BnFreeze"]
+    start = dict(scaled.params)["start_epoch"]
+    assert start == 2
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(24, 3, 8, 8, generator=g), torch.randint(0, 4, (24,), generator=g)
+    dls = DataLoaders(TfmdDL(TensorDataset(x[:16], y[:16]), bs=8, num_workers=0),
+                      TfmdDL(TensorDataset(x[16:], y[16:]), bs=8, num_workers=0), device="cpu")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 4))
+    learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), path=tmp_path,
+                    cbs=[get_trick(scaled.name).build(**dict(scaled.params))])
+    learn.remove_cbs(learn.cbs.filter(lambda c: type(c).__name__ == "ProgressCallback"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrickWarning)
+        learn.fit(start, 1e-2)
+        learned = model[1].running_mean.clone()
+        learn.fit(1, 1e-2)
+    assert int(model[1].num_batches_tracked) == start * 2  # two batches an epoch, learned in the first `start`
+    assert not torch.equal(learned, torch.zeros(4)) and torch.equal(model[1].running_mean, learned)
+
+
+def test_a_trick_run_shows_the_same_recipe_without_it_on_the_same_seed(env, tiny, source, tmp_path):
+    out = tmp_path / "out.json"
+    res = cli(*tiny_args(tiny, source, tmp_path / "runs.sqlite", "--cb", "GradientClip:max_norm=0.5", "--json",
+                         str(out)), env=env)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert {(r["arm"], r["seed"]) for r in doc["runs"]} == {("trick", 0), ("baseline", 0)}
+    assert doc["comparison"] is None and doc["baseline"]["key"] != doc["recipe"]["key"]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("with GradientClip:max_norm=0.5: "))
+    assert "without: " in line and "A − B = " in line and "pp (seed 0)" in line and "no verdict" in line
+
+
 def test_a_transform_with_nothing_to_act_on_is_refused_before_any_data_is_loaded(capsys, tmp_path):
     needs_registry()
     missing = tmp_path / "no_data_here"
@@ -540,8 +627,8 @@ def test_the_output_names_the_recipe_chosen_for_the_trick(env, source, tmp_path)
     res = cli("--cb", "BnFreeze", "--data", str(source), "--profile", "smoke", "--epochs", "1", "--bs", "32",
               "--no-store", env=env)
     assert res.returncode == 0, res.stderr
-    assert "recipe fastai2018/conv_bn_net: chosen for BnFreeze" in res.stderr  # said before training
-    assert "recipe fastai2018/conv_bn_net: chosen for BnFreeze" in res.stdout  # and kept with the results
+    assert "recipe pal2021b/bn_before_relu: chosen for BnFreeze" in res.stderr  # said before training
+    assert "recipe pal2021b/bn_before_relu: chosen for BnFreeze" in res.stdout  # and kept with the results
 
 
 def test_a_no_op_trick_compared_with_a_suite_run_gives_zero_on_every_seed(env, tiny, source, tmp_path):

@@ -81,3 +81,37 @@ def test_gpu_checks_resnet9_step_skips_without_cuda_and_runs_a_cut_down_path_wit
     r = gpu_check.resnet9_step(source, 1)
     assert r["device"].startswith("cpu") and r["met"] is None and 0.0 <= r["acc"] <= 1.0 and r["wall_s"] > 0
     assert "CPU path check only" in capsys.readouterr().out
+
+
+def test_figures_writes_each_quoted_commands_time_with_date_and_machine_between_its_markers(tmp_path):
+    """The docs' timings went stale because they were typed by hand; `nox -s figures` writes them."""
+    figures = _load("figures")
+    cmds = figures.commands()
+    assert [c.key for c in cmds] == ["list", "bnfreeze", "compare", "example"]
+    readme = (ROOT / "README.md").read_text()
+    for c in cmds[:3]:
+        assert c.shown in readme, c.shown  # the commands the README quotes, as it quotes them
+    assert "learn.fit(" in cmds[3].argv[-1]  # the README's own Python block
+    fake = {c.key: (3.0 + i, 0) for i, c in enumerate(cmds)}
+    stores = []
+
+    def run(cmd, store):
+        stores.append(store)
+        return figures.Timing(cmd, *fake[cmd.key])
+
+    timings = figures.measure(cmds, run=run)
+    assert len(set(stores)) == len(cmds)  # each from its own empty store
+    text = figures.block(timings, "2026-12-07", "a test CPU, 2 cores, no GPU", ("1.0", "2.0"), "tiny")
+    assert text.startswith("Measured 2026-12-07 by `nox -s figures` on a test CPU, 2 cores, no GPU")
+    for c in cmds:
+        shown = f"`{c.shown}`" if c.key != "example" else c.shown  # commands as code, the example in words
+        assert f"| {shown} | {fake[c.key][0]:.1f} s | 0 |" in text
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"# P\n\n{figures.START}\nold\n{figures.END}\n\nkept\n")
+    from claims.report import replace_block
+
+    replace_block(doc, figures.START, figures.END, text)
+    assert "old" not in doc.read_text() and doc.read_text().endswith("\n\nkept\n")
+    assert figures.START in (ROOT / "docs" / "performance.md").read_text()
+    assert "benchmarks/figures.py" in (ROOT / "noxfile.py").read_text()  # nox -s figures
+    assert figures.main(["--only", "nonsense"]) == 2

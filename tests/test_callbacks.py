@@ -35,6 +35,7 @@ from tricks.callbacks import (
     ThroughputRecorder,
     WeightDecayFrom,
     l1_weights,
+    never_learned,
 )
 from tricks.layers import BnLayer
 from tricks.registry import TrickWarning
@@ -284,11 +285,55 @@ def test_l1_penalty_warns_on_a_model_with_only_biases_and_norm_layers(tmp_path):
         learn.fit(1)
 
 
-def test_bnfreeze_is_silent_on_a_model_it_acts_on(tmp_path):
-    learn = tiny_learner(tmp_path, [BnFreeze()])
+def test_bnfreeze_is_silent_on_learned_statistics(tmp_path):
+    learn = tiny_learner(tmp_path)
+    learn.fit(1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TrickWarning)
+        learn.fit(1, cbs=[BnFreeze()])
+
+
+@pytest.mark.parametrize("model", ["batchnorm", "bnlayer"])
+def test_bnfreeze_warns_once_that_a_fresh_models_statistics_were_never_learned(tmp_path, model):
+    learn = (tiny_learner(tmp_path, [BnFreeze()]) if model == "batchnorm"
+             else mnist_like_learner(tmp_path, Adam, [BnFreeze()]))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         learn.fit(1)
+        learn.fit(1)
+    (w,) = [w for w in seen if issubclass(w.category, TrickWarning)]
+    assert str(w.message).startswith("BnFreeze freezes statistics that were never learned in ")
+    assert "evaluation use those values" in str(w.message) and "start_epoch=k" in str(w.message)
+
+
+def test_bnfreeze_start_epoch_learns_statistics_first_and_freezes_them_after_across_fits(tmp_path):
+    learn = mnist_like_learner(tmp_path, Adam, [BnFreeze(start_epoch=2)])
+    fresh = state_of(learn.model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrickWarning)
+        learn.lr_find(num_it=5, show_plot=False)  # not counted: the first two real epochs still learn
+        learn.fit(1, 1e-2)
+        after_one = state_of(learn.model)
+        learn.fit(2, 1e-2)  # a second fit: its first epoch is the callback's epoch 1, then epoch 2 freezes
+    frozen = state_of(learn.model)
+    stats = ("1.running_mean", "1.running_var", "3.last_mean", "3.running_mean", "3.num_batches_tracked")
+    for k in stats:
+        assert not torch.equal(fresh[k], after_one[k]), k
+    assert int(frozen["3.num_batches_tracked"]) == 2 * int(after_one["3.num_batches_tracked"])  # one epoch more
+    learn.fit(1, 1e-2)
+    for k in stats:
+        assert torch.equal(frozen[k], state_of(learn.model)[k]), k  # frozen from the third epoch on
+    assert not torch.equal(after_one["3.m"], frozen["3.m"])  # without affine the scale still trains
+
+
+def test_never_learned_tells_initial_statistics_from_learned_ones_even_with_a_reset_count():
+    bn = nn.BatchNorm2d(3)
+    assert never_learned(bn) and never_learned(BnLayer(3, 4))
+    bn.train()(torch.randn(8, 3, 4, 4))
+    assert not never_learned(bn)
+    bn.num_batches_tracked.zero_()  # an old checkpoint without the count loads it as 0
+    assert not never_learned(bn)
+    assert not never_learned(nn.BatchNorm2d(3, track_running_stats=False))  # always the batch's own statistics
 
 
 # --------------------------------------------------------------------------------------------- L1Penalty

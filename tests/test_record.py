@@ -144,7 +144,8 @@ def test_the_answer_table_lists_every_claim_with_its_words_and_both_columns(tmp_
     assert len(ids) == len(set(ids)) and "C001-1" in ids and "X-1" in ids and ids.index("C000-1") < ids.index("X-1")
     c8 = next(r for r in table if r.id == "C001-8")
     assert c8.paper.n == 3 and c8.proxy.verdict == "INCONCLUSIVE"
-    assert "the residual network outperformed the baseline" in text and "| C001-8 | doc 001 |" in text
+    assert "the residual network outperformed the baseline" in text and "| C001-8 | doc 001 (pal2021b) |" in text
+    assert "| X-1 | docs 001, 003 (pal2021b, fastai2018) |" in text  # each source by its short name
     assert "6 paper-profile runs" in text
 
 

@@ -134,6 +134,26 @@ def test_readme_summary_replaces_only_its_block(report, tmp_path):
     assert readme.read_text() == text
 
 
+def test_a_smoke_summary_never_replaces_a_default_or_paper_one_and_the_command_names_the_report(report, tmp_path,
+                                                                                                capsys):
+    rep, _, _ = report  # a smoke report
+    out = write_report(rep, tmp_path / "reports")
+    results = tmp_path / "results.md"
+    for held in ("default", "paper"):
+        kept = (f"<!-- claims-summary:start -->\nProfile **{held}**, dataset d: **30 of 50 claims hold**\n"
+                "<!-- claims-summary:end -->\n")
+        results.write_text(kept)
+        with pytest.raises(ValueError, match=f"holds a {held}-profile claims summary and .* is a smoke report"):
+            write_readme_summary(out, results)
+        assert main([str(out), "--readme", str(results)]) == 2
+        assert results.read_text() == kept
+        assert "kept the" in capsys.readouterr().err
+    results.write_text("<!-- claims-summary:start -->\nProfile **smoke**, old\n<!-- claims-summary:end -->\n")
+    assert main([str(out), "--readme", str(results)]) == 0  # smoke over smoke is fine
+    said = capsys.readouterr().out
+    assert f"claims summary replaced from {out} (profile smoke)" in said
+
+
 def test_readme_without_markers_or_a_missing_report_is_a_clear_error(report, tmp_path, capsys):
     rep, _, _ = report
     out = write_report(rep, tmp_path / "reports")
@@ -283,6 +303,36 @@ def test_the_terminal_report_is_a_compact_table_within_100_columns_with_full_ids
     assert tty.getvalue() == pipe.getvalue() == "\n".join(lines) + "\n"  # a terminal and a pipe show the same
 
 
+def test_terminal_and_summary_rows_follow_the_documents_and_carry_words_and_why_n_is_0(report):
+    """Rows came in the suite's run order (X-1, C003-1, C002-1, ...) and an n 0 row read "n 0 INCONCLUSIVE" alone."""
+    from dataclasses import replace
+
+    from claims.order import claim_order
+    from claims.report import terminal_table
+
+    rep = report[0]
+    ids = ["X-1", "C003-2", "C001-10", "C000-5@code", "C000-11", "C000-2"]
+    rows = [replace(rep.rows[i % len(rep.rows)], claim=replace(rep.rows[i % len(rep.rows)].claim, id=cid,
+                                                                quote=f"words of {cid}"))
+            for i, cid in enumerate(ids)]
+    from claims.spec import Verdict
+
+    for i, why in ((2, "predicted underpowered: needs ~96 seeds at σ_d = 4.24 pp (A/A pilot)"),
+                   (1, "a published number: judged only under the paper profile; no run was made")):
+        rows[i] = replace(rows[i], decision=replace(rows[i].decision, n=0, verdict=Verdict.INCONCLUSIVE, reason=why,
+                                                    mean=None, lower=None, upper=None))
+    rep = replace(rep, rows=rows)
+    want = sorted(ids, key=claim_order)
+    assert want[0] == "C000-2" and want[-1] == "X-1" and want.index("C000-11") > want.index("C000-2")
+    table = terminal_table(rep)[2:]
+    assert [ln.split()[0] for ln in table] == want
+    by_id = {ln.split()[0]: ln for ln in table}
+    assert "underpowered: ~96 seeds" in by_id["C001-10"] and "paper profile only" in by_id["C003-2"]
+    md = [ln for ln in summary_markdown(rep).splitlines() if ln.startswith("| C") or ln.startswith("| X")]
+    assert [ln.split(" | ")[0][2:] for ln in md] == want
+    assert all(f"| words of {ln.split(' | ')[0][2:]} |" in ln for ln in md)  # each claim's words
+
+
 def test_the_fdr_column_shows_the_engines_fdr_flag_when_there_is_one(report):
     from dataclasses import replace
 
@@ -359,7 +409,7 @@ def test_a_claim_with_a_scaled_arm_is_marked_scaled_in_its_line_and_card(tmp_pat
     rep = build_report(sched)
     lines = {line.split(" | ")[0]: line for line in summary_markdown(rep).splitlines() if line.startswith("| S-")}
     assert lines["| S-1"].endswith(", scaled |") and lines["| S-2"].endswith("the claim) |")
-    assert "| smoke (" in lines["| S-1"] and "scaled" not in lines["| S-2"]
+    assert "| smoke (" in lines["| S-1"] and "scaled" not in lines["| S-2"].split(" | ")[-1]  # S-2's profile cell
     md = report_markdown(rep)
     card_1, card_2 = md.split("### S-1")[1].split("### S-2")
     assert "Scaled: arm `fake/resnet-like` is a CPU stand-in for a heavy recipe: the net at a quarter of the width" \

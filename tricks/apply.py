@@ -1,13 +1,16 @@
 """`python -m tricks.apply`: train a recipe with extra tricks, or compare it with and without them over paired seeds.
 
     python -m tricks.apply --list                                  # every trick and named recipe
-    python -m tricks.apply --cb BnFreeze                           # a recipe with BatchNorm + BnFreeze, seed 0
+    python -m tricks.apply --cb BnFreeze                           # a recipe with BatchNorm, with and without BnFreeze
     python -m tricks.apply --cb dropout_conv:p=0.3 --compare       # with vs without over seeds 0-2, and a verdict
     python -m tricks.apply --learner mypkg.exp:make_learner --cb BnFreeze --compare   # your own Learner
 
 Without `--recipe`, a trick runs on a recipe it acts on: the first of its `TRICK_RECIPES` candidates whose model it
 changes (BnFreeze needs BatchNorm layers, a BN placement transform a network without them), else doc 001's baseline.
-The output names the recipe chosen.
+The output names the recipe chosen. A trick given without some parameter may get the one that puts it in the use it
+is made for, said in the output (`tricks.apply_plan`: BnFreeze freezes statistics learned in the first half). With
+`--cb` and without `--compare`, the same recipe without the tricks trains on the same seed too (`--no-baseline` skips
+it), and one line gives both accuracies and their difference, without a verdict.
 
 Runs go through `tricks.train.run` and the claims suite's run store (`claims.store.RunStore`), keyed by (recipe key,
 seed, profile, run version: the recipe's training fingerprint and the dataset copy): a run trained here is reused by
@@ -52,9 +55,10 @@ from tricks.train import PROFILES, Recipe, RunResult, RunVersions, TrickUse, get
 DEFAULT_RECIPE = "pal2021b/baseline"
 # candidate recipes of a trick, in order of preference; the first one the trick acts on is its default
 TRICK_RECIPES: dict[str, tuple[str, ...]] = {
-    # doc 003 (fast.ai 2018), where BnFreeze comes from: its ConvBnNet when BnFreeze acts on its BnLayers, else doc
-    # 003's network with torch BatchNorm before each ReLU
-    "BnFreeze": ("fastai2018/conv_bn_net", "fastai2018/bn_before_relu", "pal2021b/residual"),
+    # doc 001's CNN with BatchNorm under Adam 1e-3 (BnFreeze gets start_epoch at half its epochs: tricks.apply_plan);
+    # doc 003's own recipes train at SGD lr 0.1, where BN statistics frozen after the first phase diverge in a few
+    # batches (measured on fastai2018/conv_bn_net and fastai2018/bn_before_relu)
+    "BnFreeze": ("pal2021b/bn_before_relu", "fastai2018/conv_bn_net", "pal2021b/residual"),
     "bn_before_relu": ("pal2021b/baseline",),  # doc 001's network without BN: the transform gives its BN arm
     "bn_after_relu": ("pal2021b/baseline",),
     "dropout_conv": ("pal2021a/baseline",),  # doc 000, whose claims test dropout
@@ -297,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta", type=_positive(float, "a positive accuracy margin"), default=None, metavar="PP",
                    help=f"the margin of --compare in percentage points (default: {DEFAULT_DELTA_PP:g}, one point; "
                         f"at least {MIN_DELTA_PP:g})")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="with --cb and without --compare: do not also train the recipe without the tricks")
     p.add_argument("--quiet", action="store_true", help="no progress bar, epoch or status lines")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: train here, one run after another (default); ray: the missing runs as Ray tasks, "
@@ -318,6 +324,7 @@ class Plan:
     profile: str
     delta_pp: float  # the margin of --compare in percentage points
     note: str = ""  # which recipe was chosen for the tricks, when --recipe was not given
+    compare: bool = True  # judge the arms (--compare); False: a baseline trained only to be shown beside the tricks
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
@@ -334,6 +341,8 @@ def make_plan(args: argparse.Namespace) -> Plan:
                          "--executor ray")
     if args.compare and not args.cb:
         raise UsageError("--compare needs at least one --cb trick to compare the recipe against")
+    if args.no_baseline and (args.compare or not args.cb):
+        raise UsageError("--no-baseline only applies with --cb and without --compare")
     if args.json is not None:
         parent = Path(args.json).expanduser().resolve().parent
         if not parent.is_dir():  # say so now rather than after the training
@@ -349,7 +358,11 @@ def make_plan(args: argparse.Namespace) -> Plan:
         base = replace(base, bs=args.bs)
     if args.lr is not None:
         base = with_lr(base, args.lr)
-    recipe = apply_tricks(base, args.cb)
+    from tricks.apply_plan import fill_defaults
+
+    specs, filled = fill_defaults(base, args.cb, get_profile(args.profile).name)
+    recipe = apply_tricks(base, specs)
+    note = "\n".join(filter(None, [note, *filled]))
     if args.seed is not None:
         seeds: tuple[int, ...] = (args.seed,)
     elif args.seeds is not None:
@@ -358,8 +371,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         seeds = tuple(range(DEFAULT_COMPARE_SEEDS)) if args.compare else (0,)
     if args.compare and len(seeds) < 2:
         raise UsageError(f"--compare needs at least 2 paired seeds; got {len(seeds)} (use --seeds 2 or more)")
-    return Plan(recipe, base if args.compare else None, seeds, get_profile(args.profile).name,
-                DEFAULT_DELTA_PP if args.delta is None else args.delta, note)
+    shown = args.compare or (bool(args.cb) and not args.no_baseline)
+    return Plan(recipe, base if shown else None, seeds, get_profile(args.profile).name,
+                DEFAULT_DELTA_PP if args.delta is None else args.delta, note, compare=args.compare)
 
 
 def _check_device(device: str | None) -> None:
@@ -765,8 +779,10 @@ def print_list(console: Any) -> None:
     recipes.add_column("name", no_wrap=True)
     recipes.add_column("epochs", justify="right")
     recipes.add_column("description")
+    from tricks.listing import describe
+
     for name, r in RECIPES.items():
-        recipes.add_row(name, str(r.epochs), r.description)
+        recipes.add_row(name, str(r.epochs), describe(name, r))
     console.print(tricks)
     console.print(recipes)
 
@@ -833,7 +849,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             train(session, store, source=args.data, device=args.device, console=err,
                   show_progress=not args.quiet and err.is_terminal, quiet=args.quiet, threads=threads)
-        if plan.baseline is not None:
+        if plan.baseline is not None and plan.compare:
             session.decision = judge_comparison(plan, session.outcomes)
         diverged = [o for o in session.outcomes if o.result.diverged]
         session.status = "diverged" if diverged else "done"
@@ -842,6 +858,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             out.print(line, markup=False, highlight=False)
         if session.decision is not None:
             out.print(verdict_text(plan, session.decision), markup=False, highlight=False)
+        elif plan.baseline is not None:
+            from tricks.apply_plan import paired_line
+
+            tricks = plan.recipe.name.removeprefix(f"{plan.baseline.name}+")
+            out.print(paired_line(session.outcomes, tricks), markup=False, highlight=False)
         if args.json is not None:
             write_json(session, argv, args.json)
         for o in diverged:

@@ -14,7 +14,9 @@ fit's first `before_train`, not at `before_fit`, and every callback is a no-op t
 
 Epochs count from 0 in every fit: `ExpLRDecay` and `WeightDecayFrom` start over with each `fit` call, so each phase
 of `fine_tune` (frozen, then unfrozen) restarts the decay and the weight-decay switch. A trick that finds nothing to
-act on in the model (BnFreeze without BatchNorm) says so with a `TrickWarning`.
+act on in the model (BnFreeze without BatchNorm) says so with a `TrickWarning`, as does BnFreeze freezing statistics
+that were never learned. BnFreeze's `start_epoch` counts epochs over every fit, not per fit: the statistics it freezes
+are those learned in all the epochs before.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from tricks.layers import BnLayer, norm_layers, norm_params
 from tricks.registry import TrickWarning, register
 
 __all__ = ["BnFreeze", "ClipGradValue", "DivergenceGuard", "ExpLRDecay", "GradNormRecorder", "GradientClip",
-           "L1Penalty", "ThroughputRecorder", "ValidateSubsetUntil", "WeightDecayFrom"]
+           "L1Penalty", "ThroughputRecorder", "ValidateSubsetUntil", "WeightDecayFrom", "never_learned"]
 
 # fastai's norm-clipping callback, offered under its own name next to ClipGradValue
 register(kind="callback", description="Clip the global gradient norm to max_norm (fastai's own GradientClip).")(
@@ -95,31 +97,48 @@ class FitScoped(Callback):
 class BnFreeze(FitScoped):
     """Keep every BatchNorm layer's and BnLayer's statistics fixed during training (they run in eval mode).
 
-    fastai's own `BnFreeze` only acts on BN layers whose parameters are frozen (transfer learning), so on a model
-    trained from scratch it does nothing; this one acts on every `_BatchNorm` layer and on `tricks.layers.BnLayer`.
-    Frozen stats mean the layer normalizes with its running statistics (0 and 1 on a fresh model; a BnLayer that never
-    trained normalizes each batch by its own, recording nothing) instead of the batch's. `affine=True` also freezes
-    their scale and shift bit for bit: requires_grad off and gradients dropped for the fit (so no optimizer, not even
-    one with momentum or weight decay, steps them), restored after it. A model with no such layer gets a TrickWarning.
+    Freezing is for statistics already learned (doc 003: a trained network's mean and standard deviation, left
+    alone): with `start_epoch=k` they learn as usual for the first k epochs, then stay fixed. Epochs are counted over
+    every fit this callback trains (a recipe's phases, `fine_tune`'s frozen and unfrozen fits; `lr_find` excluded),
+    and a profile scales `start_epoch` with the epochs. Frozen from the first step of a fresh model (`start_epoch=0`,
+    the default, as fastai's) they are their initial values (running mean 0 and variance 1; a BnLayer that never
+    trained normalizes each batch by its own, recording nothing), and a TrickWarning says so. fastai's own `BnFreeze`
+    only acts on BN layers whose parameters are frozen (transfer learning), so on a model trained from scratch it does
+    nothing; this one acts on every `_BatchNorm` layer and on `tricks.layers.BnLayer`. `affine=True` also freezes
+    their scale and shift bit for bit while the statistics are frozen: requires_grad off and gradients dropped (so no
+    optimizer, not even one with momentum or weight decay, steps them), restored after the fit. A model with no such
+    layer gets a TrickWarning.
     `from fastai.vision.all import *` exports fastai's `BnFreeze` too: whichever import comes last wins the name.
     """
 
     order = TrainEvalCallback.order + 1  # after TrainEvalCallback.before_train has put the whole model in train mode
 
-    def __init__(self, affine: bool = False):
-        self.affine = affine
+    def __init__(self, affine: bool = False, start_epoch: int = 0):
+        _check(start_epoch >= 0, f"BnFreeze start_epoch must be 0 or more, got {start_epoch}")
+        self.affine, self.start_epoch = affine, start_epoch
         self._saved: list[tuple[nn.Parameter, bool]] = []
+        self._epochs_seen, self._warned = 0, False
 
     def _bn_layers(self) -> list[nn.Module]:
         return [m for m in norm_layers(self.learn.model) if isinstance(m, (_BatchNorm, BnLayer))]
 
     def start_fit(self) -> None:
         self._saved = []
-        layers = self._bn_layers()
-        if not layers and not self.in_lr_find:
+        if not self._bn_layers() and not self.in_lr_find:
             _warn(f"BnFreeze has nothing to freeze: this {type(self.learn.model).__name__} has no BatchNorm layer "
                   f"or BnLayer, so it trains as without the callback")
-        if self.affine:
+
+    def _freeze(self, layers: list[nn.Module]) -> None:
+        """Called at each training epoch once the statistics are frozen: warn once if they were never learned, and
+        freeze the scale and shift (affine=True) at the first such epoch of the fit."""
+        blank = [bn for bn in layers if never_learned(bn)]
+        if blank and not self.in_lr_find and not self._warned:
+            self._warned = True
+            _warn(f"BnFreeze freezes statistics that were never learned in {len(blank)} of {len(layers)} layers "
+                  f"(BatchNorm's initial mean 0 and variance 1; a BnLayer that recorded nothing uses each batch's "
+                  f"own), so training and evaluation use those values: learn them first (start_epoch=k freezes "
+                  f"after k epochs) or freeze a trained model")
+        if self.affine and not self._saved:
             for bn in layers:
                 for p in norm_params(bn):
                     self._saved.append((p, p.requires_grad))
@@ -128,13 +147,34 @@ class BnFreeze(FitScoped):
 
     def before_train(self) -> None:
         super().before_train()
-        for bn in self._bn_layers():
-            bn.eval()
+        if self._fitting and self._epochs_seen >= self.start_epoch:
+            layers = self._bn_layers()
+            self._freeze(layers)
+            for bn in layers:
+                bn.eval()
+
+    def after_epoch(self) -> None:
+        if self._fitting and not self.in_lr_find:
+            self._epochs_seen += 1
 
     def end_fit(self) -> None:
         for p, rg in self._saved:
             p.requires_grad_(rg)
         self._saved = []
+
+
+def never_learned(layer: nn.Module) -> bool:
+    """Whether a BatchNorm layer or BnLayer still holds the statistics it was built with (no training batch seen).
+
+    A BatchNorm layer counts as learned when its running statistics moved from (0, 1), even if a checkpoint without
+    `num_batches_tracked` reset that count to 0."""
+    if isinstance(layer, BnLayer):
+        return int(layer.num_batches_tracked) == 0
+    if not isinstance(layer, _BatchNorm) or layer.running_mean is None:
+        return False  # without running statistics the layer always normalizes by the batch: nothing to learn
+    tracked = layer.num_batches_tracked is not None and int(layer.num_batches_tracked) > 0
+    at_init = bool((layer.running_mean == 0).all()) and bool((layer.running_var == 1).all())
+    return not tracked and at_init
 
 
 @register(kind="callback")

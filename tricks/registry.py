@@ -66,6 +66,7 @@ class Range(NamedTuple):
 # ranges of the tricks registered in modules written before `register(ranges=...)` existed; checked there too, but
 # only once a run builds them, after the data is loaded
 DECLARED_RANGES: dict[str, dict[str, str]] = {
+    "BnFreeze": {"start_epoch": "[0, inf)"},
     "ClipGradValue": {"clip": "(0, inf)"},
     "DivergenceGuard": {"max_loss": "(0, inf)"},
     "ExpLRDecay": {"gamma": "(0, inf)"},

@@ -1,0 +1,162 @@
+"""`nox -s figures` (`python benchmarks/figures.py`): time the commands the README and docs quote, and write the times
+with the date and the machine between the timings markers of docs/performance.md, so no figure there is typed by hand.
+
+Each command runs in a fresh interpreter from an empty temporary run store (nothing cached), with `TRICKS_DATA` as
+set (else fastai's download), one after another: `--list`, the README's `--cb BnFreeze`, a smoke `--compare --seeds
+5`, and the README's Python example (its block, run as written). The machine line names the CPU, its cores, the
+GPU if any, torch, and the load average before and after, since the times are wall times on whatever else runs.
+
+    python benchmarks/figures.py                      # measure all, write docs/performance.md
+    python benchmarks/figures.py --only list --dry-run   # measure one, print the block
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- timings:start -->", "<!-- timings:end -->"
+APPLY = [sys.executable, "-m", "tricks.apply"]
+
+
+@dataclass(frozen=True)
+class Command:
+    key: str
+    shown: str  # as the README writes it
+    argv: tuple[str, ...]
+
+
+def readme_example() -> str:
+    """The README's Python block (its "A callback in your own Learner" section), as written."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## A callback in your own Learner\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    return code
+
+
+def commands() -> list[Command]:
+    return [
+        Command("list", "python -m tricks.apply --list", (*APPLY, "--list")),
+        Command("bnfreeze", "python -m tricks.apply --cb BnFreeze", (*APPLY, "--cb", "BnFreeze", "--quiet")),
+        Command("compare", "python -m tricks.apply --cb dropout_conv:p=0.3 --compare --seeds 5 --profile smoke",
+                (*APPLY, "--cb", "dropout_conv:p=0.3", "--compare", "--seeds", "5", "--profile", "smoke",
+                 "--quiet")),
+        Command("example", "the README's Python example", (sys.executable, "-c", readme_example())),
+    ]
+
+
+@dataclass(frozen=True)
+class Timing:
+    command: Command
+    wall_s: float
+    rc: int
+
+
+def run_command(cmd: Command, store: Path) -> Timing:
+    """Run one command from an empty run store; its wall time and exit code."""
+    env = {**os.environ, "TRICKS_STORE": str(store), "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    rc = subprocess.run(list(cmd.argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL).returncode
+    return Timing(cmd, time.perf_counter() - t0, rc)
+
+
+def machine() -> str:
+    """The CPU, its cores, the GPU if any, the Python and torch versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, {gpu}, Python {platform.python_version()}, torch {torch.__version__}, "
+            f"{platform.system()} {platform.machine()}")
+
+
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "?"
+
+
+def _dur(s: float) -> str:
+    m, sec = divmod(round(s), 60)
+    return f"{m} min {sec} s" if m else f"{s:.1f} s"
+
+
+def _cell(cmd: Command) -> str:
+    return f"`{cmd.shown}`" if cmd.shown.startswith("python ") else cmd.shown
+
+
+def block(timings: Sequence[Timing], when: str, where: str, load: tuple[str, str], data: str) -> str:
+    """The markdown between the timings markers: date, machine, load, data, then one row a command."""
+    rows = [f"| {_cell(t.command)} | {_dur(t.wall_s)} | {t.rc} |" for t in timings]
+    return "\n".join([
+        f"Measured {when} by `nox -s figures` on {where}; load average {load[0]} before, {load[1]} after; "
+        f"data {data}; every command from an empty run store, one thread a run.",
+        "",
+        "| command | wall time | exit code |",
+        "| --- | ---: | ---: |",
+        *rows,
+    ])
+
+
+def measure(selected: Sequence[Command], run: Callable[[Command, Path], Timing] = run_command) -> list[Timing]:
+    out = []
+    for cmd in selected:
+        with tempfile.TemporaryDirectory() as tmp:
+            out.append(run(cmd, Path(tmp) / "runs.sqlite"))
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python benchmarks/figures.py", description=__doc__.split("\n")[0])
+    ap.add_argument("--doc", default=str(DOC), help=f"the file whose timings block is replaced (default {DOC})")
+    ap.add_argument("--only", action="append", default=None, metavar="KEY",
+                    help="measure only these commands (list, bnfreeze, compare, example)")
+    ap.add_argument("--dry-run", action="store_true", help="print the block, write nothing")
+    args = ap.parse_args(argv)
+    every = commands()
+    keys = {c.key for c in every}
+    unknown = sorted(set(args.only or ()) - keys)
+    if unknown:
+        print(f"error: --only {unknown[0]} is not one of {', '.join(sorted(keys))}", file=sys.stderr)
+        return 2
+    selected = [c for c in every if args.only is None or c.key in args.only]
+    before = _load()
+    timings = measure(selected)
+    text = block(timings, dt.date.today().isoformat(), machine(), (before, _load()),
+                 os.environ.get("TRICKS_DATA", "fastai's CIFAR-10 download"))
+    print(text)
+    if not args.dry_run:
+        sys.path.insert(0, str(ROOT))
+        from claims.report import replace_block
+
+        try:
+            replace_block(args.doc, START, END, text)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    return 0 if all(t.rc == 0 for t in timings) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

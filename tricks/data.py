@@ -11,7 +11,8 @@ downloads the dataset):
 The decoded arrays are cached under `$TRICKS_CACHE` (default `$XDG_CACHE_HOME/tricks`, else `~/.cache/tricks`), keyed
 by the source's content: an archive by the sha256 of its bytes, a folder by its listing (paths, sizes, modification
 times). `CifarArrays.digest` is the sha256 of the decoded pixels and labels, so two packagings of the same images
-(the archive and its extracted folder) are the same copy of the dataset in a report.
+(the archive and its extracted folder) are the same copy of the dataset in a report. A cache entry is verified when
+read: its tensors must hash to its digest and its labels name its classes, else it is decoded again from the source.
 
 `cifar_dls(arrays, ...)` gives fastai `DataLoaders` over those tensors: the whole split lives on the device, and each
 batch is gathered, reflect-padded, cropped, flipped and normalized in a few tensor operations, driven by a generator
@@ -44,7 +45,7 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 __all__ = ["DataError", "CifarArrays", "load_cifar10", "cifar_dls", "subsets", "TensorImageDL", "Augment",
-           "class_balanced", "channel_stats", "cache_dir", "CIFAR10_CLASSES"]
+           "class_balanced", "channel_stats", "cache_dir", "CIFAR10_CLASSES", "arrays_digest"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -346,13 +347,18 @@ def _decode(path: Path) -> dict[str, Any]:
         suffixes = {os.path.splitext(n)[1].lower() for n in files.names}
         exts = sorted({e.lstrip(".").upper().replace("JPG", "JPEG") for e in suffixes & IMAGE_EXTS})
         d["source"] = f"class folders ({'/'.join(exts)}) {path}"
-    h = hashlib.sha256()
-    for k in ("x_train", "y_train", "x_test", "y_test"):
-        h.update(np.ascontiguousarray(d[k]).tobytes())
-    h.update("\0".join(d["classes"]).encode())
-    d["digest"] = h.hexdigest()
+    d["digest"] = arrays_digest(d["x_train"], d["y_train"], d["x_test"], d["y_test"], d["classes"])
     d["stats"] = channel_stats(d["x_train"])
     return d
+
+
+def arrays_digest(x_train: Any, y_train: Any, x_test: Any, y_test: Any, classes: Sequence[str]) -> str:
+    """The dataset copy's digest: sha256 of the pixels and labels (as uint8 and int64 bytes) and the class names."""
+    h = hashlib.sha256()
+    for a, dtype in ((x_train, np.uint8), (y_train, np.int64), (x_test, np.uint8), (y_test, np.int64)):
+        h.update(np.ascontiguousarray(np.asarray(a), dtype=dtype).tobytes())
+    h.update("\0".join(classes).encode())
+    return h.hexdigest()
 
 
 def channel_stats(x: np.ndarray | torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -434,11 +440,27 @@ def _read_cache(entry: Path) -> dict[str, Any] | None:
         return None
     try:
         d = torch.load(entry, map_location="cpu", weights_only=True)  # tensors, strings and numbers: nothing to run
-        if d.get("format") != CACHE_FORMAT:
+        if d.get("format") != CACHE_FORMAT or _cache_fault(d) is not None:
             return None
         return d
     except Exception:  # a damaged entry is decoded again and replaced
         return None
+
+
+def _cache_fault(d: dict[str, Any]) -> str | None:
+    """Why a cache entry's tensors are not the dataset its digest names (changed on disk, a bad label), or None.
+
+    The digest is recomputed from the tensors (sha256, about 0.1 s for CIFAR-10's 184 MB): a run must never be
+    stored under the digest of data it did not train on."""
+    n_classes = len(d["classes"])
+    for split in ("train", "test"):
+        x, y = d[f"x_{split}"], d[f"y_{split}"]
+        if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != (3, 32, 32) or y.dtype != torch.int64:
+            return f"{split} tensors of the wrong type or shape"
+        if len(x) != len(y) or len(y) == 0 or int(y.min()) < 0 or int(y.max()) >= n_classes:
+            return f"{split} labels out of range"
+    digest = arrays_digest(*(d[k].numpy() for k in ("x_train", "y_train", "x_test", "y_test")), d["classes"])
+    return None if digest == d["digest"] else "tensors that do not match their digest"
 
 
 def _write_cache(entry: Path, d: dict[str, Any]) -> None:

@@ -3,19 +3,15 @@ size, archive members larger than any CIFAR-10 file, and a batches file whose la
 
 from __future__ import annotations
 
-import io
-import pickle
-import tarfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import tricks.data as data
-from tests.test_data import cache_entries, count_decodes, write_batches, write_class_folders
-from tricks.data import DataError, load_cifar10
+from tests.test_data import cache_entries, count_decodes, write_batches
+from tricks.data import load_cifar10
 
 warnings.filterwarnings("ignore", category=UserWarning)
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")

@@ -1,0 +1,95 @@
+"""The claims suite under faults, through pytester: a full disk while storing, a report folder that cannot be
+written, and the exit codes (2 usage or data, 130 interrupted) it shares with `python -m tricks.apply`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests import test_plugin
+from tests.test_plugin import EXAMPLES, _run
+
+pytest_plugins = ["pytester"]
+suite = test_plugin.suite  # the plugin tests' pytester fixture
+
+FULL_AFTER = """
+import sqlite3
+
+from claims.plugin import *  # noqa: F403
+
+_real = sqlite3.connect
+_inserts = [0]
+
+
+class _Full(sqlite3.Connection):
+    def execute(self, sql, *args):
+        if sql.lstrip().upper().startswith("INSERT OR IGNORE INTO RUNS"):
+            _inserts[0] += 1
+            if _inserts[0] > {n}:
+                raise sqlite3.OperationalError("database or disk is full")
+        return super().execute(sql, *args)
+
+
+sqlite3.connect = lambda *a, **k: _real(*a, **{{**k, "factory": _Full}})
+"""
+
+
+def test_a_full_disk_in_the_suite_is_one_sentence_exit_2_and_keeps_the_stored_runs(suite):
+    suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
+    suite.makeconftest(FULL_AFTER.format(n=4))
+    result = _run(suite, "--workers", "0", "--pilot-seeds", "0")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 2, out
+    assert "crashed" not in out and "Traceback" not in out, out
+    assert f"claims: run store {suite.path / 'runs.sqlite'} could not store run" in out and "disk is full" in out
+    con = sqlite3.connect(suite.path / "runs.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 4  # the runs stored before stay
+
+
+@pytest.mark.parametrize("where", ["a file", "read-only"])
+def test_a_report_that_cannot_be_written_makes_the_suite_exit_2(suite, where):
+    suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
+    target = suite.path / "reports"
+    if where == "a file":
+        target.write_text("not a folder")
+    else:
+        target.mkdir()
+        target.chmod(0o500)
+        if os.access(target, os.W_OK):  # root ignores permissions: make the folder unwritable another way
+            target.chmod(0o700)
+            target.rmdir()
+            target.symlink_to("/proc/version")
+    result = _run(suite, "--workers", "0", "--pilot-seeds", "0")
+    out = result.stdout.str()
+    assert result.ret == 2, out
+    assert "the report could not be written" in out
+
+
+def test_a_suite_usage_error_exits_2_as_the_command_line_does(suite):
+    suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
+    result = _run(suite, "--max-seeds", "1")
+    assert result.ret == 2
+    assert "--max-seeds must be at least 2, not 1" in result.stdout.str() + result.stderr.str()
+    result = _run(suite, "--max-seeds", "many")
+    assert result.ret == 2
+    assert "--max-seeds" in result.stdout.str() + result.stderr.str()
+
+
+def test_ctrl_c_in_the_suite_exits_130(suite):
+    suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
+    env = {**os.environ, "TRICKS_FAKE_RUN_SLEEP": "0.5"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--store", str(suite.path / "runs.sqlite"), "--report-dir",
+         str(suite.path / "reports"), "--profile", "smoke", "--run-fn", "tests.claims_example.fake:fake_run",
+         "--workers", "0", "--pilot-seeds", "0", "-p", "no:cacheprovider"],
+        cwd=suite.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(8)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out

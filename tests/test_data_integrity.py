@@ -3,6 +3,8 @@ size, archive members larger than any CIFAR-10 file, and a batches file whose la
 
 from __future__ import annotations
 
+import pickle
+import tarfile
 import warnings
 from pathlib import Path
 
@@ -10,8 +12,8 @@ import pytest
 import torch
 
 import tricks.data as data
-from tests.test_data import cache_entries, count_decodes, write_batches
-from tricks.data import load_cifar10
+from tests.test_data import cache_entries, count_decodes, write_batches, write_class_folders
+from tricks.data import DataError, load_cifar10
 
 warnings.filterwarnings("ignore", category=UserWarning)
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
@@ -71,3 +73,54 @@ def test_a_digest_is_always_that_of_the_arrays_served(tmp_path):
     write_batches(tmp_path / "src")
     a = load_cifar10(tmp_path / "src")
     assert a.digest == data.arrays_digest(a.x_train, a.y_train, a.x_test, a.y_test, a.classes)
+
+
+# ------------------------------------------------------------------------------------------------ oversized images
+
+
+def test_a_ppm_whose_header_claims_20000x20000_is_one_data_error(tmp_path):
+    write_class_folders(tmp_path / "src")
+    bomb = tmp_path / "src" / "train" / "cat" / "9999.ppm"
+    bomb.write_bytes(b"P6\n20000 20000\n255\n" + b"\0" * 1000)
+    with pytest.raises(DataError) as e:
+        load_cifar10(tmp_path / "src")
+    assert str(bomb) in str(e.value) and "not 32x32" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_oversized_png_is_refused_from_its_header_without_being_decoded(tmp_path, monkeypatch):
+    from PIL import Image
+
+    write_class_folders(tmp_path / "src")
+    big = tmp_path / "src" / "train" / "dog" / "9999.png"
+    Image.new("RGB", (2000, 1500)).save(big)
+    decoded: list[str] = []
+    real = data._decode_one
+    monkeypatch.setattr(data, "_decode_one", lambda where, blob: decoded.append(where) or real(where, blob))
+    with pytest.raises(DataError) as e:
+        load_cifar10(tmp_path / "src")
+    assert str(e.value) == f"{big} is 2000x1500, not 32x32"
+    assert str(big) not in decoded  # refused from its header, never decoded
+
+
+def test_an_archive_member_larger_than_any_cifar10_file_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    write_class_folders(tmp_path / "src")
+    (tmp_path / "src" / "train" / "cat" / "huge.png").write_bytes(b"\0" * 5000)
+    archive = tmp_path / "src.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(tmp_path / "src", arcname="src")
+    monkeypatch.setattr(data, "MAX_MEMBER_BYTES", 4096)
+    with pytest.raises(DataError) as e:
+        load_cifar10(archive)
+    assert "src/train/cat/huge.png" in str(e.value) and "5,000 bytes" in str(e.value)
+
+
+def test_a_batches_source_whose_labels_are_all_one_class_is_refused(tmp_path):
+    write_batches(tmp_path / "src")
+    folder = tmp_path / "src" / "cifar-10-batches-py"
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"):
+        d = pickle.loads((folder / name).read_bytes())
+        d[b"labels"] = [3] * len(d[b"labels"])
+        (folder / name).write_bytes(pickle.dumps(d, protocol=2))
+    with pytest.raises(DataError) as e:
+        load_cifar10(tmp_path / "src")
+    assert "one class" in str(e.value) and "\n" not in str(e.value)

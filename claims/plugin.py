@@ -319,6 +319,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claims(claim): a claim of a source document, judged by the claims engine")
     config.addinivalue_line("markers", "claims_not_runnable(entry): a claim the suite cannot test here, listed in "
                                        "the report with its reason")
+    from claims.lifeline import install_in_suite
+
+    install_in_suite()  # under nox: kill -9 of nox stops this suite too
     try:
         _check_options(config)
         _run_fn(config.getoption("run_fn"))

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,53 @@ def test_ctrl_c_in_the_suite_exits_130(suite):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+PARENT = ("import subprocess, sys\np = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+          "print(p.pid, flush=True)\np.wait()\n")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
+def test_a_suite_whose_parent_is_killed_stops_training(suite):
+    from tests.claims_example.fake import LOG_ENV
+
+    suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
+    log = suite.path / "calls.log"
+    env = {**os.environ, "TRICKS_FAKE_RUN_SLEEP": "4", "TRICKS_DIE_WITH_PARENT": "1", LOG_ENV: str(log)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, sys.executable, "-m", "pytest", "--store", str(suite.path / "runs.sqlite"),
+         "--report-dir", str(suite.path / "reports"), "--profile", "smoke", "--run-fn",
+         "tests.claims_example.fake:fake_run", "--workers", "1", "--pilot-seeds", "0", "-p", "no:cacheprovider"],
+        cwd=suite.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        _kill_parent_and_watch(parent, child, log)
+    finally:
+        if _running(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def _kill_parent_and_watch(parent: subprocess.Popen, child: int, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _running(child), "the suite ended before it could be interrupted"
+    parent.kill()  # kill -9 of nox
+    parent.wait()
+    deadline = time.monotonic() + 20
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _running(child)  # pytest went with its parent (the runs left take 30 s)
+    time.sleep(1)
+    runs = log.read_text().count("\n")
+    time.sleep(5)
+    assert log.read_text().count("\n") == runs  # and so did its worker: nothing trains on

@@ -287,7 +287,7 @@ def _data(config: pytest.Config) -> str | None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     """The claims suite's command-line options."""
     g = parser.getgroup("claims", "claims engine (paired seeds, sequential looks)")
-    g.addoption("--profile", choices=list(PROFILES), default="default",
+    g.addoption("--profile", default="default",
                 help="how recipes are scaled to this machine: " + ", ".join(PROFILES) + " (default: default)")
     g.addoption("--max-seeds", default=None,
                 help="cap on seeds per arm: the last look within it is final (e.g. 3 for a smoke run)")
@@ -300,7 +300,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--code-version", default=None,
                 help="judge from the runs stored under this code version (python -m claims.reproduce lists them) "
                      "and train none: a claim that needs a run missing there fails with that reason")
-    g.addoption("--executor", choices=("local", "ray"), default="local",
+    g.addoption("--executor", default="local",
                 help="local: worker processes here (default); ray: one Ray task a run (pip install -e '.[ray]')")
     g.addoption("--ray-address", default=None, metavar="ADDR",
                 help="with --executor ray: the cluster's head (host:port, or auto for the one `ray start` began; "
@@ -332,7 +332,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _check_options(config: pytest.Config) -> None:
-    """The integer options (parsed here, so that a bad one exits 2 like every other usage error) and --data."""
+    """The integer and choice options (checked here, so that a bad one exits 2 like every other usage error) and
+    --data."""
+    for name, allowed in (("profile", tuple(PROFILES)), ("executor", ("local", "ray"))):
+        if config.getoption(name) not in allowed:
+            raise pytest.UsageError(f"--{name} {config.getoption(name)} is not one of {', '.join(allowed)}")
     for name, low in (("max_seeds", 2), ("workers", 0), ("pilot_seeds", 0)):
         value = config.getoption(name)
         flag = "--" + name.replace("_", "-")

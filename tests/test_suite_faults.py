@@ -80,6 +80,9 @@ def test_a_suite_usage_error_exits_2_as_the_command_line_does(suite):
     result = _run(suite, "--max-seeds", "many")
     assert result.ret == 2
     assert "--max-seeds" in result.stdout.str() + result.stderr.str()
+    result = _run(suite, "--profile", "papper")
+    assert result.ret == 2
+    assert "--profile papper is not one of" in result.stdout.str() + result.stderr.str()
 
 
 def test_ctrl_c_in_the_suite_exits_130(suite):

@@ -4,11 +4,14 @@ the shared store, in one training per run)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -260,3 +263,33 @@ def test_a_damaged_store_row_is_one_sentence_naming_the_store(tmp_path, change):
             read()
         assert str(e.value).startswith(f"run store {tmp_path / 's.sqlite'} holds a damaged run")
         assert "\n" not in str(e.value)
+
+
+def test_a_really_full_disk_under_the_store_is_one_sentence_and_nothing_half_written(tmp_path):
+    """A 1 MB tmpfs filled up: the store's put fails as SQLite does on a full disk, and the store stays readable."""
+    from claims.store import StoreError
+    from tests.test_apply import _result
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        store = RunStore(disk / "s.sqlite")
+        store.put(_result(test_apply.TINY, 0, 0.5))
+        filler = disk / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        with contextlib.suppress(OSError):  # fill the disk to the last block
+            while True:
+                os.write(fd, b"\0" * 4096)
+        os.close(fd)
+        big = replace(_result(test_apply.TINY, 1, 0.5), note="x" * 400_000)  # a row that needs new pages
+        with pytest.raises(StoreError) as e:
+            store.put(big)
+        assert str(e.value).startswith(f"run store {disk / 's.sqlite'} could not store run")
+        assert "disk is full" in str(e.value) or "disk I/O error" in str(e.value)
+        filler.unlink()
+        assert [r.seed for r in RunStore(disk / "s.sqlite").runs()] == [0]  # the first run whole, no half of the second
+        store.close()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

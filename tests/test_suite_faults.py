@@ -53,20 +53,26 @@ def test_a_full_disk_in_the_suite_is_one_sentence_exit_2_and_keeps_the_stored_ru
     assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 4  # the runs stored before stay
 
 
-@pytest.mark.parametrize("where", ["a file", "read-only"])
+@pytest.mark.parametrize("where", ["a file", "a read-only mount"])
 def test_a_report_that_cannot_be_written_makes_the_suite_exit_2(suite, where):
     suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
     target = suite.path / "reports"
+    mounted = False
     if where == "a file":
         target.write_text("not a folder")
     else:
         target.mkdir()
-        target.chmod(0o500)
-        if os.access(target, os.W_OK):  # root ignores permissions: make the folder unwritable another way
-            target.chmod(0o700)
-            target.rmdir()
-            target.symlink_to("/proc/version")
-    result = _run(suite, "--workers", "0", "--pilot-seeds", "0")
+        for cmd in (["mount", "--bind", str(target), str(target)], ["mount", "-o", "remount,bind,ro", str(target)]):
+            if subprocess.run(cmd, capture_output=True).returncode != 0:
+                if mounted:
+                    subprocess.run(["umount", str(target)], capture_output=True)
+                pytest.skip("cannot make a read-only bind mount here (needs root and mount)")
+            mounted = True
+    try:
+        result = _run(suite, "--workers", "0", "--pilot-seeds", "0")
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(target)], capture_output=True)
     out = result.stdout.str()
     assert result.ret == 2, out
     assert "the report could not be written" in out

@@ -10,7 +10,10 @@ The output names the recipe chosen.
 
 Runs go through `tricks.train.run` and the claims suite's run store (`claims.store.RunStore`), keyed by (recipe key,
 seed, profile, run version: the recipe's training fingerprint and the dataset copy): a run trained here is reused by
-the suite and the other way round, and a run found in the store is not trained again.
+the suite and the other way round, and a run found in the store is not trained again. A run another invocation (or
+suite) holds the lease on is waited for, not trained a second time. `--json` is checked before anything trains: it
+never overwrites the run store, the dataset, the recipe file or any file it did not write itself, and it is written
+whole (a temporary file renamed into place).
 
 `--recipe` takes a named recipe or a JSON file holding `Recipe.to_dict()` (how the tests train a tiny recipe).
 `--epochs N` rescales the recipe's schedule to N epochs in all: each phase gets its share of N by largest remainder
@@ -26,8 +29,9 @@ Deterministic-algorithm settings are torch's defaults everywhere (nothing in tri
 Units: every accuracy a person or a program reads from here is in percent and every difference or margin in
 percentage points (pp), `--delta` included; JSON fields say theirs (`acc_pct`, `mean_pp`, `delta_pp`).
 
-Exit codes: 0 done, 1 a run diverged (it is kept in the store and the JSON) or --compare's verdict is INVALID, 2 a
-usage or data error (one sentence on stderr), 130 interrupted (finished runs stay in the store).
+Exit codes (docs/exit-codes.md, shared with the claims suite): 0 done, 1 a run diverged (it is kept in the store and
+the JSON) or --compare's verdict is INVALID, 2 a usage or data error (one sentence on stderr; a full disk while
+storing prints the finished runs first), 130 interrupted (finished runs stay in the store).
 """
 
 from __future__ import annotations

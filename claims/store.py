@@ -10,6 +10,7 @@ over, so a killed suite loses at most the runs it had in flight.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -187,8 +188,8 @@ class RunStore:
         return con
 
     class _Tx:
-        def __init__(self, con: sqlite3.Connection):
-            self.con = con
+        def __init__(self, con: sqlite3.Connection, path: Path):
+            self.con, self.path = con, path
 
         def __enter__(self) -> sqlite3.Connection:
             # IMMEDIATE takes the write lock up front, so check-then-insert sequences are atomic across processes
@@ -196,10 +197,21 @@ class RunStore:
             return self.con
 
         def __exit__(self, exc_type, exc, tb) -> None:
-            self.con.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            # a failed write (a full disk, a lock held past the busy timeout) rolls the whole transaction back and
+            # is one sentence: nothing of it is left half-written
+            try:
+                self.con.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.OperationalError as e:
+                if exc_type is not None:
+                    raise
+                with contextlib.suppress(sqlite3.Error):
+                    self.con.execute("ROLLBACK")
+                exc = e
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(f"run store {self.path}: a write failed ({_why(exc)})") from None
 
     def _tx(self) -> RunStore._Tx:
-        return RunStore._Tx(self._con())
+        return RunStore._Tx(self._con(), self.path)
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -226,9 +238,10 @@ class RunStore:
                      int(result.diverged), result.to_json(), recipe_json, time.time()),
                 )
                 con.execute("DELETE FROM leases WHERE recipe_key=? AND seed=? AND profile=? AND code_version=?", key)
-        except sqlite3.OperationalError as e:
+        except (sqlite3.OperationalError, StoreError) as e:
+            why = str(e).rsplit(" (", 1)[1].rstrip(")") if isinstance(e, StoreError) else _why(e)
             raise StoreError(f"run store {self.path} could not store run {result.recipe_name or key[0][:12]} seed "
-                             f"{result.seed} ({_why(e)}); it was not stored") from None
+                             f"{result.seed} ({why}); it was not stored") from None
         return cur.rowcount == 1
 
     def get(self, recipe_key: str, seed: int, profile: str, code_version: str | None = None) -> RunResult | None:
@@ -332,7 +345,7 @@ class RunStore:
                 con.execute("DELETE FROM leases WHERE recipe_key=? AND seed=? AND profile=? AND code_version=? "
                             "AND owner_token=?", (recipe_key, int(seed), profile, code_version or CODE_VERSION,
                                                   self.owner_token))
-        except sqlite3.OperationalError:
+        except (sqlite3.OperationalError, StoreError):
             pass
 
     def claim_or_wait(self, recipe_key: str, seed: int, profile: str, code_version: str | None = None, *,

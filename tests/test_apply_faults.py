@@ -293,3 +293,25 @@ def test_a_really_full_disk_under_the_store_is_one_sentence_and_nothing_half_wri
         store.close()
     finally:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_full_disk_while_taking_a_lease_is_one_sentence(tmp_path, monkeypatch):
+    from claims.store import StoreError
+
+    store = RunStore(tmp_path / "s.sqlite")
+    real_execute = sqlite3.Connection.execute
+
+    class Full(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if sql.lstrip().upper().startswith("INSERT INTO LEASES"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return real_execute(self, sql, *args)
+
+    store.close()
+    real_connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: real_connect(*a, **{**k, "factory": Full}))
+    with pytest.raises(StoreError) as e:
+        store.claim_run("k" * 64, 0, "smoke", "v")
+    assert str(e.value) == f"run store {tmp_path / 's.sqlite'}: a write failed (the disk is full)"
+    monkeypatch.setattr(sqlite3, "connect", real_connect)
+    assert RunStore(tmp_path / "s.sqlite").leases() == []  # rolled back whole

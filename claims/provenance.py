@@ -20,10 +20,17 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _version(module: str) -> str | None:
+def _version(package: str) -> str | None:
+    """The installed version, read from its metadata: importing torchvision here (inside a running suite) can clash
+    with torch operator registrations already made."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    loaded = sys.modules.get(package)
+    if getattr(loaded, "__version__", None):  # the imported module's own, with a build label such as +cu130
+        return loaded.__version__
     try:
-        return __import__(module).__version__
-    except ImportError:
+        return version(package)
+    except PackageNotFoundError:
         return None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from claims.report import build_report, report_json
@@ -26,6 +27,7 @@ def test_report_json_carries_the_command_line_git_commit_and_torchvision_and_sci
     env = report_json(build_report(empty))["environment"]
     assert env["argv"] == ["pytest", "claims", "--profile", "smoke"]
     assert env["torchvision"] == torchvision.__version__ and env["scipy"] == scipy.__version__
+    assert metadata.version("torchvision") in env["torchvision"]
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode == 0:  # a checkout (a release tarball has none: then null)
         assert env["git_commit"] == head.stdout.strip()

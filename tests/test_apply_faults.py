@@ -119,7 +119,9 @@ def test_a_full_disk_while_storing_keeps_and_prints_the_finished_run_in_one_sent
 # ------------------------------------------------------------------------------------------------ one store, two CLIs
 
 
-def test_a_run_leased_by_another_invocation_is_waited_for_not_trained_again(env, tiny, source, tmp_path):
+@pytest.mark.parametrize("theirs_device", ["here", "elsewhere"])
+def test_a_run_leased_by_another_invocation_is_waited_for_not_trained_again(env, tiny, source, tmp_path,
+                                                                             theirs_device):
     import threading
     from dataclasses import replace
 
@@ -146,17 +148,21 @@ def test_a_run_leased_by_another_invocation_is_waited_for_not_trained_again(env,
         assert proc.poll() is None, "".join(lines)  # still waiting for the other's result, not training
         assert other.count() == 0
         theirs = replace(_result(plan.recipe, 0, 0.4321), profile=plan.profile, code_version=version,
-                         device=run_device(None))
+                         device=run_device(None) if theirs_device == "here" else "cuda:elsewhere")
         other.put(theirs, plan.recipe)
         proc.wait(timeout=60)
     finally:
         proc.kill()
     reader.join(5)
     assert proc.returncode == 0, "".join(lines)
-    assert "trained, accuracy" not in "".join(lines)
     (run,) = json.loads((tmp_path / "o.json").read_text())["runs"]
-    assert run["cached"] is True and run["acc_pct"] == pytest.approx(43.21)
-    assert other.count() == 1
+    if theirs_device == "here":
+        assert "trained, accuracy" not in "".join(lines)
+        assert run["cached"] is True and run["acc_pct"] == pytest.approx(43.21)
+    else:  # a run from another device is not paired with this machine's: trained here, not stored over theirs
+        assert "not taken from the run store" in "".join(lines)
+        assert run["cached"] is False and run["device"] == run_device(None)
+    assert other.count() == 1 and other.get(plan.recipe.key, 0, plan.profile, version).acc == 0.4321
 
 
 # ------------------------------------------------------------------------------------------------ bad values

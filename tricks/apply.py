@@ -561,10 +561,14 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
                 waiting = f"{label}: waiting for the run another process is training (run store {store.path})"
                 theirs = store.claim_or_wait(recipe.key, seed, plan.profile, version(recipe.key),
                                              on_wait=lambda text=waiting: say(text))
-                if theirs is not None:
+                unfit = mismatch(theirs, here, threads) if theirs is not None else None
+                if theirs is not None and unfit is None:
                     session.outcomes.append(Outcome(arm, recipe, theirs, True))
                     say(f"{label}: cached (trained by another process, run store {store.path})")
                     continue
+                if unfit is not None:  # their run cannot be paired with ours: trained here, outside the store
+                    leased = False
+                    say(f"{label}: not taken from the run store ({unfit}); trained again here and not stored")
             try:
                 res = run(recipe, seed, plan.profile, source=source, device=device, arrays=arrays, extra_cbs=extra)
                 session.outcomes.append(Outcome(arm, recipe, res, False))

@@ -114,8 +114,8 @@ def _running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-PARENT = ("import subprocess, sys\np = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
-          "print(p.pid, flush=True)\np.wait()\n")
+PARENT = ("import subprocess, sys\np = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], 'w'), "
+          "stderr=subprocess.STDOUT)\nprint(p.pid, flush=True)\np.wait()\n")
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's prctl")
@@ -124,10 +124,10 @@ def test_a_suite_whose_parent_is_killed_stops_training(suite):
 
     suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
     log = suite.path / "calls.log"
-    env = {**os.environ, "TRICKS_FAKE_RUN_SLEEP": "4", "TRICKS_DIE_WITH_PARENT": "1", LOG_ENV: str(log)}
+    env = {**os.environ, "TRICKS_FAKE_RUN_SLEEP": "8", "TRICKS_DIE_WITH_PARENT": "1", LOG_ENV: str(log)}
     parent = subprocess.Popen(
-        [sys.executable, "-c", PARENT, sys.executable, "-m", "pytest", "--store", str(suite.path / "runs.sqlite"),
-         "--report-dir", str(suite.path / "reports"), "--profile", "smoke", "--run-fn",
+        [sys.executable, "-c", PARENT, str(suite.path / "suite.out"), sys.executable, "-m", "pytest", "--store",
+         str(suite.path / "runs.sqlite"), "--report-dir", str(suite.path / "reports"), "--profile", "smoke", "--run-fn",
          "tests.claims_example.fake:fake_run", "--workers", "1", "--pilot-seeds", "0", "-p", "no:cacheprovider"],
         cwd=suite.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     child = int(parent.stdout.readline())
@@ -145,11 +145,13 @@ def _kill_parent_and_watch(parent: subprocess.Popen, child: int, log: Path) -> N
     assert _running(child), "the suite ended before it could be interrupted"
     parent.kill()  # kill -9 of nox
     parent.wait()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40
     while _running(child) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _running(child)  # pytest went with its parent (the runs left take 30 s)
+    out = log.with_name("suite.out")
+    assert not _running(child), out.read_text()[-2000:]  # pytest went with its parent (the runs left take 60 s)
+    assert "KeyboardInterrupt" in out.read_text() or "Interrupted" in out.read_text()
     time.sleep(1)
     runs = log.read_text().count("\n")
-    time.sleep(5)
+    time.sleep(9)
     assert log.read_text().count("\n") == runs  # and so did its worker: nothing trains on

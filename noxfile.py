@@ -13,6 +13,7 @@ import nox
 nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "none"
 PY = sys.executable
+DIE_WITH_NOX = {"TRICKS_DIE_WITH_PARENT": "1"}  # kill -9 of nox stops the suite it started (claims/lifeline.py)
 
 
 @nox.session
@@ -30,7 +31,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def claims(session: nox.Session) -> None:
     """The claims suite (default profile) and its report; `nox -s claims -- --profile paper -k bn_before`."""
-    session.run(PY, "-m", "pytest", "claims", "-p", "no:cacheprovider", *session.posargs)
+    session.run(PY, "-m", "pytest", "claims", "-p", "no:cacheprovider", *session.posargs, env=DIE_WITH_NOX)
 
 
 @nox.session
@@ -74,7 +75,7 @@ def campaign(session: nox.Session) -> None:
     it resumes where it stopped); `nox -s campaign -- --workers 2 --store S`. Its record: `nox -s reproduce`."""
     for step in CAMPAIGN:
         session.run("nice", "-n", "19", PY, "-m", "pytest", *step, "-p", "no:cacheprovider", "--profile", "paper",
-                    "--pilot-seeds", "0", *session.posargs, success_codes=[0, 1])
+                    "--pilot-seeds", "0", *session.posargs, success_codes=[0, 1], env=DIE_WITH_NOX)
 
 
 @nox.session

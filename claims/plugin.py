@@ -38,7 +38,17 @@ __all__ = [
 ]
 
 FAMILY_ALPHA = 0.05  # Holm's family level for the suite headline
-RAY_EXIT = 2  # --executor ray without Ray installed, or without a cluster to reach
+# exit codes, the same as python -m tricks.apply's (docs/exit-codes.md): pytest's 0 and 1 for passed and failed
+EXIT_USAGE = 2  # a bad option, data or store error (a full disk included), a report that cannot be written
+EXIT_INTERRUPTED = 130  # Ctrl-C: the finished runs stay in the store
+RAY_EXIT = EXIT_USAGE  # --executor ray without Ray installed, or without a cluster to reach
+
+
+def _exit(config: pytest.Config | None, message: str) -> None:
+    """End the session with one sentence and exit code 2 (not taken for an interruption at the session's end)."""
+    if config is not None:
+        config.stash[_EXITED] = True
+    pytest.exit(message, returncode=EXIT_USAGE)
 
 
 class ClaimSession:
@@ -132,7 +142,7 @@ class ClaimSession:
         try:
             store = RunStore(self.opt("store"))
         except StoreError as e:
-            pytest.exit(f"claims: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+            _exit(self.config, f"claims: {e}")
         claims = list(self.claims.values())
         gpu = _device_has_gpu(claims)
         stored = self.opt("code_version")  # judge the runs stored under an earlier code version, train none
@@ -168,6 +178,8 @@ class ClaimSession:
                 self.scheduler.run()
         except (KeyboardInterrupt, pytest.exit.Exception):
             raise
+        except StoreError as e:  # a full disk: the runs stored so far stay; one sentence, not a crash
+            _exit(self.config, f"claims: {e}")
         except Exception as e:  # a bug in the engine: every claim test reports it, the first with the traceback
             self.crash = f"{type(e).__name__}: {e}"
             raise
@@ -180,7 +192,7 @@ class ClaimSession:
             return RayExecutor(self.opt("ray_address"), run_fn=run_fn, source=source,
                                gpus_per_run=self.opt("gpus_per_run"))
         except RayError as e:
-            pytest.exit(f"claims: {e}", returncode=RAY_EXIT)
+            _exit(self.config, f"claims: {e}")
 
     def check(self, item: pytest.Item) -> None:
         """Fail the claim test unless the engine reached a verdict (the pinned one, when given)."""
@@ -230,6 +242,7 @@ class ClaimSession:
 
 
 _SESSION = pytest.StashKey[ClaimSession]()
+_EXITED = pytest.StashKey[bool]()  # the session ended through _exit (exit code 2), not by Ctrl-C
 
 
 def _value(x: Any) -> str:
@@ -261,7 +274,7 @@ def _data_version(source: str | None) -> Any:
     try:
         return RunVersions(load_cifar10(source).digest)
     except DataError as e:
-        pytest.exit(f"claims: {e}", returncode=pytest.ExitCode.USAGE_ERROR)
+        _exit(None, f"claims: {e}")
 
 
 def _pilot_recipe(claims: list[Any]) -> Any:
@@ -306,20 +319,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("claims", "claims engine (paired seeds, sequential looks)")
     if any("--max-seeds" in o.names() for o in g.options):
         return  # added already: this module is registered twice (the entry point and a conftest's star import)
-    g.addoption("--profile", choices=list(PROFILES), default="default",
+    g.addoption("--profile", default="default",
                 help="how recipes are scaled to this machine: " + ", ".join(PROFILES) + " (default: default)")
-    g.addoption("--max-seeds", type=int, default=None,
+    g.addoption("--max-seeds", default=None,
                 help="cap on seeds per arm: the last look within it is final (e.g. 3 for a smoke run)")
-    g.addoption("--workers", type=int, default=None,
+    g.addoption("--workers", default=None,
                 help="worker processes, one thread each (default: CPU count; 0 trains in this process)")
     g.addoption("--store", default=None, help="run store SQLite file (default: $TRICKS_STORE or the user cache)")
     g.addoption("--data", default=None, help="CIFAR-10 source (default: $TRICKS_DATA, else fastai's download)")
     g.addoption("--report-dir", default=None, help="where reports/<timestamp>/ goes (default: <rootdir>/reports)")
-    g.addoption("--pilot-seeds", type=int, default=5, help="seeds per arm of the A/A pilot (0 skips it)")
+    g.addoption("--pilot-seeds", default=5, help="seeds per arm of the A/A pilot (0 skips it)")
     g.addoption("--code-version", default=None,
                 help="judge from the runs stored under this code version (python -m claims.reproduce lists them) "
                      "and train none: a claim that needs a run missing there fails with that reason")
-    g.addoption("--executor", choices=("local", "ray"), default="local",
+    g.addoption("--executor", default="local",
                 help="local: worker processes here (default); ray: one Ray task a run (pip install -e '.[ray]')")
     g.addoption("--ray-address", default=None, metavar="ADDR",
                 help="with --executor ray: the cluster's head (host:port, or auto for the one `ray start` began; "
@@ -340,19 +353,41 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "claims(claim): a claim of a source document, judged by the claims engine")
     config.addinivalue_line("markers", "claims_not_runnable(entry): a claim the suite cannot test here, listed in "
                                        "the report with its reason")
+    from claims.lifeline import install_in_suite
+
+    install_in_suite()  # under nox: kill -9 of nox stops this suite too
+    try:
+        _check_options(config)
+        _run_fn(config.getoption("run_fn"))
+        _check_executor(config)
+    except pytest.UsageError as e:  # pytest's own code for these is 4; the project's is 2 (docs/exit-codes.md)
+        _exit(None, f"claims: {e}")
+    config.stash[_SESSION] = ClaimSession(config)
+
+
+def _check_options(config: pytest.Config) -> None:
+    """The integer and choice options (checked here, so that a bad one exits 2 like every other usage error) and
+    --data."""
+    for name, allowed in (("profile", tuple(PROFILES)), ("executor", ("local", "ray"))):
+        if config.getoption(name) not in allowed:
+            raise pytest.UsageError(f"--{name} {config.getoption(name)} is not one of {', '.join(allowed)}")
     for name, low in (("max_seeds", 2), ("workers", 0), ("pilot_seeds", 0)):
         value = config.getoption(name)
-        if value is not None and value < low:
-            flag = "--" + name.replace("_", "-")
+        flag = "--" + name.replace("_", "-")
+        if value is None:
+            continue
+        try:
+            value = int(value)
+        except ValueError:
+            raise pytest.UsageError(f"{flag} takes a whole number, not '{value}'") from None
+        if value < low:
             raise pytest.UsageError(f"{flag} must be at least {low}, not {value}")
+        setattr(config.option, name, value)
     if config.getoption("pilot_seeds") == 1:
         raise pytest.UsageError("--pilot-seeds must be 0 (no pilot) or at least 2")
     data = config.getoption("data")
     if data and "://" not in data and not Path(data).expanduser().exists():
         raise pytest.UsageError(f"--data {data} does not exist")
-    _run_fn(config.getoption("run_fn"))
-    _check_executor(config)
-    config.stash[_SESSION] = ClaimSession(config)
 
 
 def _check_executor(config: pytest.Config) -> None:
@@ -400,8 +435,14 @@ def pytest_runtest_call(item: pytest.Item) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Holm across the claims, then the report files."""
     cs = session.config.stash.get(_SESSION, None)
-    if cs is not None and exitstatus != pytest.ExitCode.INTERRUPTED:  # no half-judged report after Ctrl-C
+    if cs is None:
+        return
+    if exitstatus == pytest.ExitCode.INTERRUPTED and not session.config.stash.get(_EXITED, False):
+        session.exitstatus = EXIT_INTERRUPTED  # Ctrl-C, as python -m tricks.apply says it (no half-judged report)
+    elif exitstatus != pytest.ExitCode.INTERRUPTED:
         cs.finish()
+        if cs.report_error is not None:  # the verdicts are printed; a missing report is still a failure
+            session.exitstatus = EXIT_USAGE
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

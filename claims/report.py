@@ -724,8 +724,11 @@ def _paper_json(rep: SuiteReport, cid: str) -> dict[str, Any]:
 
 
 def report_json(rep: SuiteReport) -> dict[str, Any]:
-    """Everything needed to re-analyse: per-seed values of every arm, the spec hash, profile, dataset, provenance;
-    accuracies in percent and differences in pp, each field named by its unit (`REPORT_UNITS`)."""
+    """Everything needed to re-analyse: per-seed values of every arm, the spec hash, profile, dataset, provenance
+    (the command line, git commit, torchvision and scipy versions in `environment`); accuracies in percent and
+    differences in pp, each field named by its unit (`REPORT_UNITS`)."""
+    from claims.provenance import environment
+
     claims = []
     for row in rep.rows:
         c, d = row.claim, row.decision
@@ -761,6 +764,7 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
         "profile_description": prof.description if prof is not None else "", "seeds": list(rep.seeds),
         "max_seeds": rep.max_seeds, "alpha_family": rep.alpha_family, "code_version": rep.code_version,
         "versions": rep.versions, "device": rep.device, "threads": rep.threads, "dataset": rep.dataset,
+        "environment": environment(),
         "pilot": None if rep.pilot is None else pilot_json(rep.pilot), "total_compute": rep.total.to_dict(),
         "wall_s": rep.wall_s, "holding": rep.holding, "holding_fdr": rep.holding_fdr,
         "family": rep.family, "warnings": rep.warnings, "claims": claims,

@@ -10,6 +10,7 @@ over, so a killed suite loses at most the runs it had in flight.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -156,11 +157,17 @@ class RunStore:
         if self.path.is_dir():
             raise StoreError(f"run store {self.path} is a folder, not a SQLite database file")
         _check_foreign(self.path)  # before anything writes to the file: another program's database stays untouched
+        for p in (self.path, self.path.parent):  # WAL writes beside the file: both must be writable
+            if p.exists() and not os.access(p, os.W_OK):
+                raise StoreError(f"run store {self.path} is read-only ({'its folder ' if p != self.path else ''}"
+                                 f"{p} cannot be written); give --store or TRICKS_STORE a writable file")
         try:
             self._con().executescript(_SCHEMA)  # idempotent; executescript commits on its own
             with self._tx() as con:
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
                 (found,) = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.OperationalError as e:
+            raise StoreError(f"run store {self.path} cannot be opened for writing ({_why(e)})") from None
         except sqlite3.DatabaseError as e:
             raise StoreError(f"run store {self.path} is not a usable SQLite database ({e})") from None
         if found != SCHEMA_VERSION:
@@ -181,8 +188,8 @@ class RunStore:
         return con
 
     class _Tx:
-        def __init__(self, con: sqlite3.Connection):
-            self.con = con
+        def __init__(self, con: sqlite3.Connection, path: Path):
+            self.con, self.path = con, path
 
         def __enter__(self) -> sqlite3.Connection:
             # IMMEDIATE takes the write lock up front, so check-then-insert sequences are atomic across processes
@@ -190,10 +197,21 @@ class RunStore:
             return self.con
 
         def __exit__(self, exc_type, exc, tb) -> None:
-            self.con.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            # a failed write (a full disk, a lock held past the busy timeout) rolls the whole transaction back and
+            # is one sentence: nothing of it is left half-written
+            try:
+                self.con.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.OperationalError as e:
+                if exc_type is not None:
+                    raise
+                with contextlib.suppress(sqlite3.Error):
+                    self.con.execute("ROLLBACK")
+                exc = e
+            if isinstance(exc, sqlite3.OperationalError):
+                raise StoreError(f"run store {self.path}: a write failed ({_why(exc)})") from None
 
     def _tx(self) -> RunStore._Tx:
-        return RunStore._Tx(self._con())
+        return RunStore._Tx(self._con(), self.path)
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -212,13 +230,18 @@ class RunStore:
         """Store a finished run (and drop its lease); False when the run was already stored, which is kept."""
         recipe_json = json.dumps(recipe.to_dict(), sort_keys=True) if recipe is not None else None
         key = (result.recipe_key, result.seed, result.profile, result.code_version)
-        with self._tx() as con:
-            cur = con.execute(
-                "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*key, result.recipe_name, _real(result.acc), _real(result.wall_s), result.device,
-                 int(result.diverged), result.to_json(), recipe_json, time.time()),
-            )
-            con.execute("DELETE FROM leases WHERE recipe_key=? AND seed=? AND profile=? AND code_version=?", key)
+        try:  # one transaction: on a full disk it rolls back whole, and nothing of the run is half-written
+            with self._tx() as con:
+                cur = con.execute(
+                    "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*key, result.recipe_name, _real(result.acc), _real(result.wall_s), result.device,
+                     int(result.diverged), result.to_json(), recipe_json, time.time()),
+                )
+                con.execute("DELETE FROM leases WHERE recipe_key=? AND seed=? AND profile=? AND code_version=?", key)
+        except (sqlite3.OperationalError, StoreError) as e:
+            why = str(e).rsplit(" (", 1)[1].rstrip(")") if isinstance(e, StoreError) else _why(e)
+            raise StoreError(f"run store {self.path} could not store run {result.recipe_name or key[0][:12]} seed "
+                             f"{result.seed} ({why}); it was not stored") from None
         return cur.rowcount == 1
 
     def get(self, recipe_key: str, seed: int, profile: str, code_version: str | None = None) -> RunResult | None:
@@ -227,7 +250,22 @@ class RunStore:
             "SELECT result_json FROM runs WHERE recipe_key=? AND seed=? AND profile=? AND code_version=?",
             (recipe_key, int(seed), profile, code_version or CODE_VERSION),
         ).fetchone()
-        return RunResult.from_json(row[0]) if row else None
+        return self._result(row[0]) if row else None
+
+    def _result(self, text: str) -> RunResult:
+        """A stored run's RunResult; StoreError when its JSON is not one (a field unknown, missing or mistyped)."""
+        try:
+            r = RunResult.from_json(text)
+            ok = isinstance(r.seed, int) and isinstance(r.recipe_key, str) and isinstance(r.acc, (int, float)) \
+                and isinstance(r.wall_s, (int, float))
+        except (ValueError, TypeError) as e:
+            ok, why = False, " ".join(str(e).split())
+        else:
+            why = "a field of the wrong type (acc, wall_s, seed or recipe_key)"
+        if not ok:
+            raise StoreError(f"run store {self.path} holds a damaged run ({why}); restore it from a record "
+                             "(python -m claims.record) or give --store or TRICKS_STORE another file")
+        return r
 
     def get_many(self, pairs: Iterable[tuple[str, int]], profile: str,
                  code_version: str | Callable[[str], str] | None = None) -> dict[tuple[str, int], RunResult]:
@@ -244,7 +282,7 @@ class RunStore:
                 (rk, seed, profile, version(rk)),
             ).fetchone()
             if row:
-                out[(rk, seed)] = RunResult.from_json(row[0])
+                out[(rk, seed)] = self._result(row[0])
         return out
 
     def missing(self, pairs: Iterable[tuple[str, int]], profile: str,
@@ -262,7 +300,7 @@ class RunStore:
         if code_version is not None:
             sql, args = sql + " AND code_version=?", [*args, code_version]
         for (text,) in self._con().execute(sql + " ORDER BY created", args).fetchall():
-            yield RunResult.from_json(text)
+            yield self._result(text)
 
     def recipe(self, recipe_key: str) -> Recipe | None:
         """The recipe stored with any run of this key, or None."""
@@ -300,11 +338,32 @@ class RunStore:
         return True
 
     def release(self, recipe_key: str, seed: int, profile: str, code_version: str | None = None) -> None:
-        """Drop this store's lease on a run (a run that failed, or one given up on)."""
-        with self._tx() as con:
-            con.execute("DELETE FROM leases WHERE recipe_key=? AND seed=? AND profile=? AND code_version=? "
-                        "AND owner_token=?", (recipe_key, int(seed), profile, code_version or CODE_VERSION,
-                                              self.owner_token))
+        """Drop this store's lease on a run (a run that failed, or one given up on). A lease that cannot be dropped
+        (a full disk) is left: it goes stale when this process ends, and is taken over then."""
+        try:
+            with self._tx() as con:
+                con.execute("DELETE FROM leases WHERE recipe_key=? AND seed=? AND profile=? AND code_version=? "
+                            "AND owner_token=?", (recipe_key, int(seed), profile, code_version or CODE_VERSION,
+                                                  self.owner_token))
+        except (sqlite3.OperationalError, StoreError):
+            pass
+
+    def claim_or_wait(self, recipe_key: str, seed: int, profile: str, code_version: str | None = None, *,
+                      poll_s: float = 2.0, on_wait: Callable[[], None] | None = None) -> RunResult | None:
+        """None once this store holds the lease to train the run; the stored run when it is (or becomes) stored
+        while another live process holds the lease (the suite's protocol: wait for its result, take over a stale
+        lease). `on_wait` is called once, when the waiting starts."""
+        waited = False
+        while True:
+            if self.claim_run(recipe_key, seed, profile, code_version):
+                return None
+            got = self.get(recipe_key, seed, profile, code_version)
+            if got is not None:
+                return got
+            if not waited and on_wait is not None:
+                on_wait()
+            waited = True
+            time.sleep(poll_s)
 
     def release_all(self) -> int:
         """Drop every lease this store object holds; returns how many."""
@@ -344,6 +403,18 @@ class RunStore:
             (recipe_key, profile, code_version or CODE_VERSION),
         ).fetchone()
         return json.loads(row[0]) if row else None
+
+
+def _why(e: sqlite3.Error) -> str:
+    """SQLite's message, with what a full disk means said plainly."""
+    text = " ".join(str(e).split())
+    if "full" in text:
+        return "the disk is full"
+    if "disk I/O error" in text:
+        return "disk I/O error (is the disk full?)"
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return f"{text}: is it read-only?"
+    return text
 
 
 def _real(x: float | None) -> float | None:

@@ -152,12 +152,12 @@ def test_a_session_without_claim_tests_does_nothing(suite):
 def test_a_bad_option_is_one_clear_sentence_and_a_non_zero_exit(suite):
     suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
     result = _run(suite, "--max-seeds", "1")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.ret == 2  # usage and data errors: 2, as python -m tricks.apply (docs/exit-codes.md)
     assert "--max-seeds must be at least 2, not 1" in result.stderr.str()
     folder = suite.mkdir("a_folder")
     result = suite.runpytest_subprocess("--store", str(folder), "--run-fn", "tests.claims_example.fake:fake_run",
                                         "--report-dir", str(suite.path / "reports"), "-p", "no:cacheprovider")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.ret == 2  # usage and data errors: 2, as python -m tricks.apply (docs/exit-codes.md)
     assert f"claims: run store {folder} is a folder" in result.stdout.str() + result.stderr.str()
 
 

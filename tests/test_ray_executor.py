@@ -349,7 +349,7 @@ def test_executor_ray_without_ray_installed_is_one_sentence_and_exit_2(pytester,
 def test_ray_options_without_executor_ray_are_usage_errors(pytester, monkeypatch):
     _plugin_suite(pytester, monkeypatch, "")
     result = _run_suite(pytester, "--gpus-per-run", "0.25")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.ret == 2  # usage and data errors: 2, as python -m tricks.apply (docs/exit-codes.md)
     assert "--gpus-per-run only applies with --executor ray" in result.stderr.str()
 
 

@@ -14,7 +14,10 @@ it), and one line gives both accuracies and their difference, without a verdict.
 
 Runs go through `tricks.train.run` and the claims suite's run store (`claims.store.RunStore`), keyed by (recipe key,
 seed, profile, run version: the recipe's training fingerprint and the dataset copy): a run trained here is reused by
-the suite and the other way round, and a run found in the store is not trained again.
+the suite and the other way round, and a run found in the store is not trained again. A run another invocation (or
+suite) holds the lease on is waited for, not trained a second time. `--json` is checked before anything trains: it
+never overwrites the run store, the dataset, the recipe file or any file it did not write itself, and it is written
+whole (a temporary file renamed into place).
 
 `--recipe` takes a named recipe or a JSON file holding `Recipe.to_dict()` (how the tests train a tiny recipe).
 `--epochs N` rescales the recipe's schedule to N epochs in all: each phase gets its share of N by largest remainder
@@ -30,8 +33,9 @@ Deterministic-algorithm settings are torch's defaults everywhere (nothing in tri
 Units: every accuracy a person or a program reads from here is in percent and every difference or margin in
 percentage points (pp), `--delta` included; JSON fields say theirs (`acc_pct`, `mean_pp`, `delta_pp`).
 
-Exit codes: 0 done, 1 a run diverged (it is kept in the store and the JSON) or --compare's verdict is INVALID, 2 a
-usage or data error (one sentence on stderr), 130 interrupted (finished runs stay in the store).
+Exit codes (docs/exit-codes.md, shared with the claims suite): 0 done, 1 a run diverged (it is kept in the store and
+the JSON) or --compare's verdict is INVALID, 2 a usage or data error (one sentence on stderr; a full disk while
+storing prints the finished runs first), 130 interrupted (finished runs stay in the store).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tricks.recipe_check import MAX_EPOCHS, check_recipe
 from tricks.registry import TrickError, all_tricks, get_trick, parse_spec
 from tricks.train import PROFILES, Recipe, RunResult, RunVersions, TrickUse, get_profile, kw
 
@@ -246,14 +251,28 @@ def _positive(kind: type, what: str):
     return convert
 
 
+MAX_SEED = 2 ** 63 - 1  # the run store keeps seeds as SQLite INTEGERs
+MAX_SEEDS = 1000  # --seeds: more paired seeds than any claim's looks use (12); a typo of 10^6 would run for weeks
+
+
 def _seed(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a seed (a non-negative integer)") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a seed (a non-negative integer)")
+        value = -1
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a seed (a whole number from 0 to {MAX_SEED})")
     return value
+
+
+def _at_most(convert, flag: str, most: int):
+    def check(text: str):
+        value = convert(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"{flag} {text} is more than {most:,}")
+        return value
+
+    return check
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, metavar="PATH",
                    help="CIFAR-10 source: class folders, an archive, or cifar-10-batches-py (default: $TRICKS_DATA, "
                         "else fastai's download)")
-    p.add_argument("--epochs", type=_positive(int, "a positive number of epochs"), default=None, metavar="N",
+    p.add_argument("--epochs", type=_at_most(_positive(int, "a positive number of epochs"), "--epochs",
+                                             MAX_EPOCHS), default=None, metavar="N",
                    help="scale the recipe's phases to N epochs in all, before the profile scales them")
     p.add_argument("--bs", type=_positive(int, "a positive batch size"), default=None, metavar="N",
                    help="batch size")
@@ -282,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning rate of every phase (the peak for one-cycle and cosine phases)")
     seeds = p.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=_seed, default=None, metavar="S", help="train this one seed (default: 0)")
-    seeds.add_argument("--seeds", type=_positive(int, "a positive number of seeds"), default=None, metavar="N",
+    seeds.add_argument("--seeds", type=_at_most(_positive(int, "a positive number of seeds"), "--seeds",
+                                                 MAX_SEEDS), default=None, metavar="N",
                        help=f"train seeds 0..N-1 (default with --compare: {DEFAULT_COMPARE_SEEDS})")
     p.add_argument("--profile", choices=list(PROFILES), default="default",
                    help="how the recipe is scaled to this machine, as in the claims suite (default: default)")
@@ -362,6 +383,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
     specs, filled = fill_defaults(base, args.cb, get_profile(args.profile).name)
     recipe = apply_tricks(base, specs)
+    check_recipe(recipe, f"recipe {args.recipe}" if args.recipe else f"recipe {recipe.name}")
     note = "\n".join(filter(None, [note, *filled]))
     if args.seed is not None:
         seeds: tuple[int, ...] = (args.seed,)
@@ -556,16 +578,27 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
                 extra: tuple = (rich_progress(bar, label, epochs),)
             else:
                 extra = () if quiet else (epoch_lines(say, label, epochs),)
-            leased = (store is not None and unfit is None
-                      and store.claim_run(recipe.key, seed, plan.profile, version(recipe.key)))
+            leased = store is not None and unfit is None
+            if leased:  # another invocation or suite training this run: wait for its result, as the suite does
+                waiting = f"{label}: waiting for the run another process is training (run store {store.path})"
+                theirs = store.claim_or_wait(recipe.key, seed, plan.profile, version(recipe.key),
+                                             on_wait=lambda text=waiting: say(text))
+                unfit = mismatch(theirs, here, threads) if theirs is not None else None
+                if theirs is not None and unfit is None:
+                    session.outcomes.append(Outcome(arm, recipe, theirs, True))
+                    say(f"{label}: cached (trained by another process, run store {store.path})")
+                    continue
+                if unfit is not None:  # their run cannot be paired with ours: trained here, outside the store
+                    leased = False
+                    say(f"{label}: not taken from the run store ({unfit}); trained again here and not stored")
             try:
                 res = run(recipe, seed, plan.profile, source=source, device=device, arrays=arrays, extra_cbs=extra)
-                if store is not None and unfit is None:
-                    store.put(res, recipe)
+                session.outcomes.append(Outcome(arm, recipe, res, False))
+                if leased:
+                    store.put(res, recipe)  # StoreError on a full disk: the run above is still shown
             finally:
                 if leased:  # put() drops the lease of a stored run; this frees one that raised or was interrupted
                     store.release(recipe.key, seed, plan.profile, version(recipe.key))
-            session.outcomes.append(Outcome(arm, recipe, res, False))
             if bar is None:
                 say(f"{label}: trained, accuracy {_num(res.acc * 100, '.2f')} % in {res.wall_s:.1f} s")
     finally:
@@ -754,10 +787,12 @@ def session_dict(session: Session, argv: Sequence[str]) -> dict[str, Any]:
 
 
 def write_json(session: Session, argv: Sequence[str], path: str) -> None:
-    """Write `session_dict` to `path`."""
+    """Write `session_dict` to `path`, whole or not at all (a temporary file renamed into place)."""
+    from tricks.jsonfile import write_atomic
+
     p = Path(path).expanduser()
     try:
-        p.write_text(json.dumps(session_dict(session, argv), indent=2, sort_keys=True) + "\n")
+        write_atomic(p, json.dumps(session_dict(session, argv), indent=2, sort_keys=True) + "\n")
     except OSError as e:
         raise UsageError(f"cannot write --json {p}: {e.strerror or e}") from None
 
@@ -806,6 +841,31 @@ def _say(text: str) -> None:
     sys.stderr.flush()
 
 
+def _check_json(args: argparse.Namespace) -> None:
+    """JsonTargetError (a usage error) when --json would overwrite the store, the data, or a file not ours."""
+    import os
+
+    from tricks.jsonfile import check_target
+
+    store = None
+    if not args.no_store:
+        from claims.store import default_store_path
+
+        store = args.store or default_store_path()
+    recipe = args.recipe if args.recipe and Path(args.recipe).expanduser().is_file() else None
+    check_target(args.json, {"run store": store, "dataset": args.data or os.environ.get("TRICKS_DATA") or None,
+                             "recipe file": recipe})
+
+
+def _show_finished(session: Session, out: Any, argv: Sequence[str]) -> None:
+    """After an error that stopped the runs (a full disk): the finished runs' table, and the JSON where it can be."""
+    session.status = "error"
+    out.print(results_table(session))
+    if session.args.json is not None:
+        with contextlib.suppress(UsageError):
+            write_json(session, argv, session.args.json)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     from rich.console import Console
@@ -830,6 +890,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_device(args.device)
         _check_model(plan.recipe)
         session = Session(plan, args)
+        if args.json is not None:  # before any training: never over the store, the data or a file not ours
+            _check_json(args)
         store = None
         if not args.no_store:
             from claims.store import RunStore
@@ -884,6 +946,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              + ("" if args is not None and args.no_store else " in the run store"))
         return EXIT_INTERRUPTED
     except _user_errors() as e:
+        if session is not None and session.outcomes and session.status == "running":  # a full disk mid-way
+            _show_finished(session, out, argv)
         _say(f"error: {' '.join(str(e).split())}")
         return EXIT_USAGE
     except ValueError as e:  # unknown recipe or profile, an invalid recipe field: tricks' own one-sentence errors

@@ -11,7 +11,8 @@ downloads the dataset):
 The decoded arrays are cached under `$TRICKS_CACHE` (default `$XDG_CACHE_HOME/tricks`, else `~/.cache/tricks`), keyed
 by the source's content: an archive by the sha256 of its bytes, a folder by its listing (paths, sizes, modification
 times). `CifarArrays.digest` is the sha256 of the decoded pixels and labels, so two packagings of the same images
-(the archive and its extracted folder) are the same copy of the dataset in a report.
+(the archive and its extracted folder) are the same copy of the dataset in a report. A cache entry is verified when
+read: its tensors must hash to its digest and its labels name its classes, else it is decoded again from the source.
 
 `cifar_dls(arrays, ...)` gives fastai `DataLoaders` over those tensors: the whole split lives on the device, and each
 batch is gathered, reflect-padded, cropped, flipped and normalized in a few tensor operations, driven by a generator
@@ -44,11 +45,12 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 __all__ = ["DataError", "CifarArrays", "load_cifar10", "cifar_dls", "subsets", "TensorImageDL", "Augment",
-           "class_balanced", "channel_stats", "cache_dir", "CIFAR10_CLASSES"]
+           "class_balanced", "channel_stats", "cache_dir", "CIFAR10_CLASSES", "arrays_digest"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 CACHE_FORMAT = 1  # bump when the cache file's contents change meaning
+MAX_MEMBER_BYTES = 64 << 20  # an archive member larger than this is no CIFAR-10 file (a batches file is 31 MB)
 
 
 class DataError(Exception):
@@ -147,9 +149,12 @@ class _Files:
             try:
                 with tarfile.open(path) as tar:
                     for m in tar:  # in archive order: a compressed tar cannot seek back cheaply
+                        if m.isfile() and m.size > MAX_MEMBER_BYTES:
+                            raise DataError(f"{path}:{m.name.removeprefix('./')} is {m.size:,} bytes, more than any "
+                                            f"CIFAR-10 file ({MAX_MEMBER_BYTES:,} at most)")
                         f = tar.extractfile(m) if m.isfile() else None
                         if f is not None:
-                            self._blobs[m.name.removeprefix("./")] = f.read()
+                            self._blobs[m.name.removeprefix("./")] = f.read(MAX_MEMBER_BYTES + 1)
             except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
                 raise DataError(f"{path} is not a readable tar archive ({_short(e)})") from None
             self.names = sorted(self._blobs)
@@ -213,6 +218,41 @@ def _decode_one(where: str, blob: bytes) -> torch.Tensor | str:
         return f"{where} is not a readable image ({_short(e)})"
 
 
+def _png_or_jpeg_size(blob: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's first SOF marker; None for other formats or an odd header."""
+    if blob[:8] == b"\x89PNG\r\n\x1a\n" and blob[12:16] == b"IHDR":
+        return int.from_bytes(blob[16:20], "big"), int.from_bytes(blob[20:24], "big")
+    if blob[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 <= len(blob) and blob[i] == 0xFF:
+        marker = blob[i + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame: height, then width
+            return int.from_bytes(blob[i + 7:i + 9], "big"), int.from_bytes(blob[i + 5:i + 7], "big")
+        i += 2 + int.from_bytes(blob[i + 2:i + 4], "big")
+    return None
+
+
+def _header_problem(where: str, blob: bytes) -> str | None:
+    """Why an image is refused from its header alone (a size other than 32x32, a decompression bomb), before any
+    decoder allocates its pixels; None when the header is fine or not one PIL reads (the decoders then say why)."""
+    size = _png_or_jpeg_size(blob)  # the common formats read directly: 3 µs an image, PIL's open 150 µs
+    if size is not None:
+        return None if size == (32, 32) else f"{where} is {size[0]}x{size[1]}, not 32x32"
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(blob)) as im:  # reads the header only
+                w, h = im.size
+        except Image.DecompressionBombError:
+            return f"{where} claims an image of over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, not 32x32"
+        except Exception:  # not an image PIL knows: left to the decoders, which name the problem
+            return None
+    return None if (w, h) == (32, 32) else f"{where} is {w}x{h}, not 32x32"
+
+
 def _decode_all(items: list[tuple[str, bytes]]) -> np.ndarray:
     """Decode images into one uint8 array (N, 3, 32, 32); the first bad or wrongly sized image raises DataError.
 
@@ -223,6 +263,10 @@ def _decode_all(items: list[tuple[str, bytes]]) -> np.ndarray:
 
     warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                             category=DeprecationWarning)  # still there in the pinned torchvision 0.29
+    for where, blob in items:  # sizes from the headers first: a 12000x12000 PNG is never decoded
+        problem = _header_problem(where, blob)
+        if problem is not None:
+            raise DataError(problem)
     out: list[torch.Tensor | str | None] = [None] * len(items)
     jpegs = [i for i, (_, blob) in enumerate(items) if blob[:3] == b"\xff\xd8\xff"]
     if jpegs:
@@ -333,6 +377,9 @@ def _read_batches(files: _Files, prefix: str) -> dict[str, Any]:
             xs.append(x)
             ys.append(y)
         out[f"x_{split}"], out[f"y_{split}"] = np.concatenate(xs), np.concatenate(ys)
+        if len(np.unique(out[f"y_{split}"])) < 2:  # the class-folder layout needs 10 folders; this is its twin
+            raise DataError(f"{files.where(prefix + names[0])}: every {split} label is one class "
+                            f"({int(out[f'y_{split}'][0])}); CIFAR-10 has 10")
     return out
 
 
@@ -346,13 +393,18 @@ def _decode(path: Path) -> dict[str, Any]:
         suffixes = {os.path.splitext(n)[1].lower() for n in files.names}
         exts = sorted({e.lstrip(".").upper().replace("JPG", "JPEG") for e in suffixes & IMAGE_EXTS})
         d["source"] = f"class folders ({'/'.join(exts)}) {path}"
-    h = hashlib.sha256()
-    for k in ("x_train", "y_train", "x_test", "y_test"):
-        h.update(np.ascontiguousarray(d[k]).tobytes())
-    h.update("\0".join(d["classes"]).encode())
-    d["digest"] = h.hexdigest()
+    d["digest"] = arrays_digest(d["x_train"], d["y_train"], d["x_test"], d["y_test"], d["classes"])
     d["stats"] = channel_stats(d["x_train"])
     return d
+
+
+def arrays_digest(x_train: Any, y_train: Any, x_test: Any, y_test: Any, classes: Sequence[str]) -> str:
+    """The dataset copy's digest: sha256 of the pixels and labels (as uint8 and int64 bytes) and the class names."""
+    h = hashlib.sha256()
+    for a, dtype in ((x_train, np.uint8), (y_train, np.int64), (x_test, np.uint8), (y_test, np.int64)):
+        h.update(np.ascontiguousarray(np.asarray(a), dtype=dtype).tobytes())
+    h.update("\0".join(classes).encode())
+    return h.hexdigest()
 
 
 def channel_stats(x: np.ndarray | torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -434,11 +486,27 @@ def _read_cache(entry: Path) -> dict[str, Any] | None:
         return None
     try:
         d = torch.load(entry, map_location="cpu", weights_only=True)  # tensors, strings and numbers: nothing to run
-        if d.get("format") != CACHE_FORMAT:
+        if d.get("format") != CACHE_FORMAT or _cache_fault(d) is not None:
             return None
         return d
     except Exception:  # a damaged entry is decoded again and replaced
         return None
+
+
+def _cache_fault(d: dict[str, Any]) -> str | None:
+    """Why a cache entry's tensors are not the dataset its digest names (changed on disk, a bad label), or None.
+
+    The digest is recomputed from the tensors (sha256, about 0.1 s for CIFAR-10's 184 MB): a run must never be
+    stored under the digest of data it did not train on."""
+    n_classes = len(d["classes"])
+    for split in ("train", "test"):
+        x, y = d[f"x_{split}"], d[f"y_{split}"]
+        if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != (3, 32, 32) or y.dtype != torch.int64:
+            return f"{split} tensors of the wrong type or shape"
+        if len(x) != len(y) or len(y) == 0 or int(y.min()) < 0 or int(y.max()) >= n_classes:
+            return f"{split} labels out of range"
+    digest = arrays_digest(*(d[k].numpy() for k in ("x_train", "y_train", "x_test", "y_test")), d["classes"])
+    return None if digest == d["digest"] else "tensors that do not match their digest"
 
 
 def _write_cache(entry: Path, d: dict[str, Any]) -> None:

@@ -343,12 +343,17 @@ def sgdr_v07(lr: float, n_cycles: int, warmup: bool = True) -> Any:
     return sched
 
 
+def _optimizers() -> dict[str, Any]:
+    """Optimizer name -> fastai optimizer function."""
+    from fastai.optimizer import SGD, Adam, RMSProp
+
+    return {"adam": Adam, "sgd": SGD, "rmsprop": RMSProp, "nesterov": nesterov_sgd}
+
+
 def _opt_func(recipe: Recipe):
     from functools import partial
 
-    from fastai.optimizer import SGD, Adam, RMSProp
-
-    opts = {"adam": Adam, "sgd": SGD, "rmsprop": RMSProp, "nesterov": nesterov_sgd}
+    opts = _optimizers()
     if recipe.opt not in opts:
         raise ValueError(f"unknown optimizer '{recipe.opt}' (known: {', '.join(opts)})")
     return partial(opts[recipe.opt], **dict(recipe.opt_kwargs))

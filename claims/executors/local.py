@@ -27,6 +27,9 @@ __all__ = ["LocalExecutor"]
 def _worker_main(conn: Any, run_fn: RunFn, source: str | None, device: str | None, threads: int | None) -> None:
     # Ctrl-C reaches the whole process group; only the parent decides what stops, and it terminates the workers
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from claims.lifeline import install_in_worker
+
+    install_in_worker()  # under nox: a worker whose suite was killed stops mid-run
     # fastai's import scripts a function with torch.jit, which torch 2.14 deprecates: one line per worker, no news
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
     limit_threads(threads)

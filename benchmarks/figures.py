@@ -75,14 +75,9 @@ def run_command(cmd: Command, store: Path) -> Timing:
 
 def machine() -> str:
     """The CPU, its cores, the GPU if any, the Python and torch versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from tricks.train import cpu_model
+
+    cpu = cpu_model()
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"

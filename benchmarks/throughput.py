@@ -673,15 +673,6 @@ def class_folders(source: Path) -> Path | None:
 # ------------------------------------------------------------------------------------------------- report
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform.processor() elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def median(xs: list[float]) -> float | None:
@@ -705,7 +696,7 @@ def provenance(args: argparse.Namespace) -> dict[str, Any]:
     import numpy
     import torch
 
-    from tricks.train import CODE_VERSION
+    from tricks.train import CODE_VERSION, cpu_model
 
     return dict(torch=torch.__version__, fastai=fastai.__version__, numpy=numpy.__version__,
                 python=platform.python_version(), tricks=CODE_VERSION, cpu=cpu_model(), cpus=os.cpu_count(),
@@ -759,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tricks.data import DataError, load_cifar10
-    from tricks.train import memory_format_for
+    from tricks.train import cpu_model, memory_format_for
 
     torch.set_num_threads(args.threads)
     heap = keep_heap() if args.mallopt else "glibc defaults"

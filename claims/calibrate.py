@@ -24,7 +24,7 @@ import numpy as np
 
 from claims import stats
 from claims.spec import SUPPORTED_, UNDERPOWERED, Claim, Form, claim_design, reported_p, walk
-from tricks.train import Recipe, kw
+from tricks.train import Recipe, cpu_model, kw
 
 # the skews of the paired differences: (share of seeds, loss in σ_d). mild: 10 % of seeds lose 3 σ_d (skewness of d
 # about -0.8, the range measured on real CNN arms); strong: 5 % lose 6 σ_d (skewness about -2.1)
@@ -264,7 +264,7 @@ FIG_START, FIG_END = "<!-- calibration:start -->", "<!-- calibration:end -->"
 
 def figures_markdown(rows: list[tuple[str, str, float, str]], scale: int, seconds: float) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    machine = f"{platform.node() or 'unknown host'} ({_cpu()}, {os.cpu_count()} cores), " \
+    machine = f"{platform.node() or 'unknown host'} ({cpu_model()}, {os.cpu_count()} cores), " \
               f"Python {platform.python_version()}, numpy {np.__version__}"
     sims, fams = 20_000 * scale, 4_000 * scale
     out = [f"Measured {stamp} on {machine} by `python -m claims.calibrate --docs docs/statistics.md"
@@ -279,15 +279,6 @@ def figures_markdown(rows: list[tuple[str, str, float, str]], scale: int, second
     return "\n".join(out)
 
 
-def _cpu() -> str:
-    """The CPU's model name where the system tells it (Linux), else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def write_figures(path: str | Path, text: str) -> None:

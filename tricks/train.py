@@ -315,6 +315,20 @@ def versions() -> dict[str, str]:
             "numpy": numpy.__version__, "tricks": __version__, "code": CODE_VERSION}
 
 
+def cpu_model() -> str:
+    """The CPU's model name where the system tells it (Linux's /proc/cpuinfo), else the architecture."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: Any) -> str:
     """A human name for a torch device: the GPU model, or the CPU with its thread count."""
     import platform

@@ -146,14 +146,18 @@ def claim_figure(rep: Any, row: Any) -> Any | None:
     return fig
 
 
-def plot_claim(rep: Any, row: Any, path: Path) -> Path | None:
-    """Write the claim's figure to `path` (PNG); None when there is nothing to draw."""
-    fig = claim_figure(rep, row)
+def _save(fig: Any | None, path: Path) -> Path | None:
+    """Write a figure to `path` (PNG) and close it; None when there was nothing to draw."""
     if fig is None:
         return None
     fig.savefig(path, dpi=DPI)
     _plt().close(fig)
     return path
+
+
+def plot_claim(rep: Any, row: Any, path: Path) -> Path | None:
+    """Write the claim's figure to `path` (PNG); None when there is nothing to draw."""
+    return _save(claim_figure(rep, row), path)
 
 
 def curves_figure(rep: Any, row: Any) -> Any | None:
@@ -186,9 +190,4 @@ def curves_figure(rep: Any, row: Any) -> Any | None:
 
 def plot_curves(rep: Any, row: Any, path: Path) -> Path | None:
     """Write the training curves to `path` (PNG); None when no run has a curve of two points or more."""
-    fig = curves_figure(rep, row)
-    if fig is None:
-        return None
-    fig.savefig(path, dpi=DPI)
-    _plt().close(fig)
-    return path
+    return _save(curves_figure(rep, row), path)

@@ -165,6 +165,46 @@ def test_a_run_leased_by_another_invocation_is_waited_for_not_trained_again(env,
     assert other.count() == 1 and other.get(plan.recipe.key, 0, plan.profile, version).acc == 0.4321
 
 
+def test_the_executor_path_waits_for_a_run_another_process_holds_and_trains_only_the_rest(tiny, source, tmp_path):
+    """`--executor ray` (train_on): a run leased by another live process is waited for, not trained again."""
+    import threading
+
+    from rich.console import Console
+
+    from tests.test_apply import _result
+    from tricks.apply import Session, run_device, train_on
+    from tricks.data import load_cifar10
+
+    store = tmp_path / "s.sqlite"
+    args = build_parser().parse_args(tiny_args(tiny, source, store, "--seeds", "2"))
+    plan = make_plan(args)
+    version = RunVersions(load_cifar10(source).digest)(plan.recipe.key)
+    other = RunStore(store)
+    assert other.claim_run(plan.recipe.key, 0, plan.profile, version)  # another process trains seed 0
+    trained = []
+
+    class Executor:  # stands in for Ray: records what it was asked to train
+        workers = 1
+
+        def map_runs(self, jobs, on_done):
+            for job in jobs:
+                trained.append((job.recipe.key, job.seed))
+                on_done(job, replace(_result(job.recipe, job.seed, 0.5), profile=plan.profile, code_version=version,
+                                     device=run_device(None)))
+
+    theirs = replace(_result(plan.recipe, 0, 0.4321), profile=plan.profile, code_version=version,
+                     device=run_device(None))
+    timer = threading.Timer(1.0, lambda: other.put(theirs, plan.recipe))
+    timer.start()
+    session = Session(plan, args)
+    train_on(Executor(), session, RunStore(store), source=str(source), console=Console(quiet=True), quiet=True)
+    timer.join()
+    assert trained == [(plan.recipe.key, 1)]  # seed 0 came from the other process
+    by_seed = {o.result.seed: o for o in session.outcomes}
+    assert by_seed[0].result.acc == 0.4321 and by_seed[0].cached and not by_seed[1].cached
+    assert other.count() == 2 and not RunStore(store).leases()
+
+
 # ------------------------------------------------------------------------------------------------ bad values
 
 

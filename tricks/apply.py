@@ -623,13 +623,16 @@ def train_on(executor: Any, session: Session, store: Any, *, source: str | None,
     plan = session.plan
     arrays = load_cifar10(source)
     version = RunVersions(arrays.digest)  # recipe key -> its store version (training fingerprint + data)
-    jobs, arms, leased = [], {}, []
+    jobs, arms, leased, theirs = [], {}, [], []
     for arm, recipe, seed in _jobs(plan):
         cached = store.get(recipe.key, seed, plan.profile, version(recipe.key)) if store is not None else None
         if cached is not None:
             session.outcomes.append(Outcome(arm, recipe, cached, True))
             continue
-        if store is not None and store.claim_run(recipe.key, seed, plan.profile, version(recipe.key)):
+        if store is not None:
+            if not store.claim_run(recipe.key, seed, plan.profile, version(recipe.key)):
+                theirs.append((arm, recipe, seed))  # another live process trains it: wait for its result below
+                continue
             leased.append((recipe.key, seed))
         jobs.append(Job(recipe, seed, plan.profile))
         arms[(recipe.key, seed)] = arm
@@ -650,6 +653,19 @@ def train_on(executor: Any, session: Session, store: Any, *, source: str | None,
         if jobs and not quiet:
             console.print(f"{len(jobs)} run(s) to train as Ray tasks on {executor.workers} slot(s)", markup=False)
         executor.map_runs(jobs, on_done)
+        again = []  # runs another live process held: its result, or its stale lease taken over and trained here
+        for arm, recipe, seed in theirs:
+            waiting = f"{recipe.name} seed {seed}: waiting for the run another process is training"
+            got = store.claim_or_wait(recipe.key, seed, plan.profile, version(recipe.key),
+                                      on_wait=lambda text=waiting: quiet or console.print(text, markup=False))
+            if got is not None:
+                session.outcomes.append(Outcome(arm, recipe, got, True))
+                continue
+            leased.append((recipe.key, seed))
+            again.append(Job(recipe, seed, plan.profile))
+            arms[(recipe.key, seed)] = arm
+        if again:
+            executor.map_runs(again, on_done)
     finally:
         for key, seed in leased:  # put() dropped the stored runs' leases; these free the failed or interrupted ones
             store.release(key, seed, plan.profile, version(key))

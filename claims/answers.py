@@ -17,7 +17,9 @@ import argparse
 import json
 import math
 import re
+import statistics
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -266,6 +268,27 @@ def _num(x: float | None) -> str:
     return "−∞" if x is None or x == -math.inf else ("+∞" if x == math.inf else f"{x:+.2f}")
 
 
+def comparison_summary(table: Sequence[Row]) -> str:
+    """How the proxy compares with the published recipes, in figures: verdicts so far and their agreement, and where
+    both have a mean difference, how often its sign differs and how much larger the proxy's is (median ratio)."""
+    decided = [r for r in table if r.paper.final]
+    classes = Counter(r.agreement for r in decided if r.agreement != "no proxy verdict")
+    text = (f"{len(decided)} of {len(table)} claims have a verdict on the published recipes"
+            + ("; beside the proxy's verdicts: " + ", ".join(f"{v} {k}" for k, v in classes.most_common())
+               if classes else "") + ".")
+    both = [r for r in table if r.paper.mean is not None and r.proxy is not None and r.proxy.mean is not None
+            and not r.proxy.off]
+    if both:
+        flips = sum(r.paper.mean * r.proxy.mean < 0 for r in both)
+        ratios = sorted(abs(r.proxy.mean) / abs(r.paper.mean) for r in both if abs(r.paper.mean) >= 0.1)
+        seeds = sorted({r.paper.n for r in both})
+        text += (f" Where both have a mean difference ({len(both)} claims, the paper's at "
+                 f"{'-'.join(map(str, (seeds[0], seeds[-1]) if len(seeds) > 1 else seeds))} seeds so far), the "
+                 f"proxy's has the opposite sign in {flips}"
+                 + (f" and is {statistics.median(ratios):.1f}× the paper's in size (median)" if ratios else "") + ".")
+    return text
+
+
 def markdown(table: Sequence[Row], record_note: str, proxy_note: str) -> str:
     lines = ["| claim | source | what it says | published recipes (paper) | quick proxy (default) | agreement |",
              "| --- | --- | --- | --- | --- | --- |"]
@@ -277,10 +300,7 @@ def markdown(table: Sequence[Row], record_note: str, proxy_note: str) -> str:
             f"{r.proxy.label} ({_interval(r.proxy)})")
         words = r.words if len(r.words) <= 90 else r.words[:87].rstrip() + "…"
         lines.append(f"| {r.id} | {short_source(r.source)} | {words} | {paper} | {proxy} | {r.agreement} |")
-    decided = [r for r in table if r.paper.final]
-    agree = sum(r.agreement == "agree" for r in decided)
-    head = (f"{len(decided)} of {len(table)} claims have a verdict on the published recipes; the proxy agrees on "
-            f"{agree} of them. d̄ [L, U] in percentage points (A − B), n paired seeds.")
+    head = f"{comparison_summary(table)} d̄ [L, U] in percentage points (A − B), n paired seeds."
     return "\n".join([head, "", *lines, "", record_note, proxy_note])
 
 

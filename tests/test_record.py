@@ -180,3 +180,19 @@ def test_the_paper_column_of_a_proxy_report_comes_from_the_record(tmp_path):
     col = paper_column([c], path)
     assert col["T-3"].final and col["T-3"].verdict == "SUPPORTED" and col["T-3"].n in (3, 5)
     assert paper_column([c], tmp_path / "none.json") == {}  # no record (an installed copy): no column
+
+
+def test_the_table_says_in_figures_how_the_proxy_compares_with_the_published_recipes():
+    from claims.answers import Row, comparison_summary
+
+    def row(cid, paper, proxy):
+        return Row(cid, "words", "doc 001", paper, proxy, agreement(paper, proxy))
+
+    table = [row("A", Status("SUPPORTED", 5, 2.0, 0.5, 3.5, final=True), Status("SUPPORTED", 5, 8.0, final=True)),
+             row("B", Status(None, 3, -1.0), Status("SUPPORTED", 5, 3.0, final=True)),
+             row("C", Status(None, 0), None)]
+    text = comparison_summary(table)
+    assert text.startswith("1 of 3 claims have a verdict on the published recipes; beside the proxy's verdicts: "
+                           "1 agree.")
+    assert "(2 claims, the paper's at 3-5 seeds so far), the proxy's has the opposite sign in 1 and is 3.5× the " \
+           "paper's in size (median)" in text

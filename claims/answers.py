@@ -8,7 +8,8 @@ so far" with its interim d̄ [L, U]. No training. The proxy column comes from th
 (`results/proxy-verdicts.json`, written by `nox -s readme` from a default report).
 
 `python -m claims.answers` prints the table; `--readme README.md` writes it between the answers markers and
-`--json` writes it as JSON (the report's `answers` carry the same rows).
+`--json` writes it as JSON. A proxy (default-profile) report carries each claim's paper standing and agreement in
+report.json (`paper`, `agreement_with_paper`), on its card, and in its headline where they disagree.
 """
 
 from __future__ import annotations

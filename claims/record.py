@@ -46,7 +46,7 @@ def _round(xs: Sequence[float] | None) -> list[float | None]:
     return [None if x is None or not math.isfinite(x) else round(float(x), 6) for x in (xs or [])]
 
 
-def _finite(x: float | None) -> float | None:
+def finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
@@ -56,7 +56,7 @@ def run_entry(r: RunResult, names: Sequence[str] = (), used: bool | None = None)
     name = r.recipe_name if (r.recipe_name in names or not names) else names[0]
     entry = {
         "recipe": name, "also_named": [n for n in names if n != name], "recipe_key": r.recipe_key, "seed": r.seed,
-        "profile": r.profile, "acc": _finite(r.acc), "loss": _finite(r.loss), "code_version": r.code_version,
+        "profile": r.profile, "acc": finite(r.acc), "loss": finite(r.loss), "code_version": r.code_version,
         "dataset": r.dataset, "acc_per_epoch": _round(r.acc_per_epoch), "loss_per_epoch": _round(r.loss_per_epoch),
         "train_loss_per_epoch": _round(r.train_loss_per_epoch), "params_used": r.params_used,
         "wall_s": round(float(r.wall_s), 1), "img_per_s": round(float(r.img_per_s), 1), "device": r.device,

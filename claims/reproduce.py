@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from claims.record import latest_per_seed, run_entry
+from claims.record import finite, latest_per_seed, run_entry
 from claims.report import replace_block
 from claims.store import RunStore, StoreError, default_store_path
 from tricks.recipes import get_recipe, recipe_source
@@ -538,16 +538,12 @@ def table_markdown(rows: Sequence[Row], code_version: str | None = None, generat
 # ------------------------------------------------------------------------------------------------ the record
 
 
-def _finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
 def claim_record(line: ClaimLine) -> dict[str, Any]:
     d = line.decision
     return {"id": line.claim.id, "n": line.n, "missing": list(line.missing),
             "verdict": None if d is None else str(getattr(d.verdict, "value", d.verdict)),
-            "reason": None if d is None else d.reason, "mean": None if d is None else _finite(d.mean),
-            "lower": None if d is None else _finite(d.lower), "upper": None if d is None else _finite(d.upper)}
+            "reason": None if d is None else d.reason, "mean": None if d is None else finite(d.mean),
+            "lower": None if d is None else finite(d.lower), "upper": None if d is None else finite(d.upper)}
 
 
 def record(runs: Sequence[RunResult], rows: Sequence[Row], code_version: str | None, generated: str,

@@ -125,17 +125,15 @@ def judge_paper(claim: Any, by_key: dict[str, dict[int, RunResult]],
     at the latest look whose seeds every arm has (None before the first look), that look's n, and the off-profile
     reason when the profile cannot judge it here. GPU-sized arms with every run present (trained on a GPU) count."""
     from claims.schedule import DEFAULT_SEEDS, capped_looks
-    from claims.spec import judge, off_profile, profile_arms
+    from claims.verdict import gate, judge
 
     profile = PROFILES["paper"]
     looks = capped_looks(claim.looks, profile.max_seeds, len(DEFAULT_SEEDS))
-    gpu_runs = all(s in by_key.get(r.key, {})
-                   for r in claim.recipes() if r.gpu_sized for s in DEFAULT_SEEDS[:looks[-1]])
-    device_has_gpu = device_has_gpu or gpu_runs
-    reason = off_profile(claim, profile.name, device_has_gpu)
-    if reason is not None:
-        return None, 0, reason
-    claim = profile_arms(claim, profile.name, device_has_gpu)
+    g = gate(claim, profile.name, device_has_gpu, lambda c: all(
+        s in by_key.get(r.key, {}) for r in c.recipes() if r.gpu_sized for s in DEFAULT_SEEDS[:looks[-1]]))
+    if g.off is not None:
+        return None, 0, g.off
+    claim, device_has_gpu = g.claim, g.gpu
     keys = list(dict.fromkeys(r.key for r in claim.recipes()))
     have = 0
     for s in DEFAULT_SEEDS:

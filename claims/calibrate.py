@@ -1,5 +1,5 @@
 """Calibration of the verdict engine by vectorized simulation: many simulated claims at once through the engine's
-own sequential rules (`claims.spec.walk`), its sequential p (`stats.sequential_p_rows`), its repeated intervals and
+own sequential rules (`claims.verdict.walk`), its sequential p (`stats.sequential_p_rows`), its repeated intervals and
 its --confirm rule (`stats.confirmation_p`), under normal noise and two skews of the paired differences.
 
 `tests/test_calibration.py` checks each promise of docs/statistics.md on a few thousand simulated claims;
@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from claims import stats
-from claims.spec import SUPPORTED_, UNDERPOWERED, Claim, Form, claim_design, reported_p, walk
+from claims.spec import Claim, Form
+from claims.verdict import SUPPORTED_, UNDERPOWERED, claim_design, reported_p, walk
 from tricks.train import Recipe, cpu_model, kw
 
 # the skews of the paired differences: (share of seeds, loss in σ_d). mild: 10 % of seeds lose 3 σ_d (skewness of d
@@ -86,7 +87,8 @@ def simulate(claim: Claim, x: np.ndarray, cap: int, futility: bool = True) -> Si
     examined = [m for m in des.looks if m <= cap]
     shift = claim.threshold if claim.form is Form.ABSOLUTE else 0.0
     v = shift + np.asarray(x, dtype=float)[:, :cap]
-    code, at, p = walk(claim, v, None, des, examined, futility=futility)
+    w = walk(claim, v, None, des, examined, futility=futility)
+    code, at, p = w.code, w.at, w.p
     p_seq = np.array([reported_p(q) for q in stats.sequential_p_rows(p, at + 1, des.looks, des.shape)])
     n = np.asarray(examined)[at]
     lo, hi = np.empty(len(v)), np.empty(len(v))

@@ -385,8 +385,9 @@ def learner_main(args: Any) -> int:
     all seeds). Errors a user can cause raise ArmError (or the store's, the registry's), which the caller prints."""
     from claims.executors.base import limit_threads
     from claims.schedule import Job, LocalExecutor, Scheduler
-    from claims.spec import Claim, judge
+    from claims.spec import Claim
     from claims.store import RunStore
+    from claims.verdict import judge
 
     for name in _NOT_WITH_LEARNER:
         if getattr(args, name, None) is not None:

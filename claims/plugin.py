@@ -134,8 +134,8 @@ class ClaimSession:
             return
         from claims.arm import is_arm
         from claims.schedule import LocalExecutor, PilotError, Scheduler, pilot
-        from claims.spec import claim_needs_runs, profile_arms
         from claims.store import RunStore, StoreError
+        from claims.verdict import gate
         from tricks.recipes import recipe_source
 
         capman = self.config.pluginmanager.getplugin("capturemanager")
@@ -149,8 +149,9 @@ class ClaimSession:
         run_fn = not_stored if stored else _run_fn(self.opt("run_fn"))
         source = _data(self.config)
         profile = self.profile
-        claims = [profile_arms(c, profile, gpu) for c in claims]  # heavy arms scaled on a CPU, named as such
-        needing = [c for c in claims if claim_needs_runs(c, gpu, profile)]
+        gates = {c.id: gate(c, profile, gpu) for c in claims}  # heavy arms scaled on a CPU, named as such
+        claims = [g.claim for g in gates.values()]
+        needing = [g.claim for g in gates.values() if g.needs_runs]
         cifar = [c for c in needing if not all(is_arm(r) for r in c.recipes())]  # claims over the project's recipes
         version = stored or (_data_version(source) if run_fn is None and cifar else None)
         if len(cifar) < len(claims):  # user arms: their own versions, trained by run_arm
@@ -174,7 +175,8 @@ class ClaimSession:
                                            device_has_gpu=gpu, progress=True, code_version=version,
                                            sigma_d_pilot=None if self.pilot is None else self.pilot.sigma_d / 100,
                                            pilot_source=recipe_source(self.pilot.recipe_name) if self.pilot else None,
-                                           confirm=bool(self.opt("confirm")), alpha_family=FAMILY_ALPHA)
+                                           confirm=bool(self.opt("confirm")), alpha_family=FAMILY_ALPHA,
+                                           gates=gates)
                 self.scheduler.run()
         except (KeyboardInterrupt, pytest.exit.Exception):
             raise

@@ -12,6 +12,7 @@ worker processes on this machine, `RayExecutor` (claims/executors/ray.py) Ray ta
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -24,8 +25,8 @@ from claims.store import RunStore
 from tricks.train import CODE_VERSION, Recipe, RunResult
 
 __all__ = ["Executor", "Job", "OnDone", "RunFailure", "RunFn", "default_run_fn", "limit_threads", "LocalExecutor",
-           "Scheduler", "Compute", "capped_looks", "pilot", "PilotResult", "PilotError", "paired_bounds",
-           "DEFAULT_SEEDS", "PILOT_SEED_OFFSET"]
+           "Scheduler", "Compute", "capped_looks", "pilot", "PilotResult", "PilotError", "DEFAULT_SEEDS",
+           "PILOT_SEED_OFFSET"]
 
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(12))
 PILOT_SEED_OFFSET = 1000  # the pilot's B arm draws seeds from here, disjoint from the claims' seeds
@@ -82,14 +83,14 @@ class Scheduler:
                  seeds: Sequence[int] = DEFAULT_SEEDS, max_seeds: int | None = None, device_has_gpu: bool = False,
                  progress: bool = True, *, sigma_d_pilot: float | None = None, pilot_source: str | None = None,
                  code_version: str | Callable[[str], str] | None = None, poll_s: float = 2.0, console: Any = None,
-                 judge: Callable[..., Any] | None = None, confirm: bool = False, alpha_family: float = 0.05):
+                 judge: Callable[..., Any] | None = None, confirm: bool = False, alpha_family: float = 0.05,
+                 gates: Mapping[str, Any] | None = None):
         ids = [c.id for c in claims]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"claim id {dup[0]} is given twice")
         if len(set(seeds)) != len(seeds):
             raise ValueError("the seed list repeats a seed")
-        self.claims = list(claims)
         self.store, self.executor, self.profile = store, executor, str(profile)
         self.seeds = tuple(int(s) for s in seeds)
         self.max_seeds, self.device_has_gpu, self.progress = max_seeds, device_has_gpu, progress
@@ -101,10 +102,23 @@ class Scheduler:
         self.version = versions_of(code_version)
         self.code_version = str(code_version or CODE_VERSION)
         self.poll_s, self.console = poll_s, console
-        self.judge = judge  # None: claims.spec.judge (a parameter so that tests can script the verdicts)
+        self.judge = judge  # None: claims.verdict.judge (a parameter so that tests can script the verdicts)
         self.confirm, self.alpha_family = confirm, alpha_family  # --confirm: SUPPORTED claims sample on to clear Holm
         self.confirmations: dict[str, str] = {}  # claim id -> what confirmation sampling did (only under confirm)
-        self.states = {c.id: _ClaimState(c, capped_looks(c.looks, max_seeds, len(self.seeds))) for c in claims}
+        # what the profile does with each claim here (claims.verdict.gate), decided once: `gates` as the caller
+        # decided them on the device alone, else here; a claim kept from runs for want of a GPU whose GPU-sized arms
+        # have every run in the store already is decided again, as on a GPU
+        from claims.verdict import gate
+
+        given = gates or {}
+        self.gates = {}
+        for c in claims:
+            g = given.get(c.id)
+            if g is None or (not g.needs_runs and not g.gpu and self._gpu_runs_stored(g.claim)):
+                g = gate(c, self.profile, device_has_gpu, self._gpu_runs_stored)
+            self.gates[c.id] = g
+        self.claims = [self.gates[c.id].claim for c in claims]
+        self.states = {c.id: _ClaimState(c, capped_looks(c.looks, max_seeds, len(self.seeds))) for c in self.claims}
         self.results: dict[tuple[str, int], RunResult] = {}
         self.failures: dict[tuple[str, int], RunFailure] = {}
         self.trained: set[tuple[str, int]] = set()  # trained in this session (not taken from the store)
@@ -128,13 +142,14 @@ class Scheduler:
         """The (recipe, seed) runs a claim needs for a look at n seeds: every arm, parts included, the first n seeds."""
         return [(r, s) for r in claim.recipes() for s in self.seeds[:n]]
 
-    def _gpu_runs_stored(self, st: _ClaimState) -> bool:
+    def _gpu_runs_stored(self, claim: Any) -> bool:
         """Whether a claim with GPU-sized arms (skipped on a CPU under the paper profile) has every run up to its
         last look in the store already (trained on a GPU, restored from the record): then it is judged on them, and
         nothing is trained here."""
-        if not any(r.gpu_sized for r in st.claim.recipes()):
+        if not any(r.gpu_sized for r in claim.recipes()):
             return False
-        pairs = [(r.key, s) for r, s in self.pairs_for(st.claim, st.looks[-1])]
+        pairs = [(r.key, s) for r, s in self.pairs_for(claim, capped_looks(claim.looks, self.max_seeds,
+                                                                            len(self.seeds))[-1])]
         return not self.store.missing(pairs, self.profile, self.version)
 
     def results_for(self, claim_id: str) -> dict[str, dict[int, RunResult]]:
@@ -183,17 +198,16 @@ class Scheduler:
 
     def run(self) -> dict[str, Any]:
         """Rounds of looks until every claim is final; returns the decisions by claim id."""
-        from claims.spec import claim_needs_runs, judge_off_profile, off_profile
-        from claims.spec import judge as spec_judge
+        from claims.verdict import judge as verdict_judge
+        from claims.verdict import judge_off_profile
 
-        judge = self.judge or spec_judge
+        judge = self.judge or verdict_judge
         t0 = time.perf_counter()
-        for st in self.states.values():
-            gpu = self.device_has_gpu or self._gpu_runs_stored(st)
-            why = off_profile(st.claim, self.profile, gpu)
-            if why is not None:
-                st.decision, st.done = judge_off_profile(st.claim, why), True
-            elif not claim_needs_runs(st.claim, gpu, self.profile):
+        for cid, st in self.states.items():
+            g = self.gates[cid]
+            if g.off is not None:
+                st.decision, st.done = judge_off_profile(st.claim, g.off), True
+            elif not g.needs_runs:
                 st.decision = judge(st.claim, {}, last_look=True, device_has_gpu=self.device_has_gpu,
                                     sigma_d_pilot=self.sigma_d_pilot)
                 st.done = True
@@ -517,17 +531,6 @@ class PilotError(RuntimeError):
     """The A/A pilot could not train its runs (the message names the first failed run)."""
 
 
-def paired_bounds(d: Sequence[float], alpha: float) -> tuple[float, float, float, float]:
-    """Mean, SD and one-sided (1 - alpha) lower and upper bounds of paired differences (t interval)."""
-    from scipy import stats as st
-
-    n = len(d)
-    mean = sum(d) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
-    half = st.t.ppf(1 - alpha, n - 1) * sd / math.sqrt(n) if n > 1 else float("inf")
-    return mean, sd, mean - half, mean + half
-
-
 def pilot(recipe: Recipe, store: RunStore, executor: Executor, profile: str, n: int = 5, *, alpha: float = 0.05,
           code_version: str | Callable[[str], str] | None = None, progress: bool = False,
           force: bool = False) -> PilotResult:
@@ -549,7 +552,10 @@ def pilot(recipe: Recipe, store: RunStore, executor: Executor, profile: str, n: 
     acc_b = [sched.results[(recipe.key, s)].acc for s in seeds_b]
     pp_a, pp_b = [100 * a for a in acc_a], [100 * b for b in acc_b]
     d = [a - b for a, b in zip(pp_a, pp_b, strict=True)]
-    mean_d, sigma_d, lower, upper = paired_bounds(d, alpha)
+    from claims.stats import paired_bounds
+
+    mean_d, lower, upper = paired_bounds(d, alpha)
+    sigma_d = statistics.stdev(d)
     pooled = pp_a + pp_b
     mu = sum(pooled) / len(pooled)
     sigma = math.sqrt(sum((x - mu) ** 2 for x in pooled) / (len(pooled) - 1))

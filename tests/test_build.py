@@ -19,7 +19,8 @@ from claims.build import (
     part,
     superior,
 )
-from claims.spec import Claim, Form, Verdict, judge
+from claims.spec import Claim, Form, Verdict
+from claims.verdict import judge
 from tests.test_spec import A, B, C, paired, run
 from tricks.recipes import get_recipe
 

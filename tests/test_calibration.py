@@ -1,8 +1,8 @@
 """Calibration of the verdict engine by simulation: every promise docs/statistics.md makes, checked under normal
 noise and both skews (claims.calibrate.SKEWS), for every form and both seed caps (12, and the paper profile's 8).
 
-The rates come from `claims.calibrate.simulate`, the engine's own sequential rules (`claims.spec.walk`) on many
-rows at once, checked first against `claims.spec.judge` row by row. Every rate is compared with its bound plus three
+The rates come from `claims.calibrate.simulate`, the engine's own sequential rules (`claims.verdict.walk`) on many
+rows at once, checked first against `claims.verdict.judge` row by row. Every rate is compared with its bound plus three
 Monte-Carlo standard errors, from a fixed generator, so a run is deterministic and a real regression fails.
 `python -m claims.calibrate --docs docs/statistics.md` measures the same promises on larger samples.
 """
@@ -14,7 +14,8 @@ import pytest
 
 from claims import calibrate as cal
 from claims import stats
-from claims.spec import Form, Verdict, design_alpha, judge, reported_p
+from claims.spec import Form, Verdict
+from claims.verdict import design_alpha, judge, reported_p
 from tests.test_spec import BASE_ACC, A, B, run
 
 SIGMA = DELTA = 0.01  # σ_d = Δ = 1 pp

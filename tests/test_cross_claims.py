@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from claims.spec import Form, Verdict, judge
+from claims.spec import Form, Verdict
 from claims.test_cross import X_4, X_7
+from claims.verdict import judge
 from tests.test_spec import run
 
 # five seeds: the O'Brien-Fleming-type design decides nothing at its first look of three on data this clean

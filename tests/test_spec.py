@@ -14,21 +14,8 @@ import numpy as np
 import pytest
 
 from claims import stats
-from claims.spec import (
-    Claim,
-    Decision,
-    Form,
-    Metric,
-    Verdict,
-    claim_design,
-    claim_needs_runs,
-    design_alpha,
-    judge,
-    judge_off_profile,
-    margin_ok,
-    next_look,
-    off_profile,
-)
+from claims.spec import Claim, Decision, Form, Metric, Verdict, claim_needs_runs, margin_ok, next_look, off_profile
+from claims.verdict import claim_design, design_alpha, judge, judge_off_profile
 from tricks.train import PROFILES, Recipe, RunResult, kw
 
 ROOT = Path(__file__).resolve().parents[1]

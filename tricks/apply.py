@@ -677,7 +677,7 @@ def train_on(executor: Any, session: Session, store: Any, *, source: str | None,
 
 def judge_comparison(plan: Plan, outcomes: Sequence[Outcome]) -> Any:
     """The claims engine's Decision on "the tricks beat the recipe" (superiority, margin `plan.delta_pp`), one look."""
-    from claims import spec
+    from claims import spec, verdict
 
     assert plan.baseline is not None
     claim = spec.Claim(id="tricks.apply", source="python -m tricks.apply --compare",
@@ -688,7 +688,7 @@ def judge_comparison(plan: Plan, outcomes: Sequence[Outcome]) -> Any:
     results: dict[str, dict[int, RunResult]] = {plan.recipe.key: {}, plan.baseline.key: {}}
     for o in outcomes:
         results[o.recipe.key][o.result.seed] = o.result
-    return spec.judge(claim, results, last_look=True)
+    return verdict.judge(claim, results, last_look=True)
 
 
 # ------------------------------------------------------------------------------------------------ output

@@ -90,7 +90,7 @@ class SuiteReport:
     wall_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    not_runnable: list[Any] = field(default_factory=list)  # claims.build.NotRunnable: id, source, quote, reason
+    not_runnable: list[Any] = field(default_factory=list)  # claims.declare.NotRunnable: id, source, quote, reason
     # claim id -> its standing on the published recipes (claims.answers.Status), beside a proxy profile's verdicts
     paper: dict[str, Any] = field(default_factory=dict)
 

@@ -315,6 +315,19 @@ def prob_a_gt_b_interval(d: Sequence[float] | np.ndarray, conf: float = 0.95) ->
 # ------------------------------------------------------------------------------------------------ multiplicity
 
 
+def skewness(x: Sequence[float]) -> float | None:
+    """Adjusted Fisher-Pearson sample skewness G1; None below 3 values or when every value is the same."""
+    n = len(x)
+    if n < 3:
+        return None
+    m = sum(x) / n
+    m2 = sum((v - m) ** 2 for v in x) / n
+    if m2 <= 0:
+        return None
+    m3 = sum((v - m) ** 3 for v in x) / n
+    return math.sqrt(n * (n - 1)) / (n - 2) * m3 / m2 ** 1.5
+
+
 def holm(pvalues: Mapping[str, float], alpha: float = 0.05) -> dict[str, bool]:
     """Holm's step-down: which hypotheses are rejected at family-wise level `alpha` (ties keep input order)."""
     order = sorted(pvalues, key=lambda k: pvalues[k])

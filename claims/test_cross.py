@@ -7,7 +7,7 @@ training; they do add to the Holm family, as separate statements should.
 
 import pytest
 
-from claims.build import check, compound, part
+from claims.declare import check, compound, part
 from claims.spec import Form
 
 SRC = "spec sheet §7 (cross-document)"

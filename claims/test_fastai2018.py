@@ -10,7 +10,7 @@ lesson's own: BN after the ReLU, no eps, the last training batch's statistics in
 
 import pytest
 
-from claims.build import NotRunnable, check, fewer_params, noninferior, superior
+from claims.declare import NotRunnable, check, fewer_params, noninferior, superior
 
 SRC = "doc 003: fast.ai Part 1 (2018) lesson 7, courses/dl1/lesson7-cifar10.ipynb (fastai 0.7)"
 P = "fastai2018/"

@@ -10,7 +10,7 @@ applied without subtracting the patch mean. mp2 (CIFAR-100, 20 coarse classes) i
 
 import pytest
 
-from claims.build import (
+from claims.declare import (
     NotRunnable,
     absolute,
     check,

@@ -11,7 +11,7 @@ report), and the published numbers are judged under the paper profile only.
 
 import pytest
 
-from claims.build import absolute, check, compound, part, superior
+from claims.declare import absolute, check, compound, part, superior
 from claims.spec import Form
 from tricks.recipes import get_recipe
 from tricks.train import PROFILES

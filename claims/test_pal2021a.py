@@ -12,7 +12,7 @@ exist as the `@code` recipes; C000-5@code tests what the notebook actually measu
 
 import pytest
 
-from claims.build import check, compound, equivalent, noninferior, part, superior
+from claims.declare import check, compound, equivalent, noninferior, part, superior
 from claims.spec import Form
 
 SRC = "doc 000: Pal, Tricks to improve the performance of the CIFAR-10 classifier (2021-01), notebook 3c63915"

@@ -10,7 +10,7 @@ arms a few points apart; these claims use paired seeds.
 
 import pytest
 
-from claims.build import NotRunnable, check, compound, equivalent, noninferior, part, superior
+from claims.declare import NotRunnable, check, compound, equivalent, noninferior, part, superior
 from claims.spec import Form
 
 SRC = "doc 001: Pal, More tricks to improve performance of CIFAR-10 classifier (2021-03), notebook 48595ed"

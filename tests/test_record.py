@@ -9,7 +9,7 @@ import pytest
 
 from claims import answers, record
 from claims.answers import Status, agreement, paper_status, proxy_status
-from claims.build import superior
+from claims.declare import superior
 from claims.spec import Form
 from claims.store import RunStore
 from tricks.recipes import get_recipe

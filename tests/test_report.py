@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from claims.build import NotRunnable
+from claims.declare import NotRunnable
 from claims.report import (
     build_report,
     holm_status,

@@ -306,7 +306,7 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_CLAIMS = """
 import pytest
-from claims.build import check
+from claims.declare import check
 from claims.test_jovian import C004_2
 from claims.test_pal2021b import C001_8
 

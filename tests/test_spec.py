@@ -622,7 +622,7 @@ def test_arms_identical_on_every_seed_are_flagged_in_the_reason(form):
 
 
 def test_profile_arms_puts_the_scaled_variants_of_heavy_arms_in_a_claim_on_a_cpu_only():
-    from claims.build import compound, part, superior
+    from claims.declare import compound, part, superior
     from claims.spec import profile_arms
 
     c = compound("K-9", "doc", "q", [part("K-9/a", Form.SUPERIORITY, "jovian/resnet9", "jovian/resnet9-no_bn"),

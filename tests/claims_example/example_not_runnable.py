@@ -7,7 +7,7 @@ test is skipped (the usual way, alone or parametrized) or passes.
 import pytest
 
 from claims import spec
-from claims.build import NotRunnable
+from claims.declare import NotRunnable
 from tests.claims_example.fake import fake_recipe
 
 LARGE = spec.Claim(id="NR-0", source="example document, table 1", quote="The trick adds five points of accuracy.",

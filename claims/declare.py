@@ -1,4 +1,5 @@
-"""Short constructors for the claims of the source documents: `superior("C001-4", SRC, quote, "pal2021b/bn_before_relu",
+"""Declaring claims: the short constructors the claim files write their claims with, the suite's margins, and
+`check`, what every claim test asserts of its Decision. `superior("C001-4", SRC, quote, "pal2021b/bn_before_relu",
 "pal2021b/baseline")` names arms by recipe name and fills the suite's defaults (margin, α, looks).
 
 Margins (Δ, accuracy units) are declared here once, before any run, and are at least the test-set noise floor of
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claims.spec import Claim, Form
+from claims.verdict import interval_agrees
 from tricks.recipes import get_recipe
 from tricks.train import Recipe
 
@@ -89,8 +91,8 @@ class NotRunnable:
 
 def check(claim: Claim, decision: Any, params: tuple[int, int] | None = None) -> None:
     """What every claim test asserts beyond the plugin's verdict check: the decision belongs to the claim, agrees
-    with its own interval under the claim's form (parts likewise), and, where runs exist, the arms use the
-    parameter counts the spec sheet verified (`params`, A then B)."""
+    with its own interval under the claim's rules (`claims.verdict.interval_agrees`; parts likewise), and, where runs
+    exist, the arms use the parameter counts the spec sheet verified (`params`, A then B)."""
     assert decision is not None, f"{claim.id}: no decision"
     assert decision.claim_id == claim.id
     verdict = str(getattr(decision.verdict, "value", decision.verdict))
@@ -106,16 +108,9 @@ def check(claim: Claim, decision: Any, params: tuple[int, int] | None = None) ->
                 assert "REFUTED" in got, got
     elif decision.lower is not None and decision.upper is not None:
         off = claim.offset if claim.form is not Form.ABSOLUTE else 0.0  # the rules read d - offset
-        lo, hi, delta = decision.lower - off, decision.upper - off, claim.delta
-        rules = {  # (form, verdict) -> what the interval at the deciding look must show
-            (Form.SUPERIORITY, "SUPPORTED"): lo > 0, (Form.SUPERIORITY, "REFUTED"): hi < delta,
-            (Form.FEWER_PARAMS, "SUPPORTED"): lo > 0,
-            (Form.NONINFERIORITY, "SUPPORTED"): lo > -delta, (Form.NONINFERIORITY, "REFUTED"): hi < -delta,
-            (Form.EQUIVALENCE, "SUPPORTED"): -delta < lo and hi < delta,
-            (Form.EQUIVALENCE, "REFUTED"): lo > delta or hi < -delta,
-            (Form.ABSOLUTE, "REFUTED"): True,
-        }
-        assert rules.get((claim.form, verdict), True), f"{claim.id}: {verdict} with [L, U] = [{lo}, {hi}]"
+        lo, hi = decision.lower - off, decision.upper - off
+        assert interval_agrees(claim, verdict, lo, hi, decision.params_a, decision.params_b), \
+            f"{claim.id}: {verdict} with [L, U] = [{lo}, {hi}]"
         assert decision.lower <= decision.mean <= decision.upper
     if params is not None and decision.params_a is not None and decision.params_b is not None:
         assert (decision.params_a, decision.params_b) == params, \

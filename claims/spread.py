@@ -1,8 +1,9 @@
-"""Where a report's noise comes from: σ_d and the skewness of the paired differences per claim, the run-to-run SD
-of each arm, and a summary line (median and largest σ_d, how skewed the differences are, claims decided, compute).
+"""The spread of a report's paired differences, where its noise comes from: σ_d and the skewness of the paired
+differences per claim, the run-to-run SD of each arm, and a summary line (median and largest σ_d, how skewed the
+differences are, claims decided, compute).
 
-    python -m claims.noise reports/latest            # a table a claim (and part) and the summary
-    python -m claims.noise reports/latest --json     # the same as one JSON object
+    python -m claims.spread reports/latest            # a table a claim (and part) and the summary
+    python -m claims.spread reports/latest --json     # the same as one JSON object
 
 It reads `report.json` only (the per-seed values the engine judged), so it trains nothing and can be pointed at any
 earlier report, e.g. to compare profiles or engines on the same store.
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from claims.stats import skewness
 
 DECIDED = ("SUPPORTED", "REFUTED")
 
@@ -34,19 +36,6 @@ class Spread:
     skew: float | None  # sample skewness of d (adjusted Fisher-Pearson), None below 5 seeds
     sd_a_pp: float | None  # run-to-run SD of each arm over the same seeds
     sd_b_pp: float | None
-
-
-def skewness(x: Sequence[float]) -> float | None:
-    """Adjusted Fisher-Pearson sample skewness G1; None below 3 values or when every value is the same."""
-    n = len(x)
-    if n < 3:
-        return None
-    m = sum(x) / n
-    m2 = sum((v - m) ** 2 for v in x) / n
-    if m2 <= 0:
-        return None
-    m3 = sum((v - m) ** 3 for v in x) / n
-    return math.sqrt(n * (n - 1)) / (n - 2) * m3 / m2 ** 1.5
 
 
 def _sd(x: Sequence[float]) -> float | None:
@@ -124,14 +113,14 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         return json.loads(p.read_text())
     except FileNotFoundError:
-        raise SystemExit(f"claims.noise: no report at {p}") from None
+        raise SystemExit(f"claims.spread: no report at {p}") from None
     except json.JSONDecodeError as e:
-        raise SystemExit(f"claims.noise: {p} is not JSON ({e})") from None
+        raise SystemExit(f"claims.spread: {p} is not JSON ({e})") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """σ_d, skewness of d and arm SDs of a claims report."""
-    ap = argparse.ArgumentParser(prog="python -m claims.noise", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m claims.spread", description=main.__doc__)
     ap.add_argument("report", help="a report directory (reports/latest) or its report.json")
     ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = ap.parse_args(argv)

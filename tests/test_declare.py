@@ -1,4 +1,4 @@
-"""claims.build: the short claim constructors (forms, default margins, arms by name or Recipe) and `check`."""
+"""claims.declare: the short claim constructors (forms, default margins, arms by name or Recipe) and `check`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from claims.build import (
+from claims.declare import (
     DELTA,
     DELTA_WIDE,
     NotRunnable,

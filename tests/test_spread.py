@@ -1,4 +1,4 @@
-"""claims.noise: σ_d, skewness and arm SDs read from a report's per-seed values (synthetic report dicts)."""
+"""claims.spread: σ_d, skewness and arm SDs read from a report's per-seed values (synthetic report dicts)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from claims.noise import main, skewness, spreads, summary
+from claims.spread import main, spreads, summary
+from claims.stats import skewness
 
 
 def _rows(a, b):

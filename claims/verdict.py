@@ -86,6 +86,16 @@ def interval_agrees(claim: Claim, verdict: str, lower: float, upper: float, para
     return True
 
 
+def compound_verdict(parts: Sequence[Verdict | str]) -> Verdict:
+    """The rule of a compound claim (intersection-union, each part at α, no correction) over its parts' verdicts:
+    INVALID when one is, else REFUTED when one is, SUPPORTED when every part is, INCONCLUSIVE otherwise."""
+    got = [Verdict(getattr(v, "value", v)) for v in parts]
+    for v in (Verdict.INVALID, Verdict.REFUTED):
+        if v in got:
+            return v
+    return Verdict.SUPPORTED if all(v is Verdict.SUPPORTED for v in got) else Verdict.INCONCLUSIVE
+
+
 @dataclass(frozen=True, eq=False)
 class _Test:
     """A rule on data: H1 sign * (mean(x) - shift) > 0, on the first n values of `x` (of each row, when `x` holds
@@ -544,17 +554,16 @@ def _judge_compound(claim: Claim, results: Results, last_look: bool, device_has_
     n = max(d.n for d in parts)
     by = {v: [d for d in parts if d.verdict is v] for v in Verdict}
     open_ = by[Verdict.INCONCLUSIVE]
-    if by[Verdict.INVALID]:
+    verdict = compound_verdict([d.verdict for d in parts])
+    if verdict is Verdict.INVALID:
         d = by[Verdict.INVALID][0]
-        verdict, reason = Verdict.INVALID, f"part {d.claim_id}: {d.reason}"
-    elif by[Verdict.REFUTED]:
+        reason = f"part {d.claim_id}: {d.reason}"
+    elif verdict is Verdict.REFUTED:
         d = by[Verdict.REFUTED][0]
-        verdict, reason = Verdict.REFUTED, f"part {d.claim_id} is refuted: {d.reason}"
-    elif len(by[Verdict.SUPPORTED]) == len(parts):
-        verdict, reason = Verdict.SUPPORTED, "every part holds: " + "; ".join(f"{d.claim_id}: {d.reason}"
-                                                                            for d in parts)
+        reason = f"part {d.claim_id} is refuted: {d.reason}"
+    elif verdict is Verdict.SUPPORTED:
+        reason = "every part holds: " + "; ".join(f"{d.claim_id}: {d.reason}" for d in parts)
     else:
-        verdict = Verdict.INCONCLUSIVE
         reason = (f"{len(open_)} of {len(parts)} parts undecided: "
                   + "; ".join(f"{d.claim_id}: {d.reason}" for d in open_))
     # A part predicted underpowered puts SUPPORTED out of reach, but another open part may still be REFUTED, which

@@ -157,8 +157,8 @@ def gate(claim: Claim, profile: str | None, device_has_gpu: bool,
     the record); then they are judged as on a GPU, and nothing is trained here."""
     claim = profile_arms(claim, profile, device_has_gpu)
     gpu = device_has_gpu or (gpu_runs is not None and gpu_runs(claim))
-    off = off_profile(claim, profile, gpu)
-    return Gate(claim, off, off is None and claim_needs_runs(claim, gpu, profile), gpu)
+    needs = claim_needs_runs(claim, gpu, profile)  # False when off-profile, among other reasons
+    return Gate(claim, None if needs else off_profile(claim, profile, gpu), needs, gpu)
 
 
 def judge_off_profile(claim: Claim, reason: str) -> Decision:

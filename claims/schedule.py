@@ -77,7 +77,11 @@ def capped_looks(looks: Sequence[int], max_seeds: int | None, n_seeds: int) -> t
 
 
 class Scheduler:
-    """Runs and judges many claims together, sharing runs between them; `.run()` returns every claim's Decision."""
+    """Runs and judges many claims together, sharing runs between them; `.run()` returns every claim's Decision.
+
+    `gates` (claim id -> claims.verdict.Gate): what the profile does with each claim, as the caller already decided
+    it on this device (the pytest plugin); claims without one are gated here. `claims` then holds each claim with the
+    arms its profile trains."""
 
     def __init__(self, claims: Sequence[Any], store: RunStore, executor: Executor, profile: str = "default",
                  seeds: Sequence[int] = DEFAULT_SEEDS, max_seeds: int | None = None, device_has_gpu: bool = False,

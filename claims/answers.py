@@ -258,10 +258,11 @@ def _interval(s: Status | None) -> str:
         return "—"
     if s.mean is None:
         return f"n {s.n}" if s.n else "—"
-    return f"{s.mean:+.2f} [{_num(s.lower)}, {_num(s.upper)}], n {s.n}"
+    return f"{s.mean:+.2f} [{bound(s.lower)}, {bound(s.upper)}], n {s.n}"
 
 
-def _num(x: float | None) -> str:
+def bound(x: float | None) -> str:
+    """A bound of an interval in pp, signed; a missing one is −∞."""
     return "−∞" if x is None or x == -math.inf else ("+∞" if x == math.inf else f"{x:+.2f}")
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from claims.report.model import SuiteReport, _value, comparisons, per_seed, pipeline_only
+from claims.report.model import pp as _pct  # fractions as percent and as percentage points: both x 100
 from claims.report.text import _metric, family_line, headline
 from claims.schedule import PilotResult
 from tricks.train import PROFILES, RunResult
@@ -21,20 +22,17 @@ REPORT_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference, mar
                 "alpha*, *_p, p_seq": "probabilities (0-1)"}
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
+    """Strict JSON: NaN and infinities as null, mappings with string keys, enums by their value."""
     if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
         return None  # strict JSON, readable by any tool
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if hasattr(x, "value") and isinstance(x.value, str):
         return x.value
     return x
-
-
-def _pct(x: float | None) -> float | None:
-    return None if x is None else 100.0 * float(x)
 
 
 def per_seed_json(claim: Any, results: Mapping[str, Mapping[int, RunResult]]) -> list[dict[str, Any]]:
@@ -115,7 +113,7 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
             "arms": arms, **_paper_json(rep, c.id),
         })
     prof = PROFILES.get(rep.profile)
-    return _jsonable({
+    return jsonable({
         "schema_version": REPORT_SCHEMA_VERSION, "units": REPORT_UNITS,
         "spec_hash": rep.spec_hash, "created": rep.created, "profile": rep.profile,
         "pipeline_only": pipeline_only(rep.profile), "headline": headline(rep), "family_line": family_line(rep),

@@ -34,6 +34,9 @@ from tricks.train import PROFILES
 TERMINAL_WIDTH = 100  # the terminal report's lines never pass this, so CI logs and narrow terminals do not wrap
 
 
+# ------------------------------------------------------------------------------------------------ cells and lines
+
+
 def _fmt(x: Any, nd: int = 2, sign: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(text)
     if not args.dry_run:
         sys.path.insert(0, str(ROOT))
-        from claims.report import replace_block
+        from claims.report.readme import replace_block
 
         try:
             replace_block(args.doc, START, END, text)

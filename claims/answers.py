@@ -19,14 +19,15 @@ import json
 import math
 import re
 import statistics
-import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from claims.order import claim_order
 from claims.record import RECORD, latest_per_seed, read
+from claims.report.readme import find_report, publish, run_writer
 from tricks.train import PROFILES, RunResult
 
 PROXY = Path("results") / "proxy-verdicts.json"
@@ -48,12 +49,7 @@ def all_claims() -> list[Any]:
         for value in vars(importlib.import_module(f"claims.{mod}")).values():
             if isinstance(value, Claim):
                 out.setdefault(value.id, value)
-    return [out[c] for c in sorted(out, key=_order)]
-
-
-def _order(cid: str) -> tuple:
-    head, _, rest = cid.partition("-")
-    return (head == "X", head, *(part.zfill(6) for part in rest.split("-")))
+    return [out[c] for c in sorted(out, key=claim_order)]
 
 
 def source_of(claim: Any) -> str:
@@ -260,10 +256,11 @@ def _interval(s: Status | None) -> str:
         return "—"
     if s.mean is None:
         return f"n {s.n}" if s.n else "—"
-    return f"{s.mean:+.2f} [{_num(s.lower)}, {_num(s.upper)}], n {s.n}"
+    return f"{s.mean:+.2f} [{bound(s.lower)}, {bound(s.upper)}], n {s.n}"
 
 
-def _num(x: float | None) -> str:
+def bound(x: float | None) -> str:
+    """A bound of an interval in pp, signed; a missing one is −∞."""
     return "−∞" if x is None or x == -math.inf else ("+∞" if x == math.inf else f"{x:+.2f}")
 
 
@@ -316,9 +313,7 @@ def notes(record_path: Path, proxy: dict[str, Any] | None, runs: Sequence[RunRes
 
 def update_proxy(report_dir: Path, proxy_path: Path = PROXY) -> str:
     """Rewrite the proxy verdicts from a default report; say what was done (a smoke or paper report changes nothing)."""
-    from claims.report import _report_dir
-
-    folder = _report_dir(report_dir)
+    folder = find_report(report_dir)
     report = json.loads((folder / "report.json").read_text())
     if report.get("profile") != "default":
         return f"{folder}: a {report.get('profile')}-profile report; the proxy column keeps {proxy_path}"
@@ -335,8 +330,6 @@ def build(record_path: Path = RECORD, proxy_path: Path = PROXY) -> tuple[list[Ro
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m claims.answers`: the answer table (paper beside proxy) from the committed record."""
-    from claims.report import replace_block
-
     ap = argparse.ArgumentParser(prog="python -m claims.answers", description=main.__doc__)
     ap.add_argument("--record", default=str(RECORD))
     ap.add_argument("--proxy", default=str(PROXY))
@@ -346,19 +339,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="first rewrite the proxy file from this report (or the latest under it) when it is a "
                          "default-profile report; other profiles leave the proxy column as it is")
     args = ap.parse_args(argv)
-    try:
+
+    def write() -> None:
         if args.proxy_from:
             print(update_proxy(Path(args.proxy_from), Path(args.proxy)))
         table, text = build(Path(args.record), Path(args.proxy))
         print(text)
-        if args.json:
-            Path(args.json).write_text(json.dumps([r.to_dict() for r in table], separators=(",", ":")) + "\n")
-        if args.readme:
-            replace_block(args.readme, START, END, text)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        publish(text, args.readme, (START, END), args.json,
+                json.dumps([r.to_dict() for r in table], separators=(",", ":")) + "\n")
+
+    return run_writer(write)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from claims.answers import DOCS, PROXY, all_claims
+from claims.answers import DOCS, PROXY, all_claims, bound
 from claims.order import claim_order, short_words
 
 CARDS = Path("docs") / "tricks"
@@ -96,14 +96,10 @@ def card(trick: Any, used_by: Sequence[tuple[Any, str]], proxy: dict[str, Any] |
     for c, arm in used_by:
         e = found.get(c.id) or {}
         iv = ("—" if e.get("mean") is None else
-              f"{e['mean']:+.2f} [{_b(e.get('lower'))}, {_b(e.get('upper'))}]")
+              f"{e['mean']:+.2f} [{bound(e.get('lower'))}, {bound(e.get('upper'))}]")
         out.append(f"| {c.id} | {short_words(c.quote, 80).replace('|', '/')} | {arm} | {e.get('verdict') or 'not run'} "
                    f"| {iv} | {e.get('n', 0)} |")
     return "\n".join(out) + "\n"
-
-
-def _b(x: float | None) -> str:
-    return "−∞" if x is None else f"{x:+.2f}"
 
 
 def cards(proxy_path: Path = PROXY) -> dict[str, str]:

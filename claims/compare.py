@@ -325,7 +325,8 @@ def has_arms(claims: Sequence[Any]) -> bool:
 def judge_claims(claims: Sequence[Any], *, seeds: Sequence[int] | None = None, max_seeds: int | None = None,
                  store: Any = None, workers: int | None = 0, executor: Any = None, progress: bool = False) -> Any:
     """Judge claims over user arms together (shared runs, the store, sequential looks); returns the Scheduler, whose
-    `decisions` and `errors` hold the outcome and which `claims.report.build_report` turns into the suite's report."""
+    `decisions` and `errors` hold the outcome and which `claims.report.model.build_report` turns into the suite's
+    report."""
     from claims.schedule import LocalExecutor, Scheduler
     from claims.store import RunStore
 
@@ -362,7 +363,7 @@ def compare(a: LearnerArm, b: LearnerArm, form: str = "superior", margin: float 
                          progress=progress)
     if claim.id in sched.errors:
         raise ArmError(f"{claim.id}: {sched.errors[claim.id]}")
-    from claims.report import per_seed
+    from claims.report.model import per_seed
 
     d = sched.decisions[claim.id]
     d.per_seed = per_seed(claim, sched.results_for(claim.id))  # rows of seed, a, b, d in percent (points for d)

@@ -229,7 +229,8 @@ class ClaimSession:
         if self.scheduler is None or self.finished:
             return
         self.finished = True
-        from claims.report import build_report, write_report
+        from claims.report.model import build_report
+        from claims.report.write import write_report
 
         try:
             self.report = build_report(self.scheduler, pilot=self.pilot, alpha_family=FAMILY_ALPHA,
@@ -281,7 +282,7 @@ def _data_version(source: str | None) -> Any:
 
 def _pilot_recipe(claims: list[Any]) -> Any:
     """The baseline the most claims compare against (their B arm, parts included), or None."""
-    from claims.report import comparisons
+    from claims.report.model import comparisons
 
     counts: Counter = Counter()
     recipes = {}
@@ -456,7 +457,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr = terminalreporter
     tr.section(f"claims ({cs.profile} profile)")
     if cs.report is not None:  # plain lines within 100 columns: the same on a terminal and in a CI log
-        from claims.report import terminal_lines
+        from claims.report.text import terminal_lines
 
         for line in terminal_lines(cs.report):
             tr.write_line(line)

@@ -253,8 +253,7 @@ class Scheduler:
         look's, and its sequential p becomes the smaller of the decision's and the confirmation p, a t p on the new
         seeds only (independent of the stretch that selected it, and one analysis, so no look to correct for).
         Each such claim's outcome goes into `confirmations`."""
-        from claims.report import multiplicity
-        from claims.stats import CONFIRM_MIN_NEW
+        from claims.stats import CONFIRM_MIN_NEW, multiplicity
 
         started: dict[str, int] = {}  # claim id -> its n when confirmation sampling began
         stopped: dict[str, str] = {}  # claim id -> the failed run that ended its confirmation sampling

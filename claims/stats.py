@@ -532,3 +532,61 @@ def sequential_power(effect: float, sigma_d: float, looks: Sequence[int] = DEFAU
         seeds[new] = n
         stopped |= new
     return float(stopped.mean()), float(seeds.mean())
+
+
+# ------------------------------------------------------------------------------------------------ the suite's family
+
+
+@dataclass
+class Multiplicity:
+    """Holm and Benjamini-Hochberg over the family of hypotheses that trained, mapped back to the claims."""
+
+    hypothesis: dict[str, str]  # claim id -> the hypothesis it counts as (its own id, or the id it restates)
+    p: dict[str, float]  # hypothesis -> its sequential p-value
+    holm: dict[str, bool]  # claim id -> SUPPORTED and rejected by Holm at the family-wise level
+    fdr: dict[str, bool]  # claim id -> SUPPORTED and rejected by BH at the false-discovery rate
+    q: dict[str, float]  # claim id -> its hypothesis's BH q-value
+
+
+def multiplicity(claims: Sequence[Any], decisions: Mapping[str, Any], alpha: float) -> Multiplicity:
+    """The suite's multiplicity layer over the sequential p-values of the claims that trained.
+
+    A claim with no decision or no finite sequential p (never run, not runnable here, needs a GPU) is not in the
+    family. A claim that restates another (`Claim.restates`) is the same hypothesis: the family holds it once, with
+    the restated claim's p when that claim trained (else its own), and both claims share its outcome. Each claim's
+    flag is True only where its own verdict is SUPPORTED and its hypothesis is rejected: a REFUTED claim with a small
+    p of its support test cannot "hold"."""
+
+    def p_of(cid: str) -> float | None:
+        d = decisions.get(cid)
+        p = getattr(d, "p_seq", None)
+        return None if p is None or math.isnan(float(p)) else float(p)
+
+    hyp: dict[str, str] = {}
+    pvals: dict[str, float] = {}
+    by_id = {c.id: c for c in claims}
+    for c in claims:
+        if p_of(c.id) is None:
+            continue
+        h = getattr(c, "restates", None) or c.id
+        h = h if h in by_id else c.id
+        hyp[c.id] = h
+        own = p_of(h)
+        pvals[h] = own if own is not None else pvals.get(h, p_of(c.id))
+    rejected_holm = holm(pvals, alpha) if pvals else {}
+    q = bh_qvalues(pvals) if pvals else {}
+
+    def supported(cid: str) -> bool:
+        verdict = decisions[cid].verdict
+        return str(getattr(verdict, "value", verdict)) == "SUPPORTED"
+
+    return Multiplicity(hyp, pvals, {c: bool(rejected_holm[h]) and supported(c) for c, h in hyp.items()},
+                        {c: q[h] <= alpha and supported(c) for c, h in hyp.items()}, {c: q[h] for c, h in hyp.items()})
+
+
+def holm_status(decisions: Mapping[str, Any], alpha: float) -> dict[str, bool]:
+    """Holm over the claims' sequential p-values: True where a SUPPORTED claim still holds at family level `alpha`
+    (every decision its own hypothesis; `multiplicity` merges restated claims)."""
+    from types import SimpleNamespace
+
+    return multiplicity([SimpleNamespace(id=cid) for cid in decisions], decisions, alpha).holm

@@ -108,7 +108,7 @@ def test_figures_writes_each_quoted_commands_time_with_date_and_machine_between_
         assert f"| {shown} | {fake[c.key][0]:.1f} s | 0 |" in text
     doc = tmp_path / "performance.md"
     doc.write_text(f"# P\n\n{figures.START}\nold\n{figures.END}\n\nkept\n")
-    from claims.report import replace_block
+    from claims.report.readme import replace_block
 
     replace_block(doc, figures.START, figures.END, text)
     assert "old" not in doc.read_text() and doc.read_text().endswith("\n\nkept\n")

@@ -7,15 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from claims.report import (
-    build_report,
-    family_line,
-    headline,
-    multiplicity,
-    report_json,
-    report_markdown,
-    summary_markdown,
-)
+from claims.report.model import build_report
+from claims.report.schema import report_json
+from claims.report.text import family_line, headline, report_markdown, summary_markdown
+from claims.stats import multiplicity
 from tests.claims_example.fake import fake_recipe
 from tests.test_schedule import _calls, _claim, _scheduler, call_log  # noqa: F401 (a fixture)
 

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from PIL import Image
 
-from claims import plots
-from claims.report import ClaimRow
+from claims.report import plots
+from claims.report.model import ClaimRow
 from claims.schedule import Compute
 from tests.claims_example.fake import fake_recipe, fake_run
 

@@ -8,7 +8,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from claims.report import build_report, report_json
+from claims.report.model import build_report
+from claims.report.schema import report_json
 from claims.schedule import LocalExecutor, Scheduler
 from claims.store import RunStore
 from tests.claims_example.fake import fake_run

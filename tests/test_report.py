@@ -10,19 +10,13 @@ from types import SimpleNamespace
 import pytest
 
 from claims.declare import NotRunnable
-from claims.report import (
-    build_report,
-    holm_status,
-    main,
-    print_report,
-    report_json,
-    report_markdown,
-    spec_hash,
-    summary_markdown,
-    write_readme_summary,
-    write_report,
-)
+from claims.report.model import build_report, spec_hash
+from claims.report.readme import main, write_readme_summary
+from claims.report.schema import report_json
+from claims.report.text import print_report, report_markdown, summary_markdown
+from claims.report.write import write_report
 from claims.schedule import LocalExecutor, Scheduler, pilot
+from claims.stats import holm_status
 from claims.store import RunStore
 from tests.claims_example.fake import fake_recipe, fake_run
 
@@ -281,7 +275,7 @@ def _long_report(rep):
 def test_the_terminal_report_is_a_compact_table_within_100_columns_with_full_ids(report):
     from rich.console import Console
 
-    from claims.report import terminal_lines
+    from claims.report.text import terminal_lines
 
     rep = _long_report(report[0])
     lines = terminal_lines(rep)
@@ -308,7 +302,7 @@ def test_terminal_and_summary_rows_follow_the_documents_and_carry_words_and_why_
     from dataclasses import replace
 
     from claims.order import claim_order
-    from claims.report import terminal_table
+    from claims.report.text import terminal_table
 
     rep = report[0]
     ids = ["X-1", "C003-2", "C001-10", "C000-5@code", "C000-11", "C000-2"]
@@ -336,7 +330,7 @@ def test_terminal_and_summary_rows_follow_the_documents_and_carry_words_and_why_
 def test_the_fdr_column_shows_the_engines_fdr_flag_when_there_is_one(report):
     from dataclasses import replace
 
-    from claims.report import terminal_table
+    from claims.report.text import terminal_table
 
     rep = report[0]
     assert [(r.verdict, r.fdr) for r in rep.rows] == [("SUPPORTED", True)] * 2  # build_report applied BH
@@ -350,7 +344,7 @@ def test_the_fdr_column_shows_the_engines_fdr_flag_when_there_is_one(report):
 def test_every_smoke_line_card_and_headline_says_it_checks_the_pipeline(report, tmp_path):
     from dataclasses import replace
 
-    from claims.report import headline, terminal_lines
+    from claims.report.text import headline, terminal_lines
 
     rep = report[0]
     note = "checks the pipeline, not the claim"

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from claims import reproduce
-from claims.reproduce import END, JPEG_WHY, START, Published, build_rows, main, row_cells, table_markdown
+from claims.published import Published
+from claims.reproduce import END, JPEG_WHY, START, build_rows, main, row_cells, table_markdown
 from claims.store import RunStore
 from tricks.recipes import get_recipe
 from tricks.train import RunResult

@@ -743,7 +743,7 @@ def verdict_text(plan: Plan, d: Any) -> str:
     else:  # the engine works in accuracy units; people read points
         interval = (f"A − B = {_num(100 * d.mean, '+.2f')} pp, one-sided {100 * (1 - level):g}% bounds "
                     f"[{_num(100 * d.lower, '+.2f')}, {_num(100 * d.upper, '+.2f')}] pp")
-    from claims.report import pipeline_note
+    from claims.report.model import pipeline_note
 
     note = pipeline_note(plan.profile)  # a smoke verdict comes from barely trained models
     head = f"verdict {verdict}" + (f" ({note})" if note else "")

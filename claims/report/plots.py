@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from claims.order import short_words
-from claims.report import (
+from claims.report.model import (
     _value,
     comparisons,
     noise_floor_pp,

@@ -351,23 +351,6 @@ class RunStore:
         except (sqlite3.OperationalError, StoreError):
             pass
 
-    def claim_or_wait(self, recipe_key: str, seed: int, profile: str, code_version: str | None = None, *,
-                      poll_s: float = 2.0, on_wait: Callable[[], None] | None = None) -> RunResult | None:
-        """None once this store holds the lease to train the run; the stored run when it is (or becomes) stored
-        while another live process holds the lease (the suite's protocol: wait for its result, take over a stale
-        lease). `on_wait` is called once, when the waiting starts."""
-        waited = False
-        while True:
-            if self.claim_run(recipe_key, seed, profile, code_version):
-                return None
-            got = self.get(recipe_key, seed, profile, code_version)
-            if got is not None:
-                return got
-            if not waited and on_wait is not None:
-                on_wait()
-            waited = True
-            time.sleep(poll_s)
-
     def release_all(self) -> int:
         """Drop every lease this store object holds; returns how many."""
         with self._tx() as con:

@@ -139,12 +139,8 @@ def learner_main(args: Any) -> int:
     claim = Claim(id="tricks.apply", source="python -m tricks.apply --learner", form="superiority", a=arm,
                   b=b or arm, delta=delta_pp / 100, looks=(max(len(seeds), 2),),
                   quote=f"{arm.name} beats {base.name} by at least {delta_pp:g} points.")
-    store = None if args.no_store else args.store
-    if store is None and args.no_store:
-        import tempfile
-
-        store = str(Path(tempfile.mkdtemp(prefix="tricks-learner-")) / "runs.sqlite")
-    sched = Scheduler([claim], RunStore(store), executor, OWN_PROFILE, seeds=seeds, progress=not args.quiet,
+    store = None if args.no_store else RunStore(args.store)  # no store: every run trained, nothing kept
+    sched = Scheduler([claim], store, executor, OWN_PROFILE, seeds=seeds, progress=not args.quiet,
                       code_version=ArmVersions.of([claim]))
     arms = [arm] + ([b] if b is not None else [])
     sched.ensure_runs([Job(r, s, OWN_PROFILE) for r in arms for s in seeds], label="runs")
@@ -164,7 +160,7 @@ def learner_main(args: Any) -> int:
             row += [f"{100 * rb.acc:.2f} %", f"{100 * (ra.acc - rb.acc):+.2f} pp"]
         print(f"{s:>4}  " + " | ".join(row))
     trained = len(sched.trained)
-    where = "no store" if args.no_store else str(RunStore(store).path)
+    where = "no store" if store is None else str(store.path)
     print(f"{trained} run(s) trained, {len(arms) * len(seeds) - trained} from the store ({where}); store version "
           f"{sched.version(arm.key)}")
     if b is None:

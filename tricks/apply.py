@@ -13,11 +13,13 @@ is made for, said in the output (`tricks.apply_plan`: BnFreeze freezes statistic
 it), and one line gives both accuracies and their difference, without a verdict.
 
 Runs go through `tricks.train.run` and the claims suite's run store (`claims.store.RunStore`), keyed by (recipe key,
-seed, profile, run version: the recipe's training fingerprint and the dataset copy): a run trained here is reused by
-the suite and the other way round, and a run found in the store is not trained again. A run another invocation (or
-suite) holds the lease on is waited for, not trained a second time. `--json` is checked before anything trains: it
-never overwrites the run store, the dataset, the recipe file or any file it did not write itself, and it is written
-whole (a temporary file renamed into place).
+seed, profile, run version: the recipe's training fingerprint and the dataset copy), by the suite's own store protocol
+(`claims.schedule.Scheduler.ensure_runs`, reached through `claims.compare`, this module's one way into `claims`): a
+run trained here is reused by the suite and the other way round, and a run found in the store is not trained again.
+A run another invocation (or suite) holds the lease on is waited for, not trained a second time. The plan (recipe,
+tricks, seeds) is `tricks.apply_plan`; what is shown and written, `tricks.apply_output`. `--json` is checked before
+anything trains: it never overwrites the run store, the dataset, the recipe file or any file it did not write itself,
+and it is written whole (a temporary file renamed into place).
 
 `--recipe` takes a named recipe or a JSON file holding `Recipe.to_dict()` (how the tests train a tiny recipe).
 `--epochs N` rescales the recipe's schedule to N epochs in all: each phase gets its share of N by largest remainder

@@ -252,8 +252,8 @@ def mismatch(cached: RunResult, device: str, threads: int) -> str | None:
 
 class _RunHere:
     """The local executor's run function for the command line: `tricks.train.run` on the dataset loaded once, with
-    the run's progress (a bar on a terminal, one line an epoch elsewhere); keeps the exception a run raised, so the
-    command line reports it as it is (a data error in one sentence, say)."""
+    the run's progress (a bar on a terminal, one line an epoch elsewhere); keeps the first exception a run raised, so
+    the command line reports it as it is (a data error in one sentence, say), and trains nothing after it."""
 
     def __init__(self, arrays: Any, labels: dict[tuple[str, int], str], bar: Any, say: Any, quiet: bool):
         self.arrays, self.labels, self.bar, self.say, self.quiet = arrays, labels, bar, say, quiet
@@ -262,6 +262,8 @@ class _RunHere:
     def __call__(self, recipe: Any, seed: int, profile: str, **kwargs: Any) -> RunResult:
         from tricks.train import run
 
+        if self.error is not None:  # the first error stops the command line: the runs left fail without training
+            raise self.error
         label, epochs = self.labels[(recipe.key, seed)], get_profile(profile).scale(recipe).epochs
         if self.bar is not None:
             extra: tuple = (rich_progress(self.bar, label, epochs),)

@@ -166,10 +166,7 @@ def learner_main(args: Any) -> int:
     if b is None:
         return 1 if diverged else 0
     d = judge(claim, _by_arm(sched, arms, seeds), last_look=True)
-    interval = "A − B not computed" if d.mean is None else (
-        f"A − B = {100 * d.mean:+.2f} pp, one-sided {100 * (1 - d.alpha_look):g}% bounds "
-        f"[{100 * d.lower:+.2f}, {100 * d.upper:+.2f}] pp")
-    print(f"verdict {d.verdict.value}: {interval}, n = {d.n}, Δ = {delta_pp:g} pp; {d.reason}")
+    print(verdict_line(d, delta_pp))
     return 1 if diverged or d.verdict.value == "INVALID" else 0
 
 
@@ -358,9 +355,15 @@ def judge_comparison(plan: Plan, outcomes: Sequence[Outcome]) -> Any:
 
 
 def verdict_text(plan: Plan, d: Any) -> str:
-    """One line: the verdict, A − B in points with its one-sided bounds, n, Δ and the engine's reason."""
+    """One line: the verdict (with the smoke profile's caveat), A − B in points with its one-sided bounds, n, Δ and
+    the engine's reason."""
     from claims.report import pipeline_note
 
+    return verdict_line(d, plan.delta_pp, pipeline_note(plan.profile))  # a smoke verdict: barely trained models
+
+
+def verdict_line(d: Any, delta_pp: float, note: str = "") -> str:
+    """One line: the verdict, A − B in points with its one-sided bounds, n, Δ and the engine's reason."""
     verdict = str(getattr(d.verdict, "value", d.verdict))
     level = d.alpha_look if getattr(d, "alpha_look", None) is not None else COMPARE_ALPHA
     if d.mean is None:
@@ -368,6 +371,5 @@ def verdict_text(plan: Plan, d: Any) -> str:
     else:  # the engine works in accuracy units; people read points
         interval = (f"A − B = {number(100 * d.mean, '+.2f')} pp, one-sided {100 * (1 - level):g}% bounds "
                     f"[{number(100 * d.lower, '+.2f')}, {number(100 * d.upper, '+.2f')}] pp")
-    note = pipeline_note(plan.profile)  # a smoke verdict comes from barely trained models
     head = f"verdict {verdict}" + (f" ({note})" if note else "")
-    return f"{head}: {interval}, n = {d.n}, Δ = {plan.delta_pp:g} pp; {d.reason}"
+    return f"{head}: {interval}, n = {d.n}, Δ = {delta_pp:g} pp; {d.reason}"

@@ -43,8 +43,6 @@ def run_job(recipe: Any, seed: int, profile: Any = OWN_PROFILE, **kwargs: Any) -
     return run(recipe, seed, profile, **kwargs)
 
 
-
-
 # ------------------------------------------------------------------------------------------------ Python API
 
 

@@ -26,7 +26,6 @@ JSON_SCHEMA = f"tricks.apply/{JSON_SCHEMA_VERSION}"
 JSON_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference or margin in percentage points",
               "loss": "cross-entropy, nats", "p_a_gt_b": "share of seeds with A > B (0-1)"}
 
-EXIT_OK, EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # ------------------------------------------------------------------------------------------------ progress
 
@@ -126,20 +125,20 @@ class Session:
     outcomes: list[Outcome] = field(default_factory=list)
     decision: Any = None
     status: str = "running"
-
     verdict_line: str = ""  # --compare's verdict in one line, as the claims engine words it
 
 
 def jobs_of(plan: Plan) -> list[tuple[str, Recipe, int]]:
+    """Every (arm, recipe, seed) run of the plan, seed by seed, the tricks' arm first."""
     arms = [("trick", plan.recipe)] + ([("baseline", plan.baseline)] if plan.baseline is not None else [])
     return [(arm, r, s) for s in plan.seeds for arm, r in arms]  # seed by seed: an interruption leaves whole pairs
-
 
 
 # ------------------------------------------------------------------------------------------------ output
 
 
 def number(x: float | None, fmt: str) -> str:
+    """`x` formatted, or a dash when there is none (None, NaN)."""
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
 

@@ -274,9 +274,9 @@ class _RunHere:
 def train_on(executor: Any, session: Session, store: Any, *, source: str | None, console: Any, quiet: bool,
              device: str | None = None, threads: int = RUN_THREADS) -> None:
     """Every run of the plan from `store` or trained by `executor` (None: in this process), each stored as it
-    finishes, through `Scheduler.ensure_runs`; a stored run made on another device or thread count is trained again
-    here and not stored (its key is taken). `session.outcomes` holds the finished runs in the plan's order, also
-    after an error or Ctrl-C."""
+    finishes, through `Scheduler.ensure_runs`; in this process, a stored run made on another device or thread count
+    is trained again and not stored (its key is taken). `session.outcomes` holds the finished runs in the plan's
+    order, also after an error or Ctrl-C."""
     from claims.executors.local import LocalExecutor
     from claims.schedule import Job, Scheduler
     from tricks.data import load_cifar10

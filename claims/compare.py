@@ -1,5 +1,6 @@
-"""Claims over the user's own Learner: one run of a `LearnerArm`, the store version of its runs, and `compare`, which
-judges two arms over paired seeds with the suite's sequential design, scheduler and run store.
+"""The comparison mode: claims over two arms judged over paired seeds with the suite's sequential design, scheduler
+and run store, from Python (`compare`, `judge_claims`) and from the command line (`python -m tricks.apply`, whose
+one way into `claims` is this module: `run_session` for a recipe, `learner_main` for the user's own Learner).
 
     from claims.compare import LearnerArm, compare
     base = LearnerArm("mypkg.exp:make_learner", epochs=5, lr=1e-3)
@@ -7,277 +8,30 @@ judges two arms over paired seeds with the suite's sequential design, scheduler 
                 margin=0.01)
     print(d.verdict, d.n, d.mean, d.lower, d.upper, d.reason)
 
-Seeding: before the factory is called, Python's `random`, NumPy and torch are seeded with the run's seed (fastai's
-`set_seed`, which also makes cuDNN deterministic), so both arms of a seed draw the same data order and the same
-initial weights for the layers they share; tricks are added after the factory returns.
-
-Store key: (arm key, seed, profile `own`, version). The arm key hashes the factory path, the tricks, epochs, lr, fit
-and metric (`LearnerArm.spec`); the version is `src.<sha256 of the source files of the modules the arm names>` +
-`data.<digest>`. The digest is the user's `data=` text when given, else sha256 over the training set's size and
-items (tensors' bytes, or the item list such as file paths) and every validation batch as the Learner's validation
-DataLoader yields it (floats rounded to float16, so a GPU and a CPU agree). Edits elsewhere (a helper module the
-factory imports, training images that keep their file names) are not seen: give `data=` a new value, or a new store.
+A user arm, how it is seeded, run and versioned in the store: claims/arm.py. The command line's runs go through the
+scheduler's one store protocol (`Scheduler.ensure_runs`: store, lease, train, put), in this process (the local
+executor, one run after another, with the command line's progress) or as Ray tasks (`--executor ray`), so two
+invocations, or an invocation and the suite, on one store train each run once.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import importlib
-import math
+import argparse
 import sys
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from claims.arm import OWN_PROFILE, ArmError, LearnerArm, describe, is_arm, split_path
-from tricks.train import CODE_VERSION, RunResult, TrickUse
+from claims.arm import OWN_PROFILE, ArmError, ArmVersions, LearnerArm, arm_version, describe, is_arm, run_arm
+from tricks.apply_output import Outcome, Session, epoch_lines, jobs_of, number, progress_bar, rich_progress
+from tricks.apply_plan import COMPARE_ALPHA, RUN_THREADS, Plan
+from tricks.train import RunResult, RunVersions, get_profile
 
-__all__ = ["LearnerArm", "ArmError", "compare", "judge_claims", "run_arm", "build", "arm_version", "ArmVersions",
-           "run_job", "data_digest", "FORMS", "OWN_PROFILE"]
+__all__ = ["LearnerArm", "ArmError", "compare", "judge_claims", "run_job", "FORMS", "OWN_PROFILE", "run_session",
+           "learner_main"]
 
 FORMS = {"superior": "superiority", "superiority": "superiority", "noninferior": "non_inferiority",
          "non_inferiority": "non_inferiority", "equivalent": "equivalence", "equivalence": "equivalence"}
-
-
-# ------------------------------------------------------------------------------------------------ one run
-
-
-def load(path: str, what: str = "factory") -> Callable[..., Any]:
-    """The function an import path `module:function` names, or ArmError in one sentence."""
-    module, name = split_path(path, what)
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as e:
-        raise ArmError(f"{what} '{path}': module {module} cannot be imported ({e})") from None
-    except Exception as e:  # the module raises on import: say what, in one line
-        raise ArmError(f"{what} '{path}': importing module {module} failed ({type(e).__name__}: "
-                       f"{' '.join(str(e).split())})") from None
-    fn = getattr(mod, name, None)
-    if not callable(fn):
-        raise ArmError(f"{what} '{path}': module {module} has no function {name}")
-    return fn
-
-
-def seed_all(seed: int) -> None:
-    """Python, NumPy and torch (CPU and CUDA) from one seed, through fastai's `set_seed` (cuDNN made deterministic)."""
-    from fastai.torch_core import set_seed
-
-    from tricks.train import seed_everything
-
-    seed_everything(seed)
-    set_seed(seed, reproducible=True)
-
-
-def build(arm: LearnerArm, seed: int, device: str | None = None) -> Any:
-    """The arm's Learner for `seed`: everything seeded, the factory called, its tricks added, no progress output."""
-    from fastai.callback.core import Callback
-    from fastai.callback.progress import ProgressCallback
-    from fastai.learner import Learner
-
-    from tricks.registry import get_trick
-
-    factory = load(arm.factory)
-    seed_all(seed)
-    try:
-        learn = factory()
-    except Exception as e:  # the user's code: its error in one line, with the factory that raised it
-        raise ArmError(f"factory '{arm.factory}' raised {type(e).__name__}: {' '.join(str(e).split())}") from None
-    if not isinstance(learn, Learner):
-        raise ArmError(f"factory '{arm.factory}' returned {type(learn).__name__}, not a fastai Learner")
-    cbs = []
-    for t in arm.tricks:
-        if isinstance(t, TrickUse):
-            trick = get_trick(t.name)
-            if trick.kind == "data":
-                raise ArmError(f"trick '{t.name}' is a data option of the project's CIFAR-10 loaders; it cannot be "
-                               "added to a Learner")
-            t = trick.build(**dict(t.params))
-        if isinstance(t, Callback):
-            cbs.append(copy.deepcopy(t))  # every run starts from the callback as declared
-        else:
-            learn.model = t(learn.model)
-    learn.opt = None  # a transform may have added parameters: fit makes the optimizer over the final model
-    _load_in_process(learn.dls)
-    learn.add_cbs(cbs)
-    if device is not None:
-        import torch
-
-        learn.dls.to(torch.device(device))
-    if ProgressCallback in [type(c) for c in learn.cbs]:
-        learn.remove_cb(ProgressCallback)
-    learn.logger = _quiet
-    return learn
-
-
-def _load_in_process(dls: Any) -> None:
-    """Batches made in the run's own process (no DataLoader worker processes): the executors run many one-thread
-    runs at once instead, a run's numbers do not depend on the executor, and DataLoader workers started inside an
-    executor's worker process took 32 s a fit where the same fit took 0.8 s without them (measured)."""
-    for dl in getattr(dls, "loaders", ()):
-        fake = getattr(dl, "fake_l", None)  # fastai's DataLoader hands its batches to a torch loader
-        if fake is not None:
-            fake.num_workers = 0
-
-
-def _quiet(*_: Any) -> None:
-    """A logger that drops fastai's per-epoch rows."""
-
-
-def _metric_index(learn: Any, name: str) -> int | None:
-    names = list(learn.recorder.metric_names)[1:-1]  # without 'epoch' and 'time': train_loss, valid_loss, metrics
-    return names.index(name) if name in names else None
-
-
-def _read_metric(arm: LearnerArm, learn: Any) -> tuple[float, list[float]]:
-    """The arm's metric of the trained Learner and its per-epoch values (the final one alone when not recorded)."""
-    m = arm.metric
-    if callable(m) or ":" in m:
-        fn = m if callable(m) else load(m, "metric")
-        return float(fn(learn)), []
-    i = _metric_index(learn, m)
-    if i is not None:
-        per_epoch = [float(v[i]) for v in learn.recorder.values]
-        if per_epoch:
-            return per_epoch[-1], per_epoch
-    if m == "accuracy":  # the default metric of a Learner that records none
-        from fastai.metrics import accuracy
-
-        preds, targs = learn.get_preds(dl=learn.dls.valid)
-        return float(accuracy(preds, targs)), []
-    known = ", ".join(list(learn.recorder.metric_names)[3:-1]) or "none"
-    raise ArmError(f"arm {arm.label}: the Learner records no metric '{m}' (it records: {known})")
-
-
-def _tensor_bytes(t: Any, h: Any) -> None:
-    """A tensor's shape and bytes into `h`, floats rounded to float16 first."""
-    import torch
-
-    t = t.detach().cpu()
-    t = t.to(torch.float16) if t.is_floating_point() else t
-    h.update(str(tuple(t.shape)).encode())
-    h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-
-
-def _sample_digests(batch: Any) -> list[str]:
-    """One sha256 per sample of a batch (its x and y together), so that the digest does not depend on the order."""
-    import torch
-
-    parts = [t for t in (batch if isinstance(batch, (tuple, list)) else (batch,)) if isinstance(t, torch.Tensor)]
-    if not parts:
-        return []
-    out = []
-    for i in range(len(parts[0])):
-        h = hashlib.sha256()
-        for t in parts:
-            _tensor_bytes(t[i], h)
-        out.append(h.hexdigest())
-    return out
-
-
-def _items_digest(ds: Any, h: Any) -> None:
-    """The training set's items into `h`: its tensors' bytes, or its item list's text (e.g. file paths)."""
-    import numpy as np
-    import torch
-
-    h.update(str(len(ds)).encode())
-    items = getattr(ds, "tensors", None)
-    if items is None:
-        items = getattr(ds, "items", None)
-    if items is None:
-        return
-    seq = [items] if isinstance(items, (torch.Tensor, np.ndarray)) else list(items)
-    if seq and isinstance(seq[0], (torch.Tensor, np.ndarray)):
-        for t in seq:
-            _tensor_bytes(torch.from_numpy(np.ascontiguousarray(t)) if isinstance(t, np.ndarray) else t, h)
-    else:
-        h.update("\n".join(map(str, seq)).encode())
-
-
-def data_digest(learn: Any) -> str:
-    """sha256 of the Learner's data: the training set's size and items, and the validation samples as its DataLoader
-    yields them, in any order (module doc)."""
-    h = hashlib.sha256()
-    _items_digest(learn.dls.train.dataset, h)
-    valid = learn.dls.valid
-    h.update(str(len(valid.dataset)).encode())
-    for d in sorted(d for batch in valid for d in _sample_digests(batch)):
-        h.update(d.encode())
-    return h.hexdigest()
-
-
-def source_digest(arm: LearnerArm) -> str:
-    """sha256 over the source files of the modules the arm names (factory, fit and metric by import path)."""
-    h = hashlib.sha256()
-    for name in arm.modules():
-        mod = sys.modules.get(name) or importlib.import_module(name)
-        f = getattr(mod, "__file__", None)
-        h.update(name.encode() + b"\0" + (Path(f).read_bytes() if f and Path(f).exists() else b""))
-    return h.hexdigest()
-
-
-def _version(arm: LearnerArm, digest: str) -> str:
-    return f"src.{source_digest(arm)[:12]}+data.{digest[:12]}"
-
-
-def _declared(arm: LearnerArm) -> str | None:
-    return None if arm.data is None else hashlib.sha256(arm.data.encode()).hexdigest()
-
-
-_DIGESTS: dict[tuple[str, str], str] = {}  # (factory, its source digest) -> data digest, once a process
-
-
-def arm_version(arm: LearnerArm) -> str:
-    """The store version of the arm's runs; without `data=` the factory's Learner is built once (seed 0) for it."""
-    digest = _declared(arm)
-    if digest is None:
-        key = (arm.factory, source_digest(arm))
-        if key not in _DIGESTS:
-            _DIGESTS[key] = data_digest(build(LearnerArm(arm.factory, data=None), 0))
-        digest = _DIGESTS[key]
-    return _version(arm, digest)
-
-
-def run_arm(arm: LearnerArm, seed: int, profile: str = OWN_PROFILE, *, device: str | None = None,
-            **_: Any) -> RunResult:
-    """Train the arm with `seed` and return its RunResult (`acc` holds the arm's metric); a run whose loss or metric
-    is not finite, or that a DivergenceGuard stopped, is flagged as diverged, not raised."""
-    import fastai.callback.schedule  # noqa: F401 -- patches Learner.fit_one_cycle
-    import torch
-
-    from tricks.train import device_name, versions
-    from tricks.transforms import params_used
-
-    t0 = time.perf_counter()
-    learn = build(arm, seed, device)
-    if arm.fit is None:
-        learn.fit_one_cycle(arm.epochs, arm.lr)
-    else:
-        (arm.fit if callable(arm.fit) else load(arm.fit, "fit function"))(learn, arm.epochs, arm.lr)
-    wall = time.perf_counter() - t0
-    value, per_epoch = _read_metric(arm, learn)
-    rows = [list(v) for v in learn.recorder.values]
-    loss = [float(v[1]) for v in rows]
-    diverged = bool(getattr(learn, "diverged", False)) or not math.isfinite(value) or \
-        any(not math.isfinite(x) for x in loss[-1:])
-    note = getattr(learn, "diverged_reason", "") or ("the final loss or metric is not finite" if diverged else "")
-    digest = _declared(arm) or data_digest(learn)
-    xb = learn.dls.valid.one_batch()[0]
-    try:
-        n_params = params_used(learn.model, input_shape=(2, *xb.shape[1:]))
-    except Exception:  # a model params_used cannot probe (several inputs, ...): no count, not a failed run
-        n_params = None
-    dev = next(iter(learn.model.parameters()), torch.empty(0)).device
-    return RunResult(
-        recipe_key=arm.key, recipe_name=arm.name, seed=int(seed), profile=profile, code_version=_version(arm, digest),
-        acc=value if not diverged else float("nan"), loss=loss[-1] if loss else float("nan"),
-        acc_per_epoch=per_epoch or [value], loss_per_epoch=loss, train_loss_per_epoch=[float(v[0]) for v in rows],
-        params_used=n_params, wall_s=wall, img_per_s=len(learn.dls.train.dataset) * arm.epochs / max(wall, 1e-9),
-        device=device_name(dev), threads=torch.get_num_threads(), versions=versions(),
-        dataset=f"{arm.factory} (sha256 {digest[:12]})", diverged=diverged, note=note,
-    )
 
 
 def run_job(recipe: Any, seed: int, profile: Any = OWN_PROFILE, **kwargs: Any) -> RunResult:
@@ -287,36 +41,6 @@ def run_job(recipe: Any, seed: int, profile: Any = OWN_PROFILE, **kwargs: Any) -
     from tricks.train import run
 
     return run(recipe, seed, profile, **kwargs)
-
-
-@dataclass
-class ArmVersions:
-    """Store versions by key: each user arm's own (`arm_version`), else `fallback` (the project's recipes)."""
-
-    arms: dict[str, str]
-    fallback: Any = None
-
-    def __call__(self, key: str) -> str:
-        if key in self.arms:
-            return self.arms[key]
-        if callable(self.fallback):
-            return self.fallback(key)
-        return self.fallback or CODE_VERSION
-
-    def __str__(self) -> str:
-        own = ", ".join(sorted(set(self.arms.values())))
-        return own if self.fallback is None else f"{self.fallback}; {own}"
-
-    @classmethod
-    def of(cls, claims: Sequence[Any], fallback: Any = None) -> ArmVersions:
-        """The versions of every user arm of `claims` (parts included)."""
-        arms = {r.key: r for c in claims for r in c.recipes() if is_arm(r)}
-        return cls({k: arm_version(a) for k, a in arms.items()}, fallback)
-
-
-def has_arms(claims: Sequence[Any]) -> bool:
-    """Whether any of `claims` compares a user arm."""
-    return any(is_arm(r) for c in claims for r in c.recipes())
 
 
 # ------------------------------------------------------------------------------------------------ Python API
@@ -415,12 +139,8 @@ def learner_main(args: Any) -> int:
     claim = Claim(id="tricks.apply", source="python -m tricks.apply --learner", form="superiority", a=arm,
                   b=b or arm, delta=delta_pp / 100, looks=(max(len(seeds), 2),),
                   quote=f"{arm.name} beats {base.name} by at least {delta_pp:g} points.")
-    store = None if args.no_store else args.store
-    if store is None and args.no_store:
-        import tempfile
-
-        store = str(Path(tempfile.mkdtemp(prefix="tricks-learner-")) / "runs.sqlite")
-    sched = Scheduler([claim], RunStore(store), executor, OWN_PROFILE, seeds=seeds, progress=not args.quiet,
+    store = None if args.no_store else RunStore(args.store)  # no store: every run trained, nothing kept
+    sched = Scheduler([claim], store, executor, OWN_PROFILE, seeds=seeds, progress=not args.quiet,
                       code_version=ArmVersions.of([claim]))
     arms = [arm] + ([b] if b is not None else [])
     sched.ensure_runs([Job(r, s, OWN_PROFILE) for r in arms for s in seeds], label="runs")
@@ -440,18 +160,216 @@ def learner_main(args: Any) -> int:
             row += [f"{100 * rb.acc:.2f} %", f"{100 * (ra.acc - rb.acc):+.2f} pp"]
         print(f"{s:>4}  " + " | ".join(row))
     trained = len(sched.trained)
-    where = "no store" if args.no_store else str(RunStore(store).path)
+    where = "no store" if store is None else str(store.path)
     print(f"{trained} run(s) trained, {len(arms) * len(seeds) - trained} from the store ({where}); store version "
           f"{sched.version(arm.key)}")
     if b is None:
         return 1 if diverged else 0
     d = judge(claim, _by_arm(sched, arms, seeds), last_look=True)
-    interval = "A − B not computed" if d.mean is None else (
-        f"A − B = {100 * d.mean:+.2f} pp, one-sided {100 * (1 - d.alpha_look):g}% bounds "
-        f"[{100 * d.lower:+.2f}, {100 * d.upper:+.2f}] pp")
-    print(f"verdict {d.verdict.value}: {interval}, n = {d.n}, Δ = {delta_pp:g} pp; {d.reason}")
+    print(verdict_line(d, delta_pp))
     return 1 if diverged or d.verdict.value == "INVALID" else 0
 
 
 def _by_arm(sched: Any, arms: Sequence[LearnerArm], seeds: Sequence[int]) -> dict[str, dict[int, RunResult]]:
     return {r.key: {s: sched.results[(r.key, s)] for s in seeds} for r in arms}
+
+
+# ------------------------------------------------------------------------------------------------ recipes from the CLI
+
+
+def run_session(session: Session, *, console: Any) -> None:
+    """`python -m tricks.apply` on a recipe: every run of the session's plan from the run store or trained (through
+    the scheduler's store protocol), into `session.outcomes` in the plan's order; then --compare's verdict."""
+    import torch
+
+    from claims.store import RunStore
+
+    args, plan = session.args, session.plan
+    executor = ray_executor(args) if args.executor == "ray" else None  # Ray missing: said before any work
+    if args.json is not None:  # before any training: never over the store, the data or a file not ours
+        _check_json(args)
+    store = None if args.no_store else RunStore(args.store)
+    threads = RUN_THREADS if args.threads is None else args.threads
+    if store is not None and threads != RUN_THREADS:
+        store = None  # its runs, and the suite's, are one-thread runs: these would pair with them unfairly
+        _say(f"note: --threads {threads} trains outside the run store, whose runs all use {RUN_THREADS} thread")
+    torch.set_num_threads(threads)
+    if plan.note and not args.quiet:
+        _say(plan.note)
+    train_on(executor, session, store, source=args.data, device=args.device, console=console, quiet=args.quiet,
+             threads=threads)
+    if plan.baseline is not None and plan.compare:
+        session.decision = judge_comparison(plan, session.outcomes)
+        session.verdict_line = verdict_text(plan, session.decision)
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text.rstrip() + "\n")
+    sys.stderr.flush()
+
+
+def _check_json(args: argparse.Namespace) -> None:
+    """JsonTargetError (a usage error) when --json would overwrite the store, the data, or a file not ours."""
+    import os
+
+    from claims.store import default_store_path
+    from tricks.jsonfile import check_target
+
+    store = None if args.no_store else (args.store or default_store_path())
+    recipe = args.recipe if args.recipe and Path(args.recipe).expanduser().is_file() else None
+    check_target(args.json, {"run store": store, "dataset": args.data or os.environ.get("TRICKS_DATA") or None,
+                             "recipe file": recipe})
+
+
+def ray_executor(args: argparse.Namespace) -> Any:
+    """--executor ray: a RayExecutor (RayError, a usage error, when Ray is missing or the cluster out of reach)."""
+    from claims.executors.ray import RayExecutor, check_gpus_per_run, import_ray
+
+    import_ray()
+    check_gpus_per_run(args.gpus_per_run)
+    return RayExecutor(args.ray_address, source=args.data, device=args.device, gpus_per_run=args.gpus_per_run)
+
+
+def run_device(device: str | None) -> str:
+    """The name `RunResult.device` will carry for a run on `device` (None: cuda when available, as `run` picks)."""
+    import torch
+
+    from tricks.train import device_name
+
+    return device_name(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def mismatch(cached: RunResult, device: str, threads: int) -> str | None:
+    """Why a stored run cannot be paired with runs trained here (another device or thread count), or None."""
+    if (cached.device, cached.threads) == (device, threads):
+        return None
+    return (f"the stored run was trained on {cached.device} with {cached.threads} thread(s), runs here on {device} "
+            f"with {threads}")
+
+
+class _RunHere:
+    """The local executor's run function for the command line: `tricks.train.run` on the dataset loaded once, with
+    the run's progress (a bar on a terminal, one line an epoch elsewhere); keeps the first exception a run raised, so
+    the command line reports it as it is (a data error in one sentence, say), and trains nothing after it."""
+
+    def __init__(self, arrays: Any, labels: dict[tuple[str, int], str], bar: Any, say: Any, quiet: bool):
+        self.arrays, self.labels, self.bar, self.say, self.quiet = arrays, labels, bar, say, quiet
+        self.error: BaseException | None = None
+
+    def __call__(self, recipe: Any, seed: int, profile: str, **kwargs: Any) -> RunResult:
+        from tricks.train import run
+
+        if self.error is not None:  # the first error stops the command line: the runs left fail without training
+            raise self.error
+        label, epochs = self.labels[(recipe.key, seed)], get_profile(profile).scale(recipe).epochs
+        if self.bar is not None:
+            extra: tuple = (rich_progress(self.bar, label, epochs),)
+        else:
+            extra = () if self.quiet else (epoch_lines(self.say, label, epochs),)
+        try:
+            return run(recipe, seed, profile, arrays=self.arrays, extra_cbs=extra, **kwargs)
+        except Exception as e:
+            self.error = self.error or e
+            raise
+
+
+def train_on(executor: Any, session: Session, store: Any, *, source: str | None, console: Any, quiet: bool,
+             device: str | None = None, threads: int = RUN_THREADS) -> None:
+    """Every run of the plan from `store` or trained by `executor` (None: in this process), each stored as it
+    finishes, through `Scheduler.ensure_runs`; in this process, a stored run made on another device or thread count
+    is trained again and not stored (its key is taken). `session.outcomes` holds the finished runs in the plan's
+    order, also after an error or Ctrl-C."""
+    from claims.executors.local import LocalExecutor
+    from claims.schedule import Job, Scheduler
+    from tricks.data import load_cifar10
+
+    plan = session.plan
+    # loaded even when every run is cached: a bad --data is reported, and the store's key names this copy
+    arrays = load_cifar10(source)
+    jobs = jobs_of(plan)
+    labels = {(r.key, s): (f"{'B' if arm == 'baseline' else 'A'} seed {s}" if plan.baseline else f"seed {s}")
+              for arm, r, s in jobs}
+    on_ray = executor is not None
+    bar = progress_bar(console) if not on_ray and not quiet and console.is_terminal else None
+    where = f"run store {store.path}" if store is not None else ""
+
+    def say(text: str) -> None:
+        if not quiet:
+            console.print(text, markup=False, highlight=False)
+
+    here = None
+    if not on_ray:
+        here = _RunHere(arrays, labels, bar, say, quiet)
+        executor = LocalExecutor(0, run_fn=here, source=source, device=device, threads=threads)
+    shown_train = []
+
+    def tell(event: str, job: Job, detail: Any) -> None:
+        label = labels[(job.recipe.key, job.seed)] if not on_ray else f"{job.recipe.name} seed {job.seed}"
+        if event == "cached" and not on_ray:
+            say(f"{label}: cached ({where})")
+        elif event == "taken" and not on_ray:
+            say(f"{label}: cached (trained by another process, {where})")
+        elif event == "waiting":
+            say(f"{label}: waiting for the run another process is training" + (f" ({where})" if not on_ray else ""))
+        elif event == "unfit":
+            say(f"{label}: not taken from the run store ({detail}); trained again here and not stored")
+        elif event == "train" and on_ray and not shown_train:
+            shown_train.append(True)
+            say(f"{len(detail)} run(s) to train as Ray tasks on {executor.workers} slot(s)")
+        elif event == "done" and isinstance(detail, RunResult) and (on_ray or bar is None):
+            say(f"{label}: trained, accuracy {number(detail.acc * 100, '.2f')} % in {detail.wall_s:.1f} s")
+
+    here_device = run_device(device)
+    unfit = None if on_ray else (lambda r: mismatch(r, here_device, threads))
+    sched = Scheduler([], store, executor, plan.profile, seeds=plan.seeds, progress=False,
+                      code_version=RunVersions(arrays.digest))  # the recipe's training fingerprint + the data
+    try:
+        if bar is not None:
+            bar.start()
+        sched.ensure_runs([Job(r, s, plan.profile) for _, r, s in jobs], unfit=unfit, tell=tell)
+    finally:
+        if bar is not None:
+            bar.stop()
+        session.outcomes[:] = [Outcome(arm, r, sched.results[(r.key, s)], (r.key, s) not in sched.trained)
+                               for arm, r, s in jobs if (r.key, s) in sched.results]
+    if sched.failures:
+        if here is not None and here.error is not None:
+            raise here.error
+        raise RuntimeError(str(next(iter(sched.failures.values()))))
+
+
+def judge_comparison(plan: Plan, outcomes: Sequence[Outcome]) -> Any:
+    """The claims engine's Decision on "the tricks beat the recipe" (superiority, margin `plan.delta_pp`), one look."""
+    from claims import spec, verdict
+
+    assert plan.baseline is not None
+    claim = spec.Claim(id="tricks.apply", source="python -m tricks.apply --compare",
+                       quote=f"{plan.recipe.name} beats {plan.baseline.name} by at least {plan.delta_pp:g} points.",
+                       form=spec.Form.SUPERIORITY, a=plan.recipe, b=plan.baseline, delta=plan.delta_pp / 100,
+                       metric="acc",  # the engine works in accuracy fractions
+                       alpha=COMPARE_ALPHA, looks=(len(plan.seeds),))
+    results: dict[str, dict[int, RunResult]] = {plan.recipe.key: {}, plan.baseline.key: {}}
+    for o in outcomes:
+        results[o.recipe.key][o.result.seed] = o.result
+    return verdict.judge(claim, results, last_look=True)
+
+
+def verdict_text(plan: Plan, d: Any) -> str:
+    """One line: the verdict (with the smoke profile's caveat), A − B in points with its one-sided bounds, n, Δ and
+    the engine's reason."""
+    from claims.report.model import pipeline_note
+
+    return verdict_line(d, plan.delta_pp, pipeline_note(plan.profile))  # a smoke verdict: barely trained models
+
+
+def verdict_line(d: Any, delta_pp: float, note: str = "") -> str:
+    """One line: the verdict, A − B in points with its one-sided bounds, n, Δ and the engine's reason."""
+    verdict = str(getattr(d.verdict, "value", d.verdict))
+    level = d.alpha_look if getattr(d, "alpha_look", None) is not None else COMPARE_ALPHA
+    if d.mean is None:
+        interval = "A − B not computed"
+    else:  # the engine works in accuracy units; people read points
+        interval = (f"A − B = {number(100 * d.mean, '+.2f')} pp, one-sided {100 * (1 - level):g}% bounds "
+                    f"[{number(100 * d.lower, '+.2f')}, {number(100 * d.upper, '+.2f')}] pp")
+    head = f"verdict {verdict}" + (f" ({note})" if note else "")
+    return f"{head}: {interval}, n = {d.n}, Δ = {delta_pp:g} pp; {d.reason}"

@@ -155,7 +155,8 @@ class ClaimSession:
         cifar = [c for c in needing if not all(is_arm(r) for r in c.recipes())]  # claims over the project's recipes
         version = stored or (_data_version(source) if run_fn is None and cifar else None)
         if len(cifar) < len(claims):  # user arms: their own versions, trained by run_arm
-            from claims.compare import ArmVersions, run_job
+            from claims.arm import ArmVersions
+            from claims.compare import run_job
 
             version = ArmVersions.of(claims, fallback=version)
             run_fn = run_fn or run_job

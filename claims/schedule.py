@@ -21,6 +21,7 @@ from typing import Any
 # the executors live in claims/executors/; their names stay importable from here
 from claims.executors.base import Executor, Job, OnDone, RunFailure, RunFn, default_run_fn, limit_threads
 from claims.executors.local import LocalExecutor
+from claims.progress import RoundProgress
 from claims.store import RunStore
 from tricks.train import CODE_VERSION, Recipe, RunResult
 
@@ -83,7 +84,7 @@ class Scheduler:
     it on this device (the pytest plugin); claims without one are gated here. `claims` then holds each claim with the
     arms its profile trains."""
 
-    def __init__(self, claims: Sequence[Any], store: RunStore, executor: Executor, profile: str = "default",
+    def __init__(self, claims: Sequence[Any], store: RunStore | None, executor: Executor, profile: str = "default",
                  seeds: Sequence[int] = DEFAULT_SEEDS, max_seeds: int | None = None, device_has_gpu: bool = False,
                  progress: bool = True, *, sigma_d_pilot: float | None = None, pilot_source: str | None = None,
                  code_version: str | Callable[[str], str] | None = None, poll_s: float = 2.0, console: Any = None,
@@ -339,158 +340,123 @@ class Scheduler:
         else:
             st.i += 1
 
-    def ensure_runs(self, jobs: Iterable[Job], label: str = "runs") -> None:
-        """Bring every job's run into `self.results`: from memory, the store, another suite, or the executor."""
+    def ensure_runs(self, jobs: Iterable[Job], label: str = "runs", *,
+                    unfit: Callable[[RunResult], str | None] | None = None,
+                    tell: Callable[[str, Job, Any], None] | None = None) -> None:
+        """Bring every job's run into `self.results`: from memory, the store, another process, or the executor.
+
+        The one store protocol (the suite, `tricks.apply` and the pilot all come through here): a stored run is
+        taken; a missing one is leased (`claim_run`), trained by the executor and stored as it finishes (`put`,
+        which drops the lease; a failed or interrupted run's lease is released); a run another live process holds
+        the lease on is waited for, and its lease taken over once stale. Without a store (`self.store` None) every
+        run is trained and nothing is kept. `unfit(run)` says why a stored run may not be used here (another device
+        or thread count), or None: such a run is trained again, without a lease, and not stored (its key is
+        taken). `tell(event, job, detail)` hears what happens to each job: "cached" (detail: the stored run),
+        "waiting", "taken" (another process's run, once stored), "unfit" (detail: why), "train" (detail: the jobs
+        about to train) and "done" (detail: the RunResult or RunFailure)."""
+        tell = tell or _silent
         wants = {(j.recipe.key, int(j.seed)): j for j in jobs}
         need = [p for p in wants if p not in self.results and p not in self.failures]
-        self.results.update(self.store.get_many(need, self.profile, self.version))
+        again: list[tuple[str, int]] = []  # stored, but not usable here: trained again, not stored
+        if self.store is not None:
+            for p, run in self.store.get_many(need, self.profile, self.version).items():
+                why = unfit(run) if unfit is not None else None
+                if why is None:
+                    self.results[p] = run
+                    tell("cached", wants[p], run)
+                else:
+                    again.append(p)
+                    tell("unfit", wants[p], why)
         need = [p for p in need if p not in self.results]
         if not need:
             return
-        with _Progress(self.progress, len(need), label, self.console, self._workers()) as bar:
-            mine = [p for p in need if self.store.claim_run(*p, self.profile, self.version(p[0]))]
-            theirs = [p for p in need if p not in set(mine)]
-            self._train([wants[p] for p in mine], bar)
-            while theirs:  # leased by another live suite: wait for its results, take over its stale leases
-                got = self.store.get_many(theirs, self.profile, self.version)
-                self.results.update(got)
-                bar.advance(len(got))
-                theirs = [p for p in theirs if p not in got]
+        with RoundProgress(self.progress, len(need), label, self.console, self._workers()) as bar:
+            if self.store is None:
+                self._train([wants[p] for p in need], bar, tell, keep=False)
+                return
+            fresh = [p for p in need if p not in set(again)]
+            mine = [p for p in fresh if self.store.claim_run(*p, self.profile, self.version(p[0]))]
+            theirs = [p for p in fresh if p not in set(mine)]
+            self._train([wants[p] for p in mine], bar, tell)
+            self._train([wants[p] for p in again], bar, tell, keep=False)
+            told: set[tuple[str, int]] = set()
+            while theirs:  # leased by another live process: wait for its results, take over its stale leases
+                again = []
+                for p, run in self.store.get_many(theirs, self.profile, self.version).items():
+                    why = unfit(run) if unfit is not None else None
+                    if why is None:
+                        self.results[p] = run
+                        bar.advance(1)
+                        tell("taken", wants[p], run)
+                    else:
+                        again.append(p)
+                        tell("unfit", wants[p], why)
+                theirs = [p for p in theirs if p not in self.results and p not in set(again)]
                 retry = [p for p in theirs if self.store.claim_run(*p, self.profile, self.version(p[0]))]
-                if retry:
-                    self._train([wants[p] for p in retry], bar)
-                    theirs = [p for p in theirs if p not in set(retry)]
-                elif theirs:
+                theirs = [p for p in theirs if p not in set(retry)]
+                self._train([wants[p] for p in retry], bar, tell)
+                self._train([wants[p] for p in again], bar, tell, keep=False)
+                if theirs and not retry and not again:
+                    for p in theirs:
+                        if p not in told:
+                            told.add(p)
+                            tell("waiting", wants[p], None)
                     time.sleep(self.poll_s)
 
     def _workers(self) -> int:
         return max(1, int(getattr(self.executor, "workers", 1) or 1))
 
-    def _train(self, jobs: list[Job], bar: _Progress) -> None:
+    def _train(self, jobs: list[Job], bar: RoundProgress, tell: Callable[[str, Job, Any], None], *,
+               keep: bool = True) -> None:
+        """Train `jobs` (leased by this store when `keep`) and store each as it finishes; `keep` False: not stored."""
         if not jobs:
             return
         jobs = sorted(jobs, key=lambda j: -j.recipe.epochs)  # longest first, so no worker idles at the end
         bar.describe(jobs)
+        tell("train", jobs[0], jobs)
+
+        stored: set[tuple[str, int]] = set()
 
         def on_done(job: Job, out: RunResult | RunFailure) -> None:
             p = (job.recipe.key, job.seed)
             if isinstance(out, RunFailure):
                 self.failures[p] = out
-                self.store.release(*p, self.profile, self.version(p[0]))
+                if keep:
+                    self.store.release(*p, self.profile, self.version(p[0]))
                 bar.advance(1, failed=True)
+                tell("done", job, out)
                 return
-            if out.code_version != self.version(p[0]) or out.profile != self.profile:
-                self.warnings.append(f"run {job.recipe.name or p[0][:12]} seed {job.seed} came back as code version "
-                                     f"{out.code_version}, profile {out.profile} (asked {self.version(p[0])}, "
-                                     f"{self.profile}): stored under its own key")
-            self.store.put(out, job.recipe)
-            self.store.release(*p, self.profile, self.version(p[0]))
-            self.results[p] = out
+            self.results[p] = out  # before storing: a run the store cannot take (a full disk) is still shown
             self.trained.add(p)
+            if keep:
+                asked = (self.version(p[0]), self.profile)
+                if (out.code_version, out.profile) != asked:
+                    self.warnings.append(f"run {job.recipe.name or p[0][:12]} seed {job.seed} came back as code "
+                                         f"version {out.code_version}, profile {out.profile} (asked {asked[0]}, "
+                                         f"{asked[1]}): stored under its own key")
+                    self.store.release(*p, self.profile, asked[0])  # put() drops the lease of the run's own key
+                self.store.put(out, job.recipe)  # drops the lease: nothing more to write
+                stored.add(p)
             bar.advance(1, wall_s=out.wall_s)
+            tell("done", job, out)
 
         try:
             self.executor.map_runs(jobs, on_done)
         finally:
-            # runs in flight when Ctrl-C or an error stopped the executor: free them for the next start
-            for job in jobs:
-                p = (job.recipe.key, job.seed)
-                if p not in self.results and p not in self.failures:
-                    self.store.release(*p, self.profile, self.version(p[0]))
+            # runs in flight when Ctrl-C or an error stopped the executor (a full disk included): free their leases
+            if keep:
+                for job in jobs:
+                    p = (job.recipe.key, job.seed)
+                    if p not in stored and p not in self.failures:
+                        self.store.release(*p, self.profile, self.version(p[0]))
 
 
 def _verdict(d: Any) -> str:
     return str(getattr(d.verdict, "value", d.verdict))
 
 
-# ------------------------------------------------------------------------------------------------ progress
-
-
-class _Progress:
-    """A rich progress bar of one round's runs with an ETA from the mean run time. Off a terminal (a log, CI) it
-    prints plain lines instead: the round's start, each further tenth of its runs with the ETA, and its end."""
-
-    def __init__(self, enabled: bool, total: int, label: str, console: Any, workers: int):
-        self.total, self.label, self.workers = total, label, workers
-        self.done = self.failed = 0
-        self.walls: list[float] = []
-        self.t0 = time.perf_counter()
-        self.bar = self.plain = None
-        self.shown_tenth = 0
-        if enabled:
-            from rich.console import Console
-
-            console = console or Console(stderr=True)
-            if console.is_terminal:
-                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-                self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TimeElapsedColumn(), TextColumn("{task.fields[eta]}"), console=console,
-                                    transient=False)
-            else:
-                self.plain = console
-        self.recipes = ""
-
-    def __enter__(self) -> _Progress:
-        if self.bar is not None:
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=self.total, eta="")
-        self._say(f"{self.total} run(s) to train on {self.workers} worker(s)")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-        self._say(f"{self.done}/{self.total} run(s) in {_clock(time.perf_counter() - self.t0)}"
-                  + (" (interrupted)" if exc[0] is not None else ""))
-
-    def _say(self, text: str) -> None:
-        """One plain line (off a terminal only), with the count of failed runs when there are any."""
-        if self.plain is not None:
-            failed = f", {self.failed} failed" if self.failed else ""
-            self.plain.print(f"[claims] {self.label}: {text}{failed}", markup=False, highlight=False, soft_wrap=True)
-
-    def describe(self, jobs: Sequence[Job]) -> None:
-        names = sorted({j.recipe.name or j.recipe.key[:12] for j in jobs})
-        self.recipes = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
-        self._update()
-
-    def advance(self, k: int, *, wall_s: float | None = None, failed: bool = False) -> None:
-        if k <= 0:
-            return
-        self.done += k
-        self.failed += failed
-        if wall_s is not None:
-            self.walls.append(wall_s)
-        self._update()
-
-    def eta_s(self) -> float | None:
-        """Seconds left: mean run time of this round's finished runs x runs left / workers."""
-        if not self.walls:
-            return None
-        mean = sum(self.walls) / len(self.walls)
-        return mean * (self.total - self.done) / self.workers
-
-    def _update(self) -> None:
-        tenth = self.done * 10 // max(self.total, 1)
-        if self.plain is not None and 0 < tenth < 10 and tenth > self.shown_tenth:
-            self.shown_tenth = tenth
-            eta = self.eta_s()
-            self._say(f"{self.done}/{self.total} run(s), {_clock(time.perf_counter() - self.t0)} elapsed"
-                      + ("" if eta is None else f", ETA {_clock(eta)}"))
-        if self.bar is None:
-            return
-        eta = self.eta_s()
-        text = "" if eta is None else f"ETA {_clock(eta)}"
-        if self.failed:
-            text += f"  [red]{self.failed} failed[/]"
-        desc = f"{self.label}: {self.recipes}" if self.recipes else self.label
-        self.bar.update(self.task, completed=self.done, description=desc, eta=text)
-
-
-def _clock(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+def _silent(*_: Any) -> None:
+    """A `tell` that hears nothing."""
 
 
 # ------------------------------------------------------------------------------------------------ A/A pilot

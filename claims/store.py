@@ -338,32 +338,18 @@ class RunStore:
         return True
 
     def release(self, recipe_key: str, seed: int, profile: str, code_version: str | None = None) -> None:
-        """Drop this store's lease on a run (a run that failed, or one given up on). A lease that cannot be dropped
-        (a full disk) is left: it goes stale when this process ends, and is taken over then."""
+        """Drop this store's lease on a run (a run that failed, or one given up on; `put` drops a stored run's). No
+        write when this store holds no such lease. A lease that cannot be dropped (a full disk) is left: it goes
+        stale when this process ends, and is taken over then."""
+        key = (recipe_key, int(seed), profile, code_version or CODE_VERSION, self.owner_token)
+        where = "recipe_key=? AND seed=? AND profile=? AND code_version=? AND owner_token=?"
         try:
+            if self._con().execute(f"SELECT 1 FROM leases WHERE {where}", key).fetchone() is None:
+                return  # stored (put dropped it), taken over, or never held: nothing to write
             with self._tx() as con:
-                con.execute("DELETE FROM leases WHERE recipe_key=? AND seed=? AND profile=? AND code_version=? "
-                            "AND owner_token=?", (recipe_key, int(seed), profile, code_version or CODE_VERSION,
-                                                  self.owner_token))
+                con.execute(f"DELETE FROM leases WHERE {where}", key)
         except (sqlite3.OperationalError, StoreError):
             pass
-
-    def claim_or_wait(self, recipe_key: str, seed: int, profile: str, code_version: str | None = None, *,
-                      poll_s: float = 2.0, on_wait: Callable[[], None] | None = None) -> RunResult | None:
-        """None once this store holds the lease to train the run; the stored run when it is (or becomes) stored
-        while another live process holds the lease (the suite's protocol: wait for its result, take over a stale
-        lease). `on_wait` is called once, when the waiting starts."""
-        waited = False
-        while True:
-            if self.claim_run(recipe_key, seed, profile, code_version):
-                return None
-            got = self.get(recipe_key, seed, profile, code_version)
-            if got is not None:
-                return got
-            if not waited and on_wait is not None:
-                on_wait()
-            waited = True
-            time.sleep(poll_s)
 
     def release_all(self) -> int:
         """Drop every lease this store object holds; returns how many."""

@@ -22,18 +22,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from claims.compare import judge_comparison, verdict_text
 from claims.store import RunStore
-from tricks.apply import (
-    Outcome,
-    Plan,
-    apply_tricks,
-    decision_dict,
-    judge_comparison,
-    load_recipe,
-    main,
-    rescale_epochs,
-    verdict_text,
-)
+from tricks.apply import main
+from tricks.apply_output import Outcome, decision_dict
+from tricks.apply_plan import Plan, apply_tricks, load_recipe, rescale_epochs
 from tricks.registry import TrickError
 from tricks.train import Phase, Recipe, RunResult, TrickUse, kw, run_version
 
@@ -146,7 +139,7 @@ def test_list_gives_each_scaled_recipe_its_own_parameter_count_and_settings():
 
     from rich.console import Console
 
-    from tricks.apply import print_list
+    from tricks.apply_output import print_list
     from tricks.listing import recipe_params
     from tricks.recipes import RECIPES
 
@@ -517,7 +510,8 @@ def test_progress_shows_epoch_batches_and_loss_on_a_terminal(env, tiny, source, 
 
 
 def _plan(*argv: str) -> Plan:
-    from tricks.apply import build_parser, make_plan
+    from tricks.apply import build_parser
+    from tricks.apply_plan import make_plan
 
     return make_plan(build_parser().parse_args(list(argv)))
 
@@ -525,7 +519,7 @@ def _plan(*argv: str) -> Plan:
 def test_the_readme_example_bnfreeze_runs_on_a_recipe_with_batchnorm_and_names_it():
     """`--cb BnFreeze` alone used to train doc 001's baseline, which has no BatchNorm: the trick did nothing."""
     needs_registry()
-    from tricks.apply import _bn_freeze_acts, model_of
+    from tricks.apply_plan import _bn_freeze_acts, model_of
 
     plan = _plan("--cb", "BnFreeze")
     assert _bn_freeze_acts(model_of(plan.recipe))
@@ -537,7 +531,7 @@ def test_the_readme_example_bnfreeze_runs_on_a_recipe_with_batchnorm_and_names_i
 
 def test_every_tricks_default_recipe_is_one_the_trick_acts_on():
     needs_registry()
-    from tricks.apply import why_not_acting
+    from tricks.apply_plan import why_not_acting
     from tricks.registry import all_tricks
 
     for t in all_tricks():

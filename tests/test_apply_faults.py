@@ -19,7 +19,8 @@ import pytest
 from claims.store import RunStore
 from tests import test_apply
 from tests.test_apply import ROOT, assert_one_line_error, tiny_args
-from tricks.apply import build_parser, main, make_plan
+from tricks.apply import build_parser, main
+from tricks.apply_plan import make_plan
 from tricks.train import RunVersions
 
 env, source, tiny = test_apply.env, test_apply.source, test_apply.tiny  # the CLI tests' fixtures
@@ -125,8 +126,8 @@ def test_a_run_leased_by_another_invocation_is_waited_for_not_trained_again(env,
     import threading
     from dataclasses import replace
 
+    from claims.compare import run_device
     from tests.test_apply import _result
-    from tricks.apply import run_device
     from tricks.data import load_cifar10
 
     store = tmp_path / "s.sqlite"
@@ -171,8 +172,9 @@ def test_the_executor_path_waits_for_a_run_another_process_holds_and_trains_only
 
     from rich.console import Console
 
+    from claims.compare import run_device, train_on
     from tests.test_apply import _result
-    from tricks.apply import Session, run_device, train_on
+    from tricks.apply_output import Session
     from tricks.data import load_cifar10
 
     store = tmp_path / "s.sqlite"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from claims.arm import ArmError, LearnerArm
-from claims.compare import ArmVersions, arm_version, build, compare, judge_claims, run_arm
+from claims.arm import ArmError, ArmVersions, LearnerArm, arm_version, build, run_arm
+from claims.compare import compare, judge_claims
 from claims.schedule import LocalExecutor
 from claims.spec import Claim, Verdict
 from claims.store import RunStore

@@ -169,6 +169,23 @@ def test_a_lease_is_exclusive_until_released_or_stored(tmp_path):
     assert not one.claim_run(r.key, 0, "default")  # stored: nobody trains it again
 
 
+def test_put_drops_the_lease_and_a_release_after_it_writes_nothing(tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    r = fake_recipe("a")
+    assert store.claim_run(r.key, 0, "default")
+    store.put(fake_run(r, 0), r)
+    assert store.leases() == []
+    writes = []
+    real = store._tx
+    store._tx = lambda: writes.append(1) or real()
+    store.release(r.key, 0, "default")  # nothing of ours to drop: no write transaction
+    assert writes == []
+    assert store.claim_run(r.key, 1, "default")
+    writes.clear()
+    store.release(r.key, 1, "default")  # a held lease: dropped, in one write
+    assert writes == [1] and store.leases() == []
+
+
 def _exit_quickly() -> None:
     pass
 

@@ -201,7 +201,6 @@ def arm_stock(dls: Any, args: argparse.Namespace, hook: Hook) -> None:
     gc.collect()  # the cancelled fit's loader iterator, and with it the workers, sits in a reference cycle
 
 
-
 def class_folders(source: Path) -> Path | None:
     """The folder holding `train/` and `test/` class folders for the stock arms: extracted once from an archive.
 

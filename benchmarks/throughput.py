@@ -133,8 +133,6 @@ RATIOS = (("project_vs_plain_cl", "project", "plain_cl"), ("project_vs_nchw", "p
           *((f"{f}_cl_vs_nchw", f"{f}_cl", f"{f}_nchw") for f, _ in FAMILIES))
 
 
-
-
 # ------------------------------------------------------------------------------------------------- options
 
 
@@ -183,10 +181,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-
 # ------------------------------------------------------------------------------------------------- report
-
-
 
 
 def median(xs: list[float]) -> float | None:

@@ -145,7 +145,6 @@ def run_lockstep(arms: dict[str, Callable[[Hook], None]], n_steps: int) -> dict[
     return timings
 
 
-
 def loader_speed(batches: Any, limit: int | None = None, skip: int = 0) -> Timing:
     """The time of each batch of iterating `batches` (each fully computed on the CPU): all of them or the first
     `limit`, the first `skip` untimed (loader workers' start-up)."""

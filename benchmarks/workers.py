@@ -98,7 +98,6 @@ def run_workers(n: int, source: str, device: str, threads: int, warmup: int, ste
     return result
 
 
-
 def concurrent_arm(source: Path, args: argparse.Namespace, extras: list[dict[str, Any]]) -> Timing:
     """Two one-thread worker processes training the project arm at once, as the suite runs them; the pair's total as
     one Timing (their images over their common window), the rest (per worker, sgemm) appended to `extras`."""

@@ -392,16 +392,16 @@ def build_rows(runs: Sequence[RunResult]) -> list[Row]:
 
 def paper_only_claims() -> list[Any]:
     """Every claim the suite judges only under the paper profile (a published number), from the suite's claim
-    modules (`claims/test_*.py`), in document order (C001-8 before C002-10 before C004-1)."""
+    modules (`claims/suite/test_*.py`), in document order (C001-8 before C002-10 before C004-1)."""
     import importlib
     import pkgutil
 
-    import claims
+    import claims.suite
     from claims.spec import Claim
 
     out: dict[str, Any] = {}
-    for mod in sorted(m.name for m in pkgutil.iter_modules(claims.__path__) if m.name.startswith("test_")):
-        m = importlib.import_module(f"claims.{mod}")
+    for mod in sorted(m.name for m in pkgutil.iter_modules(claims.suite.__path__) if m.name.startswith("test_")):
+        m = importlib.import_module(f"claims.suite.{mod}")
         for value in vars(m).values():
             if isinstance(value, Claim) and value.paper_only:
                 out.setdefault(value.id, value)

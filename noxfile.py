@@ -54,11 +54,11 @@ def readme(session: nox.Session) -> None:
 # the paper campaign's order: the user's own examples (doc 001) first, then doc 003, doc 002 without its K-means arms,
 # doc 000, the claims several documents share, and the full-size K-means arms last; the last step judges every claim
 CAMPAIGN = (
-    ("claims/test_pal2021b.py",),
-    ("claims/test_fastai2018.py",),
-    ("claims/test_he2016.py", "-k", "not (kmeans or c002_9 or c002_10)"),
-    ("claims/test_pal2021a.py",),
-    ("claims/test_cross.py",),
+    ("claims/suite/test_pal2021b.py",),
+    ("claims/suite/test_fastai2018.py",),
+    ("claims/suite/test_he2016.py", "-k", "not (kmeans or c002_9 or c002_10)"),
+    ("claims/suite/test_pal2021a.py",),
+    ("claims/suite/test_cross.py",),
     ("claims",),
 )
 

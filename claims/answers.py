@@ -37,16 +37,16 @@ DOCS = {"doc 000": "pal2021a", "doc 001": "pal2021b", "doc 002": "he2016", "doc 
 
 
 def all_claims() -> list[Any]:
-    """Every claim of the suite's claim modules (`claims/test_*.py`), by document, then id."""
+    """Every claim of the suite's claim modules (`claims/suite/test_*.py`), by document, then id."""
     import importlib
     import pkgutil
 
-    import claims
+    import claims.suite
     from claims.spec import Claim
 
     out: dict[str, Any] = {}
-    for mod in sorted(m.name for m in pkgutil.iter_modules(claims.__path__) if m.name.startswith("test_")):
-        for value in vars(importlib.import_module(f"claims.{mod}")).values():
+    for mod in sorted(m.name for m in pkgutil.iter_modules(claims.suite.__path__) if m.name.startswith("test_")):
+        for value in vars(importlib.import_module(f"claims.suite.{mod}")).values():
             if isinstance(value, Claim):
                 out.setdefault(value.id, value)
     return [out[c] for c in sorted(out, key=claim_order)]

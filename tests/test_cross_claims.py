@@ -1,4 +1,4 @@
-"""claims/test_cross.py: each document's part of a cross-document claim states what that document says, so a world
+"""claims/suite/test_cross.py: each document's part of a cross-document claim states what that document says, so a world
 in which every document is right supports the claim, and one in which a document is wrong refutes it."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from claims.spec import Form, Verdict
-from claims.test_cross import X_4, X_7
+from claims.suite.test_cross import X_4, X_7
 from claims.verdict import judge
 from tests.test_spec import run
 

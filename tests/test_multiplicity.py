@@ -59,7 +59,7 @@ def test_a_claim_that_restates_another_is_one_hypothesis():
 
 
 def test_the_engine_spec_merges_c001_14_into_c001_3():
-    from claims.test_pal2021b import C001_3, C001_14
+    from claims.suite.test_pal2021b import C001_3, C001_14
 
     assert C001_14.restates == C001_3.id and (C001_14.a, C001_14.b) == (C001_3.a, C001_3.b)
 

@@ -122,7 +122,7 @@ def test_the_projects_own_suite_still_collects_under_the_entry_point(pytester, t
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), str(ROOT),
                                                                    os.environ.get("PYTHONPATH")])))
     result = pytester.run(sys.executable, "-m", "pytest", "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
-                          str(ROOT / "claims" / "test_fastai2018.py"), "--collect-only", "-q", "--profile", "smoke",
-                          "-p", "no:cacheprovider", timeout=300)
+                          str(ROOT / "claims" / "suite" / "test_fastai2018.py"), "--collect-only", "-q", "--profile",
+                          "smoke", "-p", "no:cacheprovider", timeout=300)
     assert result.ret == 0, result.stdout.str() + result.stderr.str()
     assert "tests collected" in result.stdout.str()

@@ -308,8 +308,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAPER_CLAIMS = """
 import pytest
 from claims.declare import check
-from claims.test_jovian import C004_2
-from claims.test_pal2021b import C001_8
+from claims.suite.test_jovian import C004_2
+from claims.suite.test_pal2021b import C001_8
 
 @pytest.mark.claims(C001_8)
 def test_c001_8(claim_decision):

@@ -362,7 +362,7 @@ def tf_cnn(channels_last: bool = False) -> Any:
 
 def project_dls(arrays: Any, seed: int, recipe: Any = None, device: Any = None) -> Any:
     """The project's loaders as a realistic recipe uses them: augmentation and training-set normalization on."""
-    from tricks.data import cifar_dls
+    from tricks.loaders import cifar_dls
 
     bs = BS if recipe is None else recipe.bs
     return cifar_dls(arrays, bs=bs, val_bs=500, augment=True, normalize="train", seed=seed, device=device)
@@ -491,7 +491,7 @@ def worker(out: Any, barrier: Any, source: str, threads: int, warmup: int, steps
     warnings.filterwarnings("ignore")
     import torch
 
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     torch.set_num_threads(threads)
     cuda = torch.device(device).type == "cuda"
@@ -647,7 +647,7 @@ def class_folders(source: Path) -> Path | None:
     An archive is extracted under the project's cache folder, keyed by its path, size and modification time, and
     reused by later runs. None when the source has no class-folder layout (torchvision's batches).
     """
-    from tricks.data import cache_dir
+    from tricks.cifar import cache_dir
 
     if source.is_file():
         st = source.stat()
@@ -696,7 +696,8 @@ def provenance(args: argparse.Namespace) -> dict[str, Any]:
     import numpy
     import torch
 
-    from tricks.train import CODE_VERSION, cpu_model
+    from tricks.recipe import CODE_VERSION
+    from tricks.train import cpu_model
 
     return dict(torch=torch.__version__, fastai=fastai.__version__, numpy=numpy.__version__,
                 python=platform.python_version(), tricks=CODE_VERSION, cpu=cpu_model(), cpus=os.cpu_count(),
@@ -749,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
     import fastai
     import torch
 
-    from tricks.data import DataError, load_cifar10
+    from tricks.cifar import DataError, load_cifar10
     from tricks.train import cpu_model, memory_format_for
 
     torch.set_num_threads(args.threads)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from claims.record import RECORD, latest_per_seed, read
-from tricks.train import PROFILES, RunResult
+from tricks.recipe import PROFILES, RunResult
 
 PROXY = Path("results") / "proxy-verdicts.json"
 START, END = "<!-- answers:start -->", "<!-- answers:end -->"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tricks.train import TrickUse, kw
+from tricks.recipe import TrickUse, kw
 
 OWN_PROFILE = "own"  # the profile name a user arm's runs are stored under: the arm defines its own training
 

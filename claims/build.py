@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from claims.spec import Claim, Form
+from tricks.recipe import Recipe
 from tricks.recipes import get_recipe
-from tricks.train import Recipe
 
 DELTA = 0.015
 DELTA_WIDE = 0.02

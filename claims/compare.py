@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from claims.arm import OWN_PROFILE, ArmError, LearnerArm, describe, is_arm, split_path
-from tricks.train import CODE_VERSION, RunResult, TrickUse
+from tricks.recipe import CODE_VERSION, RunResult, TrickUse
 
 __all__ = ["LearnerArm", "ArmError", "compare", "judge_claims", "run_arm", "build", "arm_version", "ArmVersions",
            "run_job", "data_digest", "FORMS", "OWN_PROFILE"]

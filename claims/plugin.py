@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tricks.train import PROFILES
+from tricks.recipe import PROFILES
 
 __all__ = [
     "pytest_addoption", "pytest_configure", "pytest_collection_finish", "pytest_runtest_setup", "pytest_runtest_call",
@@ -268,8 +268,8 @@ def _data_version(source: str | None) -> Any:
 
     A missing or corrupt dataset ends the session with the data module's one-sentence message.
     """
-    from tricks.data import DataError, load_cifar10
-    from tricks.train import RunVersions
+    from tricks.cifar import DataError, load_cifar10
+    from tricks.recipe import RunVersions
 
     try:
         return RunVersions(load_cifar10(source).digest)

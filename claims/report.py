@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from claims.schedule import Compute, PilotResult, Scheduler
-from tricks.train import CODE_VERSION, PROFILES, Recipe, RunResult
+from tricks.recipe import CODE_VERSION, PROFILES, Recipe, RunResult
 
 REPORT_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, every such field named by its unit
 REPORT_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference, margin or spread in percentage points",

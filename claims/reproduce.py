@@ -32,8 +32,8 @@ from typing import Any
 from claims.record import finite, latest_per_seed, run_entry
 from claims.report import replace_block
 from claims.store import RunStore, StoreError, default_store_path
+from tricks.recipe import RunResult
 from tricks.recipes import get_recipe, recipe_source
-from tricks.train import RunResult
 
 PROFILE = "paper"
 MISS_PP = 2.0  # a mean further than this from the published value needs an explanation in the note

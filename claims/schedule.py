@@ -21,7 +21,7 @@ from typing import Any
 from claims.executors.base import Executor, Job, OnDone, RunFailure, RunFn, default_run_fn, limit_threads
 from claims.executors.local import LocalExecutor
 from claims.store import RunStore
-from tricks.train import CODE_VERSION, Recipe, RunResult
+from tricks.recipe import CODE_VERSION, Recipe, RunResult
 
 __all__ = ["Executor", "Job", "OnDone", "RunFailure", "RunFn", "default_run_fn", "limit_threads", "LocalExecutor",
            "Scheduler", "Compute", "capped_looks", "pilot", "PilotResult", "PilotError", "paired_bounds",

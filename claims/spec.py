@@ -24,7 +24,7 @@ import numpy as np
 
 from claims import stats
 from claims.arm import LearnerArm
-from tricks.train import PROFILES, Recipe, RunResult
+from tricks.recipe import PROFILES, Recipe, RunResult
 
 CHANCE_ACC = 0.11  # 10 classes: a final accuracy at or below this is a diverged run
 SEED_SEARCH_BUDGET = 100_000  # seeds_needed looks this far before it gives up

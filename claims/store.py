@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tricks.train import CODE_VERSION, Recipe, RunResult
+from tricks.recipe import CODE_VERSION, Recipe, RunResult
 
 SCHEMA_VERSION = "1"
 DEFAULT_LEASE_TIMEOUT_S = 12 * 3600.0  # longer than any single run of the paper profile on a CPU

@@ -34,8 +34,8 @@ from tricks.apply import (
     rescale_epochs,
     verdict_text,
 )
+from tricks.recipe import Phase, Recipe, RunResult, TrickUse, kw, run_version
 from tricks.registry import TrickError
-from tricks.train import Phase, Recipe, RunResult, TrickUse, kw, run_version
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -80,7 +80,7 @@ def source(tmp_path_factory) -> Path:
 def tiny(tmp_path_factory) -> Path:
     """A tiny recipe as a JSON file, the test-only way in through `--recipe FILE.json`."""
     needs_registry()
-    pytest.importorskip("tricks.data", reason="tricks/data.py has not landed yet")
+    pytest.importorskip("tricks.cifar", reason="tricks/cifar.py has not landed yet")
     models = pytest.importorskip("tricks.models", reason="tricks/models.py has not landed yet")
     recipe = TINY if "tiny_cnn" in getattr(models, "MODELS", {}) else replace(TINY, model="simple_net", loss="nll")
     path = tmp_path_factory.mktemp("recipe") / "tiny.json"
@@ -397,7 +397,7 @@ def test_options_reach_the_recipe_and_the_run(env, tiny, source, tmp_path):
 
 def test_runs_are_shared_with_the_claims_suites_store_both_ways(env, tiny, source, tmp_path):
     """A run trained here is in the store under the suite's key; a run the suite stored is taken from it here."""
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     store_path = tmp_path / "runs.sqlite"
     recipe = rescale_epochs(load_recipe(str(tiny)), 1)
@@ -449,7 +449,7 @@ def test_a_diverged_run_exits_1_and_is_kept_in_the_store_and_json(env, tiny, sou
     recipe = load_recipe(str(tiny))
     recipe = replace(rescale_epochs(recipe, 1), phases=tuple(replace(p, lr=1e30) for p in rescale_epochs(recipe, 1)
                                                              .phases))
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     kept = RunStore(store).get(recipe.key, 0, "smoke", run_version(load_cifar10(str(source)).digest))
     assert kept is not None and kept.diverged
@@ -552,7 +552,7 @@ def test_every_tricks_default_recipe_is_one_the_trick_acts_on():
 def test_the_default_bnfreeze_plan_freezes_only_statistics_learned_first(tmp_path):
     """Frozen from the first step, BnFreeze froze a fresh model's initial statistics and the model collapsed."""
     needs_registry()
-    from tricks.train import get_profile
+    from tricks.recipe import get_profile
 
     plan = _plan("--cb", "BnFreeze")
     base = load_recipe(plan.baseline.name)
@@ -662,7 +662,7 @@ def test_another_thread_count_trains_outside_the_store(env, tiny, source, tmp_pa
 
 
 def test_a_stored_run_from_another_thread_count_is_not_paired_but_trained_again(env, tiny, source, tmp_path):
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     store_path, out = tmp_path / "runs.sqlite", tmp_path / "out.json"
     recipe = rescale_epochs(load_recipe(str(tiny)), 1)

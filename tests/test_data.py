@@ -31,20 +31,10 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 from torch import nn
 
-import tricks.data as data
-from tricks.data import (
-    CIFAR10_CLASSES,
-    Augment,
-    CifarArrays,
-    DataError,
-    TensorImageDL,
-    cache_dir,
-    channel_stats,
-    cifar_dls,
-    class_balanced,
-    load_cifar10,
-    subsets,
-)
+import tricks.cifar as data
+from tricks.cifar import CIFAR10_CLASSES, CifarArrays, DataError, cache_dir, channel_stats, load_cifar10
+from tricks.loaders import TensorImageDL, cifar_dls, class_balanced, subsets
+from tricks.recipe import Augment
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", category=UserWarning)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import tricks.data as data
+import tricks.cifar as data
 from tests.test_data import cache_entries, count_decodes, write_batches, write_class_folders
-from tricks.data import DataError, load_cifar10
+from tricks.cifar import DataError, load_cifar10
 
 warnings.filterwarnings("ignore", category=UserWarning)
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")

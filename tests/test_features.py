@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tricks import registry
-from tricks.features import (
+from tricks.kmeans import (
     kmeans,
     kmeans_centroids,
     kmeans_features,

@@ -29,7 +29,7 @@ from claims.spec import (
     next_look,
     off_profile,
 )
-from tricks.train import PROFILES, Recipe, RunResult, kw
+from tricks.recipe import PROFILES, Recipe, RunResult, kw
 
 ROOT = Path(__file__).resolve().parents[1]
 A, B, C = (Recipe("toy", kw(width=w), name=f"toy/{w}") for w in (8, 16, 32))

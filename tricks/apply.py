@@ -53,9 +53,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tricks.recipe import PROFILES, Recipe, RunResult, RunVersions, TrickUse, get_profile, kw
 from tricks.recipe_check import MAX_EPOCHS, check_recipe
 from tricks.registry import TrickError, all_tricks, get_trick, parse_spec
-from tricks.train import PROFILES, Recipe, RunResult, RunVersions, TrickUse, get_profile, kw
 
 DEFAULT_RECIPE = "pal2021b/baseline"
 # candidate recipes of a trick, in order of preference; the first one the trick acts on is its default
@@ -545,7 +545,7 @@ def train(session: Session, store: Any, *, source: str | None, device: str | Non
           show_progress: bool, quiet: bool, threads: int = RUN_THREADS) -> None:
     """Train (or take from the store) every run of the plan, storing each as soon as it finishes; a stored run made
     on another device or thread count is trained again (and not stored: its key is taken)."""
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
     from tricks.train import run
 
     plan = session.plan
@@ -618,7 +618,7 @@ def ray_executor(args: argparse.Namespace) -> Any:
 def train_on(executor: Any, session: Session, store: Any, *, source: str | None, console: Any, quiet: bool) -> None:
     """`train` through an executor: cached runs from the store, the rest trained together, each stored as it ends."""
     from claims.executors.base import Job
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     plan = session.plan
     arrays = load_cifar10(source)
@@ -844,7 +844,7 @@ def print_list(console: Any) -> None:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is meant for the user as is (the data and store modules are imported lazily)."""
     errors: list[type[BaseException]] = [UsageError, TrickError]
-    for module, name in (("tricks.data", "DataError"), ("claims.store", "StoreError"),
+    for module, name in (("tricks.cifar", "DataError"), ("claims.store", "StoreError"),
                          ("claims.executors.ray", "RayError")):
         mod = sys.modules.get(module)
         if mod is not None and hasattr(mod, name):

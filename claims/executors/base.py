@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from tricks.train import Recipe, RunResult
+from tricks.recipe import Recipe, RunResult
 
 __all__ = ["Job", "RunFailure", "RunFn", "OnDone", "Executor", "default_run_fn", "limit_threads", "call_run",
            "checked", "one_line"]

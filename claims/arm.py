@@ -60,7 +60,7 @@ def _trick(t: Any) -> Any:
     if isinstance(t, TrickUse):
         return t
     if isinstance(t, str):
-        from tricks.registry import parse_spec
+        from tricks.catalog import parse_spec
 
         name, kwargs = parse_spec(t)
         return TrickUse(name, kw(**kwargs))

@@ -77,7 +77,7 @@ def build(arm: LearnerArm, seed: int, device: str | None = None) -> Any:
     from fastai.callback.progress import ProgressCallback
     from fastai.learner import Learner
 
-    from tricks.registry import get_trick
+    from tricks.catalog import get_trick
 
     factory = load(arm.factory)
     seed_all(seed)

@@ -264,7 +264,7 @@ def _device_has_gpu(claims: list[Any]) -> bool:
 
 def _data_version(source: str | None) -> Any:
     """Load (and cache) the dataset once here, before any worker starts, and return the store versions of its runs
-    (`tricks.train.RunVersions`: each recipe's training fingerprint with the dataset's digest).
+    (`tricks.recipe.RunVersions`: each recipe's training fingerprint with the dataset's digest).
 
     A missing or corrupt dataset ends the session with the data module's one-sentence message.
     """

@@ -59,7 +59,7 @@ class _ClaimState:
 
 
 def versions_of(code_version: str | Callable[[str], str] | None) -> Callable[[str], str]:
-    """recipe key -> the store version of its runs: a `tricks.train.RunVersions`, or one version for every recipe."""
+    """recipe key -> the store version of its runs: a `tricks.recipe.RunVersions`, or one version for every recipe."""
     if callable(code_version):
         return code_version
     version = code_version or CODE_VERSION
@@ -96,7 +96,7 @@ class Scheduler:
         self.sigma_d_pilot = sigma_d_pilot
         # the source (recipe-name prefix, e.g. "pal2021b") whose arms the pilot's σ_d speaks for; None: every claim's
         self.pilot_source = pilot_source
-        # the store version of each recipe's runs (tricks.train.RunVersions: its training fingerprint + the dataset
+        # the store version of each recipe's runs (tricks.recipe.RunVersions: its training fingerprint + the dataset
         # copy), or one version for every recipe (--code-version, tests)
         self.version = versions_of(code_version)
         self.code_version = str(code_version or CODE_VERSION)

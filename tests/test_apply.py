@@ -123,8 +123,8 @@ def assert_one_line_error(res_or_err, expected: str) -> None:
 
 def test_list_shows_every_trick_and_named_recipe(env):
     needs_registry()
+    from tricks.catalog import all_tricks
     from tricks.recipes import RECIPES
-    from tricks.registry import all_tricks
 
     res = cli("--list", env=env)
     assert res.returncode == 0, res.stderr
@@ -538,7 +538,7 @@ def test_the_readme_example_bnfreeze_runs_on_a_recipe_with_batchnorm_and_names_i
 def test_every_tricks_default_recipe_is_one_the_trick_acts_on():
     needs_registry()
     from tricks.apply import why_not_acting
-    from tricks.registry import all_tricks
+    from tricks.catalog import all_tricks
 
     for t in all_tricks():
         plan = _plan("--cb", t.name)
@@ -577,7 +577,8 @@ def test_the_default_bnfreeze_plan_freezes_only_statistics_learned_first(tmp_pat
     from torch import nn
     from torch.utils.data import TensorDataset
 
-    from tricks.registry import TrickWarning, get_trick
+    from tricks.catalog import get_trick
+    from tricks.registry import TrickWarning
 
     (scaled,) = [u for u in get_profile("default").scale(plan.recipe).callbacks if u.name == "BnFreeze"]
     start = dict(scaled.params)["start_epoch"]

@@ -320,7 +320,7 @@ def test_a_channels_last_run_gives_the_same_numbers_for_the_same_seed(arrays):
 
 def test_the_project_learner_reads_no_loss_or_metric_off_the_device_per_batch(arrays):
     """With the divergence check read once an epoch (its mode on a GPU), a fit's host reads do not grow with the
-    number of batches: fastai's Recorder sums losses and metrics on the device (tricks.data's to_detach and the
+    number of batches: fastai's Recorder sums losses and metrics on the device (tricks.loaders' to_detach and the
     device-side smooth loss)."""
     from tests.test_callbacks import SpyOnLoss, host_reads
     from tricks.callbacks import DivergenceGuard

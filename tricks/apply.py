@@ -53,9 +53,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tricks.catalog import all_tricks, get_trick, parse_spec
 from tricks.recipe import PROFILES, Recipe, RunResult, RunVersions, TrickUse, get_profile, kw
 from tricks.recipe_check import MAX_EPOCHS, check_recipe
-from tricks.registry import TrickError, all_tricks, get_trick, parse_spec
+from tricks.registry import TrickError
 
 DEFAULT_RECIPE = "pal2021b/baseline"
 # candidate recipes of a trick, in order of preference; the first one the trick acts on is its default

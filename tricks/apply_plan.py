@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tricks.catalog import parse_spec
 from tricks.recipe import Recipe, TrickUse, get_profile, kw
-from tricks.registry import parse_spec
 
 
 def _bnfreeze(recipe: Recipe, params: dict[str, Any], profile: str) -> tuple[dict[str, Any], str]:

@@ -43,8 +43,8 @@ __all__ = ["BnFreeze", "ClipGradValue", "DivergenceGuard", "ExpLRDecay", "GradNo
            "L1Penalty", "ThroughputRecorder", "ValidateSubsetUntil", "WeightDecayFrom", "never_learned"]
 
 # fastai's norm-clipping callback, offered under its own name next to ClipGradValue
-register(kind="callback", description="Clip the global gradient norm to max_norm (fastai's own GradientClip).")(
-    GradientClip)
+register(kind="callback", description="Clip the global gradient norm to max_norm (fastai's own GradientClip).",
+         ranges={"max_norm": "(0, inf)", "norm_type": "(0, inf]"})(GradientClip)
 
 
 def _in_lr_find(learn: Any) -> bool:
@@ -71,6 +71,11 @@ class FitScoped(Callback):
     _fitting = False
     in_lr_find = False
 
+    @property
+    def _active(self) -> bool:
+        """Inside a training fit that is not an lr_find mock run."""
+        return self._fitting and not self.in_lr_find
+
     def start_fit(self) -> None:
         """Set up per-fit state; `self.in_lr_find` says whether this fit is an lr_find mock run."""
 
@@ -93,7 +98,7 @@ class FitScoped(Callback):
             self.end_fit()
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"start_epoch": "[0, inf)"})
 class BnFreeze(FitScoped):
     """Keep every BatchNorm layer's and BnLayer's statistics fixed during training (they run in eval mode).
 
@@ -177,7 +182,7 @@ def never_learned(layer: nn.Module) -> bool:
     return not tracked and at_init
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"clip": "(0, inf)"})
 class ClipGradValue(Callback):
     """Clip every gradient element to [-clip, clip] between backward and step (`clip_grad_value_`, doc 004).
 
@@ -195,7 +200,7 @@ class ClipGradValue(Callback):
         nn.utils.clip_grad_value_(self.learn.model.parameters(), self.clip)
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"l1": "[0, inf)"})
 class L1Penalty(FitScoped):
     """Add l1·sum|w| over the weights (not biases, not normalization layers, BnLayer included) to the training loss.
 
@@ -233,7 +238,7 @@ def l1_weights(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"gamma": "(0, inf)"})
 class ExpLRDecay(FitScoped):
     """Per-epoch exponential LR decay: epoch e runs at gamma^e times the LR otherwise in force (PyTorch ExponentialLR).
 
@@ -270,7 +275,7 @@ class ExpLRDecay(FitScoped):
         self._restore()  # a fit cancelled mid-batch skips after_batch
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"wd": "[0, inf)", "start_epoch": "[0, inf)"})
 class WeightDecayFrom(FitScoped):
     """Weight decay `wd` from epoch `start_epoch` (0-based) on, through the optimizer's wd; its own wd before.
 
@@ -316,7 +321,7 @@ class WeightDecayFrom(FitScoped):
         self._restore()  # a fit cancelled mid-batch skips after_batch
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"max_loss": "(0, inf)"})
 class DivergenceGuard(FitScoped):
     """Stop the fit cleanly when the training loss is not finite or above max_loss; sets `learn.diverged`.
 
@@ -338,10 +343,6 @@ class DivergenceGuard(FitScoped):
         self._first: tuple[torch.Tensor, torch.Tensor] | None = None  # (batch index or -1, its loss), on the device
         self._epoch = 0
         self._check_each_batch = True
-
-    @property
-    def _active(self) -> bool:
-        return self._fitting and not self.in_lr_find
 
     def start_fit(self) -> None:
         self._first = None
@@ -396,7 +397,7 @@ class DivergenceGuard(FitScoped):
         self._first = None
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"warmup": "[0, inf)"})
 class ThroughputRecorder(FitScoped):
     """Record training images/second per step (`learn.throughput`) and over the fit after `warmup` steps (`img_per_s`).
 
@@ -413,10 +414,6 @@ class ThroughputRecorder(FitScoped):
         self._t = 0.0
         self._sizes: list[int] = []
         self._times: list[float] = []
-
-    @property
-    def _active(self) -> bool:
-        return self._fitting and not self.in_lr_find
 
     def start_fit(self) -> None:
         self._sizes, self._times = [], []
@@ -451,7 +448,7 @@ class ThroughputRecorder(FitScoped):
             self.learn.img_per_s = sum(self._sizes[skip:]) / max(sum(self._times[skip:]), 1e-12)
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"every": "[1, inf)"})
 class GradNormRecorder(FitScoped):
     """Record the global gradient L2 norm of every `every`-th step in `learn.grad_norms`, before any clipping.
 
@@ -469,10 +466,6 @@ class GradNormRecorder(FitScoped):
         self.every = every
         self._steps = 0
         self._norms: list[torch.Tensor] = []
-
-    @property
-    def _active(self) -> bool:
-        return self._fitting and not self.in_lr_find
 
     def start_fit(self) -> None:
         self._steps, self._norms = 0, []

@@ -22,8 +22,8 @@ def feature_width(recipe: Recipe) -> int | None:
 
 def recipe_params(recipe: Recipe) -> int:
     """Parameters the recipe's model uses in its forward pass, with its transforms and its input's real width."""
+    from tricks.catalog import get_trick
     from tricks.models import build_model
-    from tricks.registry import get_trick
     from tricks.transforms import params_used
 
     kwargs: dict[str, Any] = dict(recipe.model_kwargs)

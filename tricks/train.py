@@ -30,11 +30,11 @@ from fastai.optimizer import SGD, Adam, Optimizer, RMSProp, average_grad, l2_reg
 
 from tricks import __version__
 from tricks.callbacks import DivergenceGuard, ExpLRDecay, ThroughputRecorder, ValidateSubsetUntil
+from tricks.catalog import get_trick
 from tricks.cifar import load_cifar10
 from tricks.loaders import TensorImageDL, cifar_dls, first_images, subsets
 from tricks.models import MODELS, build_model
 from tricks.recipe import CODE_VERSION, Phase, Profile, Recipe, RunResult, get_profile, run_version
-from tricks.registry import get_trick
 from tricks.transforms import params_used
 
 

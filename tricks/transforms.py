@@ -190,21 +190,21 @@ def _place_dropout(model: nn.Module, layer: type[nn.Module], norm: type[nn.Modul
     return model
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"p": "(0, 1)"})
 def dropout_dense(model: nn.Module, *, p: float = 0.2) -> nn.Module:
     """Dropout(p) after the activation of each hidden Linear layer (never after the output layer)."""
     return _place_dropout(model, nn.Linear, nn.BatchNorm1d, nn.Dropout, p, "dropout_dense",
                           "hidden Linear followed by an activation")
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"p": "(0, 1)"})
 def dropout_conv(model: nn.Module, *, p: float = 0.2) -> nn.Module:
     """Dropout2d(p) after the activation of each Conv2d, before any pooling (spatial dropout)."""
     return _place_dropout(model, nn.Conv2d, nn.BatchNorm2d, nn.Dropout2d, p, "dropout_conv",
                           "Conv2d followed by an activation")
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"p": "(0, 1)"})
 def dropout_both(model: nn.Module, *, p: float = 0.2) -> nn.Module:
     """Spatial dropout after each conv's activation and dropout after each hidden dense activation, both at p."""
     return dropout_dense(dropout_conv(model, p=p), p=p)
@@ -259,7 +259,7 @@ def _check_widths(name: str, widths: Iterable[Any]) -> tuple[int, ...]:
     return ws
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"width": "[1, inf)"})
 def widen_head(model: nn.Module, *, width: int = 512) -> nn.Module:
     """Give each hidden layer of the dense head `width` units (doc 001's wider net: 1024-512-10)."""
     _check_widths("widen_head", (width,))
@@ -437,7 +437,7 @@ def orthogonal(model: nn.Module) -> nn.Module:
     return _init(model, nn.init.orthogonal_)
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"std": "(0, inf)"})
 def small_normal(model: nn.Module, *, std: float = 1e-4) -> nn.Module:
     """Weights std * N(0,1), biases zero (cs231n's TwoLayerNet init, std 1e-4)."""
     if not std > 0:
@@ -508,7 +508,7 @@ def lsuv_init(model: nn.Module, xb: torch.Tensor, *, tol: float = 0.1, max_iter:
     return model
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"tol": "(0, inf)", "max_iter": "[1, inf)"})
 def lsuv(model: nn.Module, *, tol: float = 0.1, max_iter: int = 10, input_shape: tuple[int, ...] = ()) -> nn.Module:
     """LSUV init (Mishkin & Matas 2016) on a random-normal batch of 64; the LSUVInit callback uses real data.
 
@@ -593,7 +593,7 @@ class ModelTransform(Callback):
                 self.learn.opt.set_hyper(k, [h[k] for h in old] if same else old[-1][k])
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"tol": "(0, inf)", "max_iter": "[1, inf)"})
 class LSUVInit(ModelTransform):
     """LSUV init (Mishkin & Matas 2016) on the first training batch, once, before the first fit."""
 

@@ -342,7 +342,8 @@ def file_digest(path: Path = FINGERPRINTS) -> str:
 
 # modules whose source decides what a run computes: their hash is the provenance of every run (`versions()["code"]`),
 # and the store key of a recipe that has no committed training fingerprint
-_TRAINING_PATH = ("recipe", "cifar", "loaders", "models", "layers", "transforms", "callbacks", "kmeans", "train")
+_TRAINING_PATH = ("recipe", "cifar", "loaders", "models", "layers", "surgery", "transforms", "callbacks", "kmeans",
+                  "train")
 
 
 def _code_version() -> str:

@@ -33,6 +33,7 @@ from torch import nn
 
 from tricks.layers import BnLayer
 from tricks.registry import TrickError, TrickWarning, register
+from tricks.surgery import insert_before, like, sequentials, set_children
 
 __all__ = ["LSUVInit", "ModelTransform", "bn_after_relu", "bn_before_relu", "deepen_head", "dropout_both",
            "dropout_conv", "dropout_dense", "example_input", "gap_head", "infer_input_shape", "init_default",
@@ -44,65 +45,6 @@ ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.ELU, nn.GELU, nn.SiLU, nn.Sigm
                nn.CELU, nn.Mish, nn.Hardswish, nn.Softplus)
 # what may follow the Flatten of a dense head that the head transforms rebuild
 _HEAD_PARTS = (nn.Linear, nn.Dropout, nn.BatchNorm1d, nn.LogSoftmax, nn.Softmax, nn.Identity, *ACTIVATIONS)
-
-
-# ------------------------------------------------------------------------------------------- walking the model
-
-def _sequentials(model: nn.Module) -> list[nn.Sequential]:
-    """Every nn.Sequential in the model, outermost first (listed before any rewrite, so rewriting is safe)."""
-    return [m for m in model.modules() if isinstance(m, nn.Sequential)]
-
-
-def _set_children(seq: nn.Sequential, mods: list[nn.Module]) -> None:
-    """Replace the Sequential's children in place: renumbered if they were numbered, else old names kept.
-
-    New children take the container's training mode.
-    """
-    old = list(seq._modules.items())
-    known = {id(m) for _, m in old}
-    for m in mods:
-        if id(m) not in known:  # a new layer takes the container's mode: dropout added to an eval model stays off
-            m.train(seq.training)
-    if all(k.isdigit() for k, _ in old):
-        named = [(str(i), m) for i, m in enumerate(mods)]
-    else:
-        names = {id(m): k for k, m in old}
-        taken = set(names.values())
-        named = []
-        for m in mods:
-            name = names.get(id(m))
-            if name is None:
-                base, n = type(m).__name__.lower(), 0
-                while f"{base}{n}" in taken:
-                    n += 1
-                name = f"{base}{n}"
-                taken.add(name)
-            named.append((name, m))
-    seq._modules.clear()
-    for k, m in named:
-        seq._modules[k] = m
-
-
-def _insert(seq: nn.Sequential, inserts: Iterable[tuple[int, nn.Module]]) -> None:
-    """Insert each module before the child at that (original) index."""
-    at: dict[int, list[nn.Module]] = {}
-    for i, m in inserts:
-        at.setdefault(i, []).append(m)
-    if not at:
-        return
-    mods = list(seq)
-    out: list[nn.Module] = []
-    for i in range(len(mods) + 1):
-        out += at.get(i, [])
-        if i < len(mods):
-            out.append(mods[i])
-    _set_children(seq, out)
-
-
-def _like(new: nn.Module, ref: nn.Module) -> nn.Module:
-    """`new` on the device and dtype of `ref`'s weight, so that a transform keeps a model where it is."""
-    w = getattr(ref, "weight", None)
-    return new if w is None else new.to(device=w.device, dtype=w.dtype)
 
 
 def _act_after(mods: list[nn.Module], i: int, norm: type[nn.Module]) -> int | None:
@@ -131,7 +73,7 @@ def _check_p(transform: str, p: float) -> None:
 
 def _place_bn(model: nn.Module, before: bool, name: str) -> nn.Module:
     sites = added = 0
-    for seq in _sequentials(model):
+    for seq in sequentials(model):
         mods, inserts = list(seq), []
         for i, m in enumerate(mods):
             if not isinstance(m, nn.Conv2d):
@@ -143,9 +85,9 @@ def _place_bn(model: nn.Module, before: bool, name: str) -> nn.Module:
             pos = i + 1 if before else j + 1
             done = j == i + 2 if before else pos < len(mods) and isinstance(mods[pos], nn.BatchNorm2d)
             if not done:
-                inserts.append((pos, _like(nn.BatchNorm2d(m.out_channels), m)))
+                inserts.append((pos, like(nn.BatchNorm2d(m.out_channels), m)))
         added += len(inserts)
-        _insert(seq, inserts)
+        insert_before(seq, inserts)
     if not sites:
         raise _none_found(name, "Conv2d followed " + ("" if before else "directly ") + "by an activation", model)
     if not added:
@@ -172,7 +114,7 @@ def _place_dropout(model: nn.Module, layer: type[nn.Module], norm: type[nn.Modul
                    name: str, what: str) -> nn.Module:
     _check_p(name, p)
     sites = 0
-    for seq in _sequentials(model):
+    for seq in sequentials(model):
         mods, inserts = list(seq), []
         for i, m in enumerate(mods):
             j = _act_after(mods, i, norm) if isinstance(m, layer) else None
@@ -184,7 +126,7 @@ def _place_dropout(model: nn.Module, layer: type[nn.Module], norm: type[nn.Modul
                 mods[pos].p = p
             else:
                 inserts.append((pos, drop(p)))
-        _insert(seq, inserts)
+        insert_before(seq, inserts)
     if not sites:
         raise _none_found(name, what, model)
     return model
@@ -215,7 +157,7 @@ def dropout_both(model: nn.Module, *, p: float = 0.2) -> nn.Module:
 def _head(model: nn.Module, name: str) -> tuple[nn.Sequential, int]:
     """The last Sequential holding Flatten -> Linear ... (only dense-head parts after the Flatten), and its index."""
     found = None
-    for seq in _sequentials(model):
+    for seq in sequentials(model):
         mods = list(seq)
         for i, m in enumerate(mods):
             rest = mods[i + 1:]
@@ -246,8 +188,8 @@ def _rebuild_head(model: nn.Module, name: str, widths: tuple[int, ...]) -> nn.Mo
         body += [nn.Linear(d, w), copy.deepcopy(act), *([nn.Dropout(p)] if p > 0 else [])]
         d = w
     body.append(nn.Linear(d, last.out_features))
-    body = [_like(m, first) for m in body]
-    _set_children(seq, mods[:i + 1] + chain[:lin[0]] + body + chain[lin[-1] + 1:])
+    body = [like(m, first) for m in body]
+    set_children(seq, mods[:i + 1] + chain[:lin[0]] + body + chain[lin[-1] + 1:])
     return model
 
 
@@ -366,8 +308,8 @@ def gap_head(model: nn.Module, *, input_shape: tuple[int, ...] = ()) -> nn.Modul
     chain = mods[i + 1:]
     lin = [k for k, m in enumerate(chain) if isinstance(m, nn.Linear)]
     first, last = chain[lin[0]], chain[lin[-1]]
-    out = _like(nn.Linear(shapes[0][1], last.out_features), first)
-    _set_children(seq, mods[:i] + [nn.AdaptiveAvgPool2d(1), flat] + chain[:lin[0]] + [out] + chain[lin[-1] + 1:])
+    out = like(nn.Linear(shapes[0][1], last.out_features), first)
+    set_children(seq, mods[:i] + [nn.AdaptiveAvgPool2d(1), flat] + chain[:lin[0]] + [out] + chain[lin[-1] + 1:])
     return model
 
 

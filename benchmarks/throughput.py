@@ -647,7 +647,7 @@ def class_folders(source: Path) -> Path | None:
     An archive is extracted under the project's cache folder, keyed by its path, size and modification time, and
     reused by later runs. None when the source has no class-folder layout (torchvision's batches).
     """
-    from tricks.cifar import cache_dir
+    from tricks.plain import cache_dir
 
     if source.is_file():
         st = source.stat()

@@ -32,8 +32,9 @@ from PIL import Image
 from torch import nn
 
 import tricks.cifar as data
-from tricks.cifar import CIFAR10_CLASSES, CifarArrays, DataError, cache_dir, channel_stats, load_cifar10
+from tricks.cifar import CIFAR10_CLASSES, CifarArrays, DataError, channel_stats, dataset_digest, load_cifar10
 from tricks.loaders import TensorImageDL, cifar_dls, class_balanced, subsets
+from tricks.plain import cache_dir
 from tricks.recipe import Augment
 
 torch.set_num_threads(1)
@@ -258,6 +259,18 @@ def test_torchvision_batches_archive_and_its_folder_give_the_same_digest(tmp_pat
     assert from_archive.digest == from_folder.digest
     assert np.array_equal(from_archive.x_train.numpy(), want["x_train"])
     assert np.array_equal(from_archive.y_test.numpy(), want["y_test"])
+
+
+def test_dataset_digest_reads_a_cached_copy_without_loading_its_tensors(tmp_path, monkeypatch):
+    write_batches(tmp_path / "src")
+    decodes = count_decodes(monkeypatch)
+    first = dataset_digest(tmp_path / "src")  # an empty cache: decoded and cached once
+    assert len(decodes) == 1 and len(cache_entries()) == 1
+    data._MEMO.clear()
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("the tensors were loaded"))
+    assert dataset_digest(tmp_path / "src") == first and len(decodes) == 1
+    monkeypatch.undo()
+    assert load_cifar10(tmp_path / "src").digest == first
 
 
 def test_digest_is_the_sha256_of_the_decoded_pixels_labels_and_class_names(tmp_path):

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import hashlib
 import io
+import json
 import os
 import pickle
 import re
@@ -37,7 +38,8 @@ import torch
 
 from tricks.plain import cache_dir, one_line
 
-__all__ = ["DataError", "CifarArrays", "load_cifar10", "channel_stats", "cache_dir", "CIFAR10_CLASSES", "arrays_digest"]
+__all__ = ["DataError", "CifarArrays", "load_cifar10", "dataset_digest", "channel_stats", "CIFAR10_CLASSES",
+           "arrays_digest"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -438,12 +440,31 @@ def load_cifar10(source: str | os.PathLike | None = None, *, cache: bool = True)
     classes other than 10, train and test classes that differ, an unreadable or non-32x32 image, or an empty split.
     """
     path = _resolve(source)
+    return _load(path, _source_key(path), cache)
+
+
+def dataset_digest(source: str | os.PathLike | None = None) -> str:
+    """The digest of `source`'s decoded copy (`CifarArrays.digest`) without loading its 184 MB of tensors where the
+    cache holds it: the digest recorded next to the cache entry of this source's content. Else the source is loaded
+    (decoded and cached once, so that workers started next find it), as `load_cifar10` does."""
+    path = _resolve(source)
     key = _source_key(path)
+    if key in _MEMO:
+        return _MEMO[key].digest
+    recorded = _read_digest(_entry(key))
+    return recorded if recorded is not None else _load(path, key, True).digest
+
+
+def _entry(key: str) -> Path:
+    return cache_dir() / f"cifar10-{key[:32]}.pt"
+
+
+def _load(path: Path, key: str, cache: bool) -> CifarArrays:
     if key in _MEMO:
         return _MEMO[key]
     if not cache:
         return _arrays(_decode(path))
-    entry = cache_dir() / f"cifar10-{key[:32]}.pt"
+    entry = _entry(key)
     d = None
     try:
         with _locked(entry.with_suffix(".lock")):
@@ -451,6 +472,8 @@ def load_cifar10(source: str | os.PathLike | None = None, *, cache: bool = True)
             if d is None:
                 d = _decode(path)
                 _write_cache(entry, d)
+            if _read_digest(entry) != d["digest"]:
+                _write_digest(entry, d)
     except OSError as e:
         if getattr(e, "errno", None) in _DISK_FULL:  # the next write (the run store's) would fail too: stop here
             raise DataError(f"the cache folder {entry.parent} is full: CIFAR-10's decoded copy could not be written "
@@ -508,6 +531,30 @@ def _write_cache(entry: Path, d: dict[str, Any]) -> None:
             code = errno.ENOSPC if "write failed" in str(e) else errno.EIO
             raise OSError(code, f"{os.strerror(code)}: {_short(e)}") from None
         os.replace(tmp, entry)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _read_digest(entry: Path) -> str | None:
+    """The digest recorded next to a cache entry (a small JSON file written after the entry itself), or None."""
+    try:
+        meta = json.loads(entry.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not entry.exists() or not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
+        return None
+    digest = meta.get("digest")
+    return digest if isinstance(digest, str) and len(digest) == 64 else None
+
+
+def _write_digest(entry: Path, d: dict[str, Any]) -> None:
+    """Record the entry's digest and source beside it, atomically, for `dataset_digest`."""
+    meta = entry.with_suffix(".json")
+    tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "digest": d["digest"], "source": d["source"]}))
+        os.replace(tmp, meta)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -696,8 +696,8 @@ def provenance(args: argparse.Namespace) -> dict[str, Any]:
     import numpy
     import torch
 
+    from tricks.plain import cpu_model
     from tricks.recipe import CODE_VERSION
-    from tricks.train import cpu_model
 
     return dict(torch=torch.__version__, fastai=fastai.__version__, numpy=numpy.__version__,
                 python=platform.python_version(), tricks=CODE_VERSION, cpu=cpu_model(), cpus=os.cpu_count(),
@@ -751,7 +751,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tricks.cifar import DataError, load_cifar10
-    from tricks.train import cpu_model, memory_format_for
+    from tricks.plain import cpu_model
+    from tricks.train import memory_format_for
 
     torch.set_num_threads(args.threads)
     heap = keep_heap() if args.mallopt else "glibc defaults"

@@ -24,8 +24,8 @@ import numpy as np
 
 from claims import stats
 from claims.spec import SUPPORTED_, UNDERPOWERED, Claim, Form, claim_design, reported_p, walk
+from tricks.plain import cpu_model
 from tricks.recipe import Recipe, kw
-from tricks.train import cpu_model
 
 # the skews of the paired differences: (share of seeds, loss in σ_d). mild: 10 % of seeds lose 3 σ_d (skewness of d
 # about -0.8, the range measured on real CNN arms); strong: 5 % lose 6 σ_d (skewness about -2.1)

@@ -53,7 +53,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tricks.catalog import all_tricks, get_trick, parse_spec
 from tricks.recipe import PROFILES, Recipe, RunResult, RunVersions, TrickUse, get_profile, kw
 from tricks.recipe_check import MAX_EPOCHS, check_recipe
 from tricks.registry import TrickError
@@ -127,6 +126,7 @@ _CALLBACK_NEEDS = {"BnFreeze": (_bn_freeze_acts, "no BatchNorm layer BnFreeze ac
 
 def model_of(recipe: Recipe) -> Any:
     """The recipe's model with its transforms applied; TrickError names a transform that finds nothing to act on."""
+    from tricks.catalog import get_trick
     from tricks.models import MODELS, build_model
 
     kwargs = dict(recipe.model_kwargs)
@@ -159,6 +159,8 @@ def why_not_acting(recipe: Recipe) -> str | None:
 def choose_recipe(specs: Sequence[str]) -> tuple[Recipe, str]:
     """The default recipe for these tricks, and a line saying which it is and why: the first candidate of
     `TRICK_RECIPES` (tricks in the order given) that every trick acts on, else DEFAULT_RECIPE."""
+    from tricks.catalog import parse_spec  # the trick modules (torch): not for --help
+
     names = [parse_spec(t)[0] for t in specs]
     if not names:
         return load_recipe(DEFAULT_RECIPE), ""
@@ -177,6 +179,8 @@ def choose_recipe(specs: Sequence[str]) -> tuple[Recipe, str]:
 
 def apply_tricks(recipe: Recipe, specs: Sequence[str]) -> Recipe:
     """The recipe with each `NAME[:k=v,...]` trick added where its kind puts it: callbacks, transforms, or features."""
+    from tricks.catalog import get_trick, parse_spec
+
     callbacks: list[TrickUse] = []
     transforms: list[TrickUse] = []
     features: TrickUse | None = None
@@ -825,6 +829,8 @@ def print_list(console: Any) -> None:
     tricks.add_column("name", no_wrap=True)
     tricks.add_column("parameters")
     tricks.add_column("description")
+    from tricks.catalog import all_tricks
+
     for t in all_tricks():
         tricks.add_row(t.kind, t.name, ", ".join(p.describe() for p in t.params) or "—", t.description)
     recipes = Table(title="recipes (--recipe NAME)", title_justify="left")

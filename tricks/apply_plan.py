@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tricks.catalog import parse_spec
 from tricks.recipe import Recipe, TrickUse, get_profile, kw
 
 
@@ -40,6 +39,8 @@ TRICK_DEFAULTS = {"BnFreeze": _bnfreeze}
 
 def fill_defaults(recipe: Recipe, specs: Sequence[str], profile: str) -> tuple[list[str], list[str]]:
     """`specs` with each trick's plan defaults added for `recipe` (see `TRICK_DEFAULTS`), and a line for each."""
+    from tricks.catalog import parse_spec
+
     out, notes = [], []
     for text in specs:
         name, params = parse_spec(text)

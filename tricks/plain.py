@@ -1,5 +1,5 @@
 """Small torch-free helpers that `tricks` and `claims` share: a JSON-safe copy of a value (NaN and infinities become
-null), an exception on one line, and the per-user cache folder (decoded datasets, the run store).
+null), an exception on one line, the per-user cache folder (decoded datasets, the run store) and the CPU's name.
 
 Importing this module imports nothing beyond the standard library.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import math
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,3 +52,14 @@ def cache_dir() -> Path:
     if os.environ.get("TRICKS_CACHE"):
         return Path(os.environ["TRICKS_CACHE"]).expanduser()
     return user_cache_dir() / "tricks"
+
+
+def cpu_model() -> str:
+    """The CPU's model name where the system tells it (Linux's /proc/cpuinfo), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -14,7 +14,6 @@ import random
 import time
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import fastai
@@ -42,17 +41,6 @@ def versions() -> dict[str, str]:
     """Library versions that decide a run's numbers."""
     return {"python": platform.python_version(), "torch": torch.__version__, "fastai": fastai.__version__,
             "numpy": np.__version__, "tricks": __version__, "code": CODE_VERSION}
-
-
-def cpu_model() -> str:
-    """The CPU's model name where the system tells it (Linux's /proc/cpuinfo), else the architecture."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def device_name(device: Any) -> str:

@@ -11,16 +11,17 @@ import math
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 
 def finite(x: Any) -> Any:
     """`x` made JSON-safe, recursively: NaN and infinities become None (json.dumps would write the non-standard NaN),
-    tuples become lists, dict keys strings, enums their values."""
+    tuples become lists, mapping keys strings, enums their values."""
     if isinstance(x, float):
         return x if math.isfinite(x) else None
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):
         return {str(k): finite(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [finite(v) for v in x]

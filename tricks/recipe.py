@@ -126,7 +126,7 @@ class Recipe:
     def key(self) -> str:
         """sha256 of the canonical JSON of every field that changes the run (not the name or description)."""
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.compare}
-        blob = json.dumps(_jsonable(d), sort_keys=True, separators=(",", ":"))
+        blob = json.dumps(_canonical(d), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def with_tricks(self, *uses: TrickUse, transforms: tuple[TrickUse, ...] = ()) -> Recipe:
@@ -138,13 +138,16 @@ def _params(x: Any) -> Params:
     return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in x)
 
 
-def _jsonable(x: Any) -> Any:
+def _canonical(x: Any) -> Any:
+    """What a recipe's key hashes: the compared fields of dataclasses, lists, string keys, and every float as its
+    repr (exact, NaN as 'nan'), so the key never moves with a platform's float printing. Not a JSON NaN cleaner
+    (that is `tricks.plain.finite`): turning a float into None would change keys."""
     if hasattr(x, "__dataclass_fields__"):
-        return {f.name: _jsonable(getattr(x, f.name)) for f in fields(x) if f.compare}
+        return {f.name: _canonical(getattr(x, f.name)) for f in fields(x) if f.compare}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [_canonical(v) for v in x]
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): _canonical(v) for k, v in x.items()}
     if isinstance(x, float):
         return repr(x)  # exact and stable across platforms
     return x

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tricks.layers import BnLayer, norm_layers, norm_params
-from tricks.registry import TrickWarning, register
+from tricks.registry import TrickWarning, check_range, register
 
 __all__ = ["BnFreeze", "ClipGradValue", "DivergenceGuard", "ExpLRDecay", "GradNormRecorder", "GradientClip",
            "L1Penalty", "ThroughputRecorder", "ValidateSubsetUntil", "WeightDecayFrom", "never_learned"]
@@ -119,7 +119,7 @@ class BnFreeze(FitScoped):
     order = TrainEvalCallback.order + 1  # after TrainEvalCallback.before_train has put the whole model in train mode
 
     def __init__(self, affine: bool = False, start_epoch: int = 0):
-        _check(start_epoch >= 0, f"BnFreeze start_epoch must be 0 or more, got {start_epoch}")
+        check_range("BnFreeze", start_epoch=start_epoch)
         self.affine, self.start_epoch = affine, start_epoch
         self._saved: list[tuple[nn.Parameter, bool]] = []
         self._epochs_seen, self._warned = 0, False
@@ -193,7 +193,7 @@ class ClipGradValue(Callback):
     run_valid = False
 
     def __init__(self, clip: float = 0.1):
-        _check(clip > 0, f"ClipGradValue clip must be positive, got {clip}")
+        check_range("ClipGradValue", clip=clip)
         self.clip = clip
 
     def before_step(self) -> None:
@@ -212,7 +212,7 @@ class L1Penalty(FitScoped):
     run_valid = False
 
     def __init__(self, l1: float = 1e-5):
-        _check(l1 >= 0, f"L1Penalty l1 must be non-negative, got {l1}")
+        check_range("L1Penalty", l1=l1)
         self.l1 = l1
         self._weights: list[nn.Parameter] = []
 
@@ -252,7 +252,7 @@ class ExpLRDecay(FitScoped):
     run_valid = False
 
     def __init__(self, gamma: float = 0.8):
-        _check(gamma > 0, f"ExpLRDecay gamma must be positive, got {gamma}")
+        check_range("ExpLRDecay", gamma=gamma)
         self.gamma = gamma
         self._undecayed: list[float] | None = None
 
@@ -290,8 +290,7 @@ class WeightDecayFrom(FitScoped):
     run_valid = False
 
     def __init__(self, wd: float = 1e-4, start_epoch: int = 2):
-        _check(wd >= 0, f"WeightDecayFrom wd must be non-negative, got {wd}")
-        _check(start_epoch >= 0, f"WeightDecayFrom start_epoch must be 0 or more, got {start_epoch}")
+        check_range("WeightDecayFrom", wd=wd, start_epoch=start_epoch)
         self.wd, self.start_epoch = wd, start_epoch
         self._own: list[float] | None = None
 
@@ -338,7 +337,7 @@ class DivergenceGuard(FitScoped):
     order = MixedPrecision.order - 1  # stop in before_batch before MixedPrecision enters autocast
 
     def __init__(self, max_loss: float = 1e4, per_batch: bool | None = None):
-        _check(max_loss > 0, f"DivergenceGuard max_loss must be positive, got {max_loss}")
+        check_range("DivergenceGuard", max_loss=max_loss)
         self.max_loss, self.per_batch = max_loss, per_batch
         self._first: tuple[torch.Tensor, torch.Tensor] | None = None  # (batch index or -1, its loss), on the device
         self._epoch = 0
@@ -409,7 +408,7 @@ class ThroughputRecorder(FitScoped):
     order = Recorder.order + 1
 
     def __init__(self, warmup: int = 5):
-        _check(warmup >= 0, f"ThroughputRecorder warmup must be 0 or more, got {warmup}")
+        check_range("ThroughputRecorder", warmup=warmup)
         self.warmup = warmup
         self._t = 0.0
         self._sizes: list[int] = []
@@ -462,7 +461,7 @@ class GradNormRecorder(FitScoped):
     run_valid = False
 
     def __init__(self, every: int = 1):
-        _check(every >= 1, f"GradNormRecorder every must be 1 or more, got {every}")
+        check_range("GradNormRecorder", every=every)
         self.every = every
         self._steps = 0
         self._norms: list[torch.Tensor] = []

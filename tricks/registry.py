@@ -204,6 +204,16 @@ def register(name: str | None = None, kind: Kind = "callback", description: str 
     return deco
 
 
+def check_range(trick: str, **values: Any) -> None:
+    """Refuse a value outside the range `trick` declared for it at registration, in one sentence (a TrickError, so a
+    ValueError): the check of a trick built in Python, the same declaration the command line is checked against."""
+    params = {p.name: p for p in _REGISTRY[trick].params}
+    for name, value in values.items():
+        rng = params[name].range
+        if rng is not None and not isinstance(value, (bool, tuple)) and value not in rng:
+            raise TrickError(f"option {trick}:{name}={value} is invalid: {name} must be in {rng}")
+
+
 def suggestions(name: str, known: list[str], n: int = 3, cutoff: float = 0.6, within: float = 0.1) -> list[str]:
     """The known names closest to `name`, case-insensitively: at most n, each within `within` of the best match's
     similarity, so a clear best match is offered alone."""

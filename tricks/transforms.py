@@ -32,7 +32,7 @@ from fastai.layers import init_default as _fastai_init_default
 from torch import nn
 
 from tricks.layers import BnLayer
-from tricks.registry import TrickError, TrickWarning, register
+from tricks.registry import TrickError, TrickWarning, check_range, register
 from tricks.surgery import insert_before, like, sequentials, set_children
 
 __all__ = ["LSUVInit", "ModelTransform", "bn_after_relu", "bn_before_relu", "deepen_head", "dropout_both",
@@ -62,11 +62,6 @@ def _none_found(transform: str, what: str, model: nn.Module) -> TrickError:
 
 def _unchanged(transform: str, model: nn.Module, why: str) -> None:
     warnings.warn(f"{transform} left this {type(model).__name__} unchanged: {why}", TrickWarning, stacklevel=4)
-
-
-def _check_p(transform: str, p: float) -> None:
-    if not 0.0 < p < 1.0:
-        raise TrickError(f"option {transform}:p={p} is invalid: a dropout probability lies strictly between 0 and 1")
 
 
 # ------------------------------------------------------------------------------------------- BN placement
@@ -112,7 +107,7 @@ def bn_after_relu(model: nn.Module) -> nn.Module:
 
 def _place_dropout(model: nn.Module, layer: type[nn.Module], norm: type[nn.Module], drop: type[nn.Module], p: float,
                    name: str, what: str) -> nn.Module:
-    _check_p(name, p)
+    check_range(name, p=p)
     sites = 0
     for seq in sequentials(model):
         mods, inserts = list(seq), []
@@ -382,8 +377,7 @@ def orthogonal(model: nn.Module) -> nn.Module:
 @register(kind="transform", ranges={"std": "(0, inf)"})
 def small_normal(model: nn.Module, *, std: float = 1e-4) -> nn.Module:
     """Weights std * N(0,1), biases zero (cs231n's TwoLayerNet init, std 1e-4)."""
-    if not std > 0:
-        raise TrickError(f"option small_normal:std={std} is invalid: the standard deviation must be positive")
+    check_range("small_normal", std=std)
     return _init(model, partial(nn.init.normal_, mean=0.0, std=std))
 
 
@@ -425,8 +419,7 @@ def lsuv_init(model: nn.Module, xb: torch.Tensor, *, tol: float = 0.1, max_iter:
     Runs in eval mode (dropout off, BatchNorm on its running statistics, which stay untouched). A batch the model
     cannot run raises TrickError and leaves the model as it was, not half-initialised.
     """
-    if tol <= 0 or max_iter < 1:
-        raise TrickError(f"options lsuv:tol={tol},max_iter={max_iter} are invalid: tol must be > 0 and max_iter >= 1")
+    check_range("lsuv", tol=tol, max_iter=max_iter)
     saved = copy.deepcopy(model.state_dict())
     try:
         orthogonal(model)
@@ -540,9 +533,7 @@ class LSUVInit(ModelTransform):
     """LSUV init (Mishkin & Matas 2016) on the first training batch, once, before the first fit."""
 
     def __init__(self, tol: float = 0.1, max_iter: int = 10):
-        if tol <= 0 or max_iter < 1:
-            raise TrickError(f"options LSUVInit:tol={tol},max_iter={max_iter} are invalid: tol must be > 0 and "
-                             f"max_iter >= 1")
+        check_range("LSUVInit", tol=tol, max_iter=max_iter)
         self.tol, self.max_iter = tol, max_iter
         super().__init__(self._lsuv)
 

@@ -85,7 +85,7 @@ def tf_cnn(channels_last: bool = False) -> Any:
 
 def project_dls(arrays: Any, seed: int, recipe: Any = None, device: Any = None) -> Any:
     """The project's loaders as a realistic recipe uses them: augmentation and training-set normalization on."""
-    from tricks.data import cifar_dls
+    from tricks.loaders import cifar_dls
 
     bs = BS if recipe is None else recipe.bs
     return cifar_dls(arrays, bs=bs, val_bs=500, augment=True, normalize="train", seed=seed, device=device)
@@ -207,7 +207,7 @@ def class_folders(source: Path) -> Path | None:
     An archive is extracted under the project's cache folder, keyed by its path, size and modification time, and
     reused by later runs. None when the source has no class-folder layout (torchvision's batches).
     """
-    from tricks.data import cache_dir
+    from tricks.plain import cache_dir
 
     if source.is_file():
         st = source.stat()

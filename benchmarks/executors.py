@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("error: this benchmark needs Ray: pip install -e '.[ray]'", file=sys.stderr)
         return 2
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     digest = load_cifar10(data).digest  # into the cache, outside both arms' time
     order = [a.strip() for a in args.order.split(",")]

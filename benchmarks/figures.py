@@ -75,7 +75,7 @@ def run_command(cmd: Command, store: Path) -> Timing:
 
 def machine() -> str:
     """The CPU, its cores, the GPU if any, the Python and torch versions."""
-    from tricks.train import cpu_model
+    from tricks.plain import cpu_model
 
     cpu = cpu_model()
     import torch

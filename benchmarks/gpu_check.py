@@ -55,8 +55,9 @@ def resnet9_step(data: str, steps: int | None) -> dict:
 
     import torch
 
+    from tricks.recipe import Profile
     from tricks.recipes import RECIPES
-    from tricks.train import Profile, run
+    from tricks.train import run
 
     recipe = RECIPES["jovian/resnet9"]
     out: dict = {"recipe": "jovian/resnet9", "goal_s": RESNET9_GOAL_S}

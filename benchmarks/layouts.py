@@ -34,8 +34,8 @@ def step_times(name: str, options: dict, transform: str | None, bs: int, steps: 
     import torch
     import torch.nn.functional as F
 
+    from tricks.catalog import get_trick
     from tricks.models import build_model
-    from tricks.registry import get_trick
 
     arms = {}
     for cl in (False, True):

@@ -205,7 +205,8 @@ def provenance(args: argparse.Namespace) -> dict[str, Any]:
     import numpy
     import torch
 
-    from tricks.train import CODE_VERSION, cpu_model
+    from tricks.plain import cpu_model
+    from tricks.recipe import CODE_VERSION
 
     return dict(torch=torch.__version__, fastai=fastai.__version__, numpy=numpy.__version__,
                 python=platform.python_version(), tricks=CODE_VERSION, cpu=cpu_model(), cpus=os.cpu_count(),
@@ -369,8 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     import fastai
     import torch
 
-    from tricks.data import DataError, load_cifar10
-    from tricks.train import cpu_model
+    from tricks.cifar import DataError, load_cifar10
+    from tricks.plain import cpu_model
 
     torch.set_num_threads(args.threads)
     heap = keep_heap() if args.mallopt else "glibc defaults"

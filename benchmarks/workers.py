@@ -23,7 +23,7 @@ def worker(out: Any, barrier: Any, source: str, threads: int, warmup: int, steps
     warnings.filterwarnings("ignore")
     import torch
 
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     torch.set_num_threads(threads)
     cuda = torch.device(device).type == "cuda"

@@ -28,7 +28,7 @@ from typing import Any
 from claims.order import claim_order
 from claims.record import RECORD, latest_per_seed, read
 from claims.report.readme import find_report, publish, run_writer
-from tricks.train import PROFILES, RunResult
+from tricks.recipe import PROFILES, RunResult
 
 PROXY = Path("results") / "proxy-verdicts.json"
 START, END = "<!-- answers:start -->", "<!-- answers:end -->"

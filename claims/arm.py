@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tricks.train import CODE_VERSION, RunResult, TrickUse, kw
+from tricks.recipe import CODE_VERSION, RunResult, TrickUse, kw
 
 OWN_PROFILE = "own"  # the profile name a user arm's runs are stored under: the arm defines its own training
 
@@ -77,7 +77,7 @@ def _trick(t: Any) -> Any:
     if isinstance(t, TrickUse):
         return t
     if isinstance(t, str):
-        from tricks.registry import parse_spec
+        from tricks.catalog import parse_spec
 
         name, kwargs = parse_spec(t)
         return TrickUse(name, kw(**kwargs))
@@ -205,7 +205,7 @@ def build(arm: LearnerArm, seed: int, device: str | None = None) -> Any:
     from fastai.callback.progress import ProgressCallback
     from fastai.learner import Learner
 
-    from tricks.registry import get_trick
+    from tricks.catalog import get_trick
 
     factory = load(arm.factory)
     seed_all(seed)

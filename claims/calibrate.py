@@ -25,7 +25,8 @@ import numpy as np
 from claims import stats
 from claims.spec import Claim, Form
 from claims.verdict import SUPPORTED_, UNDERPOWERED, claim_design, reported_p, walk
-from tricks.train import Recipe, cpu_model, kw
+from tricks.plain import cpu_model
+from tricks.recipe import Recipe, kw
 
 # the skews of the paired differences: (share of seeds, loss in σ_d). mild: 10 % of seeds lose 3 σ_d (skewness of d
 # about -0.8, the range measured on real CNN arms); strong: 5 % lose 6 σ_d (skewness about -2.1)

@@ -67,7 +67,7 @@ def _usage(trick: Any) -> list[str]:
         code = [f"from tricks.transforms import {trick.name}", "",
                 f"model = {trick.name}(model{', ' + args if args else ''})  # a Module -> Module function"]
     else:
-        code = ["from tricks.data import load_cifar10", "from tricks.registry import get_trick", "",
+        code = ["from tricks.catalog import get_trick", "from tricks.cifar import load_cifar10", "",
                 f"arrays = get_trick({trick.name!r}).build({args})(load_cifar10())  # arrays -> arrays"]
     return ["```python", *code, "```", "", "```bash", f"python -m tricks.apply --cb {spec} --compare", "```"]
 
@@ -104,7 +104,7 @@ def card(trick: Any, used_by: Sequence[tuple[Any, str]], proxy: dict[str, Any] |
 
 def cards(proxy_path: Path = PROXY) -> dict[str, str]:
     """name -> card text, for every registered trick."""
-    from tricks.registry import all_tricks
+    from tricks.catalog import all_tricks
 
     proxy = json.loads(proxy_path.read_text()) if proxy_path.exists() else None
     claims = all_claims()

@@ -25,7 +25,7 @@ from typing import Any
 from claims.arm import OWN_PROFILE, ArmError, ArmVersions, LearnerArm, arm_version, describe, is_arm, run_arm
 from tricks.apply_output import Outcome, Session, epoch_lines, jobs_of, number, progress_bar, rich_progress
 from tricks.apply_plan import COMPARE_ALPHA, RUN_THREADS, Plan
-from tricks.train import RunResult, RunVersions, get_profile
+from tricks.recipe import RunResult, RunVersions, get_profile
 
 __all__ = ["LearnerArm", "ArmError", "compare", "judge_claims", "run_job", "FORMS", "OWN_PROFILE", "run_session",
            "learner_main"]
@@ -281,7 +281,7 @@ def train_on(executor: Any, session: Session, store: Any, *, source: str | None,
     order, also after an error or Ctrl-C."""
     from claims.executors.local import LocalExecutor
     from claims.schedule import Job, Scheduler
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     plan = session.plan
     # loaded even when every run is cached: a bad --data is reported, and the store's key names this copy

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from tricks.train import PROFILES
+from tricks.recipe import PROFILES
 
 __all__ = [
     "pytest_addoption", "pytest_configure", "pytest_collection_finish", "pytest_runtest_setup", "pytest_runtest_call",
@@ -267,16 +267,17 @@ def _device_has_gpu(claims: list[Any]) -> bool:
 
 
 def _data_version(source: str | None) -> Any:
-    """Load (and cache) the dataset once here, before any worker starts, and return the store versions of its runs
-    (`tricks.train.RunVersions`: each recipe's training fingerprint with the dataset's digest).
+    """Decode (and cache) the dataset once here where the cache lacks it, before any worker starts, and return the
+    store versions of its runs (`tricks.recipe.RunVersions`: each recipe's training fingerprint with the dataset's
+    digest); a cached copy's digest is read without loading its tensors.
 
     A missing or corrupt dataset ends the session with the data module's one-sentence message.
     """
-    from tricks.data import DataError, load_cifar10
-    from tricks.train import RunVersions
+    from tricks.cifar import DataError, dataset_digest
+    from tricks.recipe import RunVersions
 
     try:
-        return RunVersions(load_cifar10(source).digest)
+        return RunVersions(dataset_digest(source))
     except DataError as e:
         _exit(None, f"claims: {e}")
 

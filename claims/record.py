@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from claims.store import RunStore, StoreError, default_store_path
-from tricks.train import RunResult
+from tricks.recipe import RunResult
 
 RECORD = Path("results") / "paper-reproduction.json"
 PROFILE = "paper"
@@ -136,8 +136,7 @@ def rekey(runs: Sequence[RunResult], tree: str | os.PathLike) -> tuple[list[RunR
     """The runs whose recipe computes, in the old checkout `tree` that trained them, the committed fingerprint, as
     copies under today's run version (a note says where they were trained); and, by recipe name, why the others
     cannot be carried over."""
-    from tricks.fingerprint import committed
-    from tricks.train import run_version
+    from tricks.recipe import committed, run_version
 
     have = committed()
     names = sorted({r.recipe_name for r in runs})

@@ -33,8 +33,8 @@ from claims.published import PUBLISHED, Published
 from claims.record import finite, latest_per_seed, run_entry
 from claims.report.readme import md_cell, publish, run_writer
 from claims.store import RunStore, StoreError, default_store_path
+from tricks.recipe import RunResult
 from tricks.recipes import get_recipe, recipe_source
-from tricks.train import RunResult
 
 PROFILE = "paper"
 MISS_PP = 2.0  # a mean further than this from the published value needs an explanation in the note

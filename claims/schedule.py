@@ -23,7 +23,7 @@ from claims.executors.base import Executor, Job, OnDone, RunFailure, RunFn, defa
 from claims.executors.local import LocalExecutor
 from claims.progress import RoundProgress
 from claims.store import RunStore
-from tricks.train import CODE_VERSION, Recipe, RunResult
+from tricks.recipe import CODE_VERSION, Recipe, RunResult
 
 __all__ = ["Executor", "Job", "OnDone", "RunFailure", "RunFn", "default_run_fn", "limit_threads", "LocalExecutor",
            "Scheduler", "Compute", "capped_looks", "pilot", "PilotResult", "PilotError", "DEFAULT_SEEDS",
@@ -61,7 +61,7 @@ class _ClaimState:
 
 
 def versions_of(code_version: str | Callable[[str], str] | None) -> Callable[[str], str]:
-    """recipe key -> the store version of its runs: a `tricks.train.RunVersions`, or one version for every recipe."""
+    """recipe key -> the store version of its runs: a `tricks.recipe.RunVersions`, or one version for every recipe."""
     if callable(code_version):
         return code_version
     version = code_version or CODE_VERSION
@@ -102,7 +102,7 @@ class Scheduler:
         self.sigma_d_pilot = sigma_d_pilot
         # the source (recipe-name prefix, e.g. "pal2021b") whose arms the pilot's σ_d speaks for; None: every claim's
         self.pilot_source = pilot_source
-        # the store version of each recipe's runs (tricks.train.RunVersions: its training fingerprint + the dataset
+        # the store version of each recipe's runs (tricks.recipe.RunVersions: its training fingerprint + the dataset
         # copy), or one version for every recipe (--code-version, tests)
         self.version = versions_of(code_version)
         self.code_version = str(code_version or CODE_VERSION)

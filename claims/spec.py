@@ -15,7 +15,7 @@ from typing import Any
 
 from claims import stats
 from claims.arm import LearnerArm
-from tricks.train import PROFILES, Recipe, RunResult
+from tricks.recipe import PROFILES, Recipe, RunResult
 
 PAPER_PROFILE = "paper"  # the profile that trains the published recipes exactly
 

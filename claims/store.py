@@ -15,7 +15,6 @@ import json
 import os
 import socket
 import sqlite3
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tricks.train import CODE_VERSION, Recipe, RunResult
+from tricks.plain import user_cache_dir
+from tricks.recipe import CODE_VERSION, Recipe, RunResult
 
 SCHEMA_VERSION = "1"
 DEFAULT_LEASE_TIMEOUT_S = 12 * 3600.0  # longer than any single run of the paper profile on a CPU
@@ -96,15 +96,6 @@ def _check_foreign(path: Path) -> None:
     for table, cols in missing.items():
         raise StoreError(f"run store {path} has a table '{table}' without the columns {', '.join(cols)}: it was "
                          f"written by another program; give --store or TRICKS_STORE another file")
-
-
-def user_cache_dir() -> Path:
-    """The platform's per-user cache folder (XDG on Linux, ~/Library/Caches on macOS, LOCALAPPDATA on Windows)."""
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
 
 
 def default_store_path() -> Path:
@@ -271,7 +262,7 @@ class RunStore:
                  code_version: str | Callable[[str], str] | None = None) -> dict[tuple[str, int], RunResult]:
         """The stored runs among the (recipe key, seed) pairs, keyed by pair; absent pairs are left out.
 
-        `code_version` is one version for every pair, or a function of the recipe key (`tricks.train.RunVersions`).
+        `code_version` is one version for every pair, or a function of the recipe key (`tricks.recipe.RunVersions`).
         """
         out: dict[tuple[str, int], RunResult] = {}
         con = self._con()

@@ -27,8 +27,8 @@ from claims.store import RunStore
 from tricks.apply import main
 from tricks.apply_output import Outcome, decision_dict
 from tricks.apply_plan import Plan, apply_tricks, load_recipe, rescale_epochs
+from tricks.recipe import Phase, Recipe, RunResult, TrickUse, kw, run_version
 from tricks.registry import TrickError
-from tricks.train import Phase, Recipe, RunResult, TrickUse, kw, run_version
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -73,7 +73,7 @@ def source(tmp_path_factory) -> Path:
 def tiny(tmp_path_factory) -> Path:
     """A tiny recipe as a JSON file, the test-only way in through `--recipe FILE.json`."""
     needs_registry()
-    pytest.importorskip("tricks.data", reason="tricks/data.py has not landed yet")
+    pytest.importorskip("tricks.cifar", reason="tricks/cifar.py has not landed yet")
     models = pytest.importorskip("tricks.models", reason="tricks/models.py has not landed yet")
     recipe = TINY if "tiny_cnn" in getattr(models, "MODELS", {}) else replace(TINY, model="simple_net", loss="nll")
     path = tmp_path_factory.mktemp("recipe") / "tiny.json"
@@ -116,8 +116,8 @@ def assert_one_line_error(res_or_err, expected: str) -> None:
 
 def test_list_shows_every_trick_and_named_recipe(env):
     needs_registry()
+    from tricks.catalog import all_tricks
     from tricks.recipes import RECIPES
-    from tricks.registry import all_tricks
 
     res = cli("--list", env=env)
     assert res.returncode == 0, res.stderr
@@ -390,7 +390,7 @@ def test_options_reach_the_recipe_and_the_run(env, tiny, source, tmp_path):
 
 def test_runs_are_shared_with_the_claims_suites_store_both_ways(env, tiny, source, tmp_path):
     """A run trained here is in the store under the suite's key; a run the suite stored is taken from it here."""
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     store_path = tmp_path / "runs.sqlite"
     recipe = rescale_epochs(load_recipe(str(tiny)), 1)
@@ -442,7 +442,7 @@ def test_a_diverged_run_exits_1_and_is_kept_in_the_store_and_json(env, tiny, sou
     recipe = load_recipe(str(tiny))
     recipe = replace(rescale_epochs(recipe, 1), phases=tuple(replace(p, lr=1e30) for p in rescale_epochs(recipe, 1)
                                                              .phases))
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     kept = RunStore(store).get(recipe.key, 0, "smoke", run_version(load_cifar10(str(source)).digest))
     assert kept is not None and kept.diverged
@@ -532,7 +532,7 @@ def test_the_readme_example_bnfreeze_runs_on_a_recipe_with_batchnorm_and_names_i
 def test_every_tricks_default_recipe_is_one_the_trick_acts_on():
     needs_registry()
     from tricks.apply_plan import why_not_acting
-    from tricks.registry import all_tricks
+    from tricks.catalog import all_tricks
 
     for t in all_tricks():
         plan = _plan("--cb", t.name)
@@ -546,7 +546,7 @@ def test_every_tricks_default_recipe_is_one_the_trick_acts_on():
 def test_the_default_bnfreeze_plan_freezes_only_statistics_learned_first(tmp_path):
     """Frozen from the first step, BnFreeze froze a fresh model's initial statistics and the model collapsed."""
     needs_registry()
-    from tricks.train import get_profile
+    from tricks.recipe import get_profile
 
     plan = _plan("--cb", "BnFreeze")
     base = load_recipe(plan.baseline.name)
@@ -571,7 +571,8 @@ def test_the_default_bnfreeze_plan_freezes_only_statistics_learned_first(tmp_pat
     from torch import nn
     from torch.utils.data import TensorDataset
 
-    from tricks.registry import TrickWarning, get_trick
+    from tricks.catalog import get_trick
+    from tricks.registry import TrickWarning
 
     (scaled,) = [u for u in get_profile("default").scale(plan.recipe).callbacks if u.name == "BnFreeze"]
     start = dict(scaled.params)["start_epoch"]
@@ -656,7 +657,7 @@ def test_another_thread_count_trains_outside_the_store(env, tiny, source, tmp_pa
 
 
 def test_a_stored_run_from_another_thread_count_is_not_paired_but_trained_again(env, tiny, source, tmp_path):
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     store_path, out = tmp_path / "runs.sqlite", tmp_path / "out.json"
     recipe = rescale_epochs(load_recipe(str(tiny)), 1)

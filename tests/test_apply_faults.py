@@ -21,7 +21,7 @@ from tests import test_apply
 from tests.test_apply import ROOT, assert_one_line_error, tiny_args
 from tricks.apply import build_parser, main
 from tricks.apply_plan import make_plan
-from tricks.train import RunVersions
+from tricks.recipe import RunVersions
 
 env, source, tiny = test_apply.env, test_apply.source, test_apply.tiny  # the CLI tests' fixtures
 
@@ -128,7 +128,7 @@ def test_a_run_leased_by_another_invocation_is_waited_for_not_trained_again(env,
 
     from claims.compare import run_device
     from tests.test_apply import _result
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     store = tmp_path / "s.sqlite"
     argv = tiny_args(tiny, source, store)
@@ -175,7 +175,7 @@ def test_the_executor_path_waits_for_a_run_another_process_holds_and_trains_only
     from claims.compare import run_device, train_on
     from tests.test_apply import _result
     from tricks.apply_output import Session
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     store = tmp_path / "s.sqlite"
     args = build_parser().parse_args(tiny_args(tiny, source, store, "--seeds", "2"))

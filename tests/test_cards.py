@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from claims import cards
-from tricks.registry import all_tricks
+from tricks.catalog import all_tricks
 
 ROOT = Path(__file__).resolve().parents[1]
 

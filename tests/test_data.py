@@ -1,5 +1,5 @@
-"""tricks.data: CIFAR-10 sources (class folders, archives, torchvision batches), the content-keyed decode cache, the
-one-line DataErrors, the seeded tensor-resident fastai loaders, and the batched pad/crop/flip augmentation.
+"""tricks.cifar, tricks.loaders: CIFAR-10 sources (class folders, archives, torchvision batches), the content-keyed
+decode cache, one-line DataErrors, the seeded tensor-resident fastai loaders, the batched pad/crop/flip augmentation.
 
 Everything runs on tiny synthetic sources written into tmp_path (PNG/JPEG class folders, fake pickled batches, their
 archives) with `$TRICKS_CACHE` redirected there too; only the test marked `integration` reads the real dataset from
@@ -31,24 +31,15 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image
 from torch import nn
 
-import tricks.data as data
-from tricks.data import (
-    CIFAR10_CLASSES,
-    Augment,
-    CifarArrays,
-    DataError,
-    TensorImageDL,
-    cache_dir,
-    channel_stats,
-    cifar_dls,
-    class_balanced,
-    load_cifar10,
-    subsets,
-)
+import tricks.cifar as data
+from tricks.cifar import CIFAR10_CLASSES, CifarArrays, DataError, channel_stats, dataset_digest, load_cifar10
+from tricks.loaders import TensorImageDL, cifar_dls, class_balanced, subsets
+from tricks.plain import cache_dir
+from tricks.recipe import Augment
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", category=UserWarning)
-# torchvision 0.29 deprecates the image decoders tricks.data uses; known, and otherwise repeated for every image decoded
+# torchvision 0.29 deprecates the image decoders tricks.cifar uses; known, otherwise repeated for every image decoded
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
 
 CLASSES = CIFAR10_CLASSES  # alphabetical already: the order class folders are read in
@@ -268,6 +259,18 @@ def test_torchvision_batches_archive_and_its_folder_give_the_same_digest(tmp_pat
     assert from_archive.digest == from_folder.digest
     assert np.array_equal(from_archive.x_train.numpy(), want["x_train"])
     assert np.array_equal(from_archive.y_test.numpy(), want["y_test"])
+
+
+def test_dataset_digest_reads_a_cached_copy_without_loading_its_tensors(tmp_path, monkeypatch):
+    write_batches(tmp_path / "src")
+    decodes = count_decodes(monkeypatch)
+    first = dataset_digest(tmp_path / "src")  # an empty cache: decoded and cached once
+    assert len(decodes) == 1 and len(cache_entries()) == 1
+    data._MEMO.clear()
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("the tensors were loaded"))
+    assert dataset_digest(tmp_path / "src") == first and len(decodes) == 1
+    monkeypatch.undo()
+    assert load_cifar10(tmp_path / "src").digest == first
 
 
 def test_digest_is_the_sha256_of_the_decoded_pixels_labels_and_class_names(tmp_path):

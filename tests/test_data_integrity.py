@@ -1,4 +1,4 @@
-"""tricks.data against faults: a cache entry whose tensors were changed on disk, images whose header claims a huge
+"""tricks.cifar against faults: a cache entry whose tensors were changed on disk, images whose header claims a huge
 size, archive members larger than any CIFAR-10 file, and a batches file whose labels are one class."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import tricks.data as data
+import tricks.cifar as data
 from tests.test_data import cache_entries, count_decodes, write_batches, write_class_folders
-from tricks.data import DataError, load_cifar10
+from tricks.cifar import DataError, load_cifar10
 
 warnings.filterwarnings("ignore", category=UserWarning)
 pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")

@@ -1,9 +1,8 @@
-"""Tests of tricks/features.py on small synthetic images: shapes, whitening, K-means, triangle features, the trick."""
+"""Tests of tricks/kmeans.py on small synthetic images: shapes, whitening, K-means, triangle features, the trick."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 
 import numpy as np
 import pytest
@@ -11,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tricks import registry
-from tricks.features import (
+from tricks.catalog import get_trick, parse_spec
+from tricks.kmeans import (
     kmeans,
     kmeans_centroids,
     kmeans_features,
@@ -25,7 +24,6 @@ from tricks.features import (
     whiten_patches,
     zca_whiten,
 )
-from tricks.registry import get_trick, parse_spec
 
 torch.set_num_threads(1)
 
@@ -256,10 +254,8 @@ def test_standardize_uses_var_plus_0_01():
 
 
 @pytest.fixture
-def trick_modules(monkeypatch):
-    """Load only the trick modules that exist in this checkout (tricks.transforms is written elsewhere)."""
-    mods = tuple(m for m in (*registry._TRICK_MODULES, "tricks.features") if importlib.util.find_spec(m))
-    monkeypatch.setattr(registry, "_TRICK_MODULES", mods)
+def trick_modules():
+    """Every trick module is loaded: tricks.catalog imports them all."""
 
 
 def test_kmeans_is_a_registered_data_trick_with_typed_parameters(trick_modules):

@@ -1,6 +1,6 @@
 """The pytest plugin, run for real through pytester: example claims go store -> scheduler -> verdict -> report.
 
-The example claims use the fake run function (tests/claims_example/fake.py), not real training: `tricks.data` and
+The example claims use the fake run function (tests/claims_example/fake.py), not real training: `tricks.cifar` and
 `tricks.models` were not in the tree when this was written, so no tiny real run could be part of the path yet.
 """
 
@@ -217,7 +217,7 @@ def test_ex10(claim_decision):
 def test_the_profiles_seed_cap_applies_unless_max_seeds_is_given(suite):
     # the profile's cap, set here to 6 (looks 3 and 5) so that it cannot be mistaken for a default of the plugin
     suite.makeconftest("import dataclasses\n"
-                       "from tricks.train import PROFILES\n"
+                       "from tricks.recipe import PROFILES\n"
                        "PROFILES['smoke'] = dataclasses.replace(PROFILES['smoke'], max_seeds=6)\n"
                        "from claims.plugin import *  # noqa: F403\n")
     suite.makepyfile(test_capped=CAPPED)

@@ -28,7 +28,7 @@ from claims.executors.base import Job, RunFailure
 from claims.schedule import LocalExecutor, Scheduler
 from claims.store import RunStore
 from tests.claims_example.fake import LOG_ENV, fake_recipe, fake_run
-from tricks.train import RunResult
+from tricks.recipe import RunResult
 
 ROOT = Path(__file__).resolve().parents[1]
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -184,7 +184,7 @@ def test_a_cluster_out_of_reach_is_one_sentence_naming_the_address(cluster, monk
 def test_the_dataset_reaches_each_worker_process_once_from_the_object_store(cluster):
     import torch
 
-    from tricks.data import CifarArrays
+    from tricks.cifar import CifarArrays
 
     g = torch.Generator().manual_seed(0)
     arrays = CifarArrays(torch.randint(0, 256, (40, 3, 32, 32), dtype=torch.uint8, generator=g),
@@ -410,7 +410,7 @@ def test_two_smoke_claims_are_judged_through_ray_on_the_real_archive(cluster, tm
     assert set(verdicts) == {"C003-1", "C003-3"} and all(v != "INVALID" for v in verdicts.values())
     runs = list(RunStore(tmp_path / "runs.sqlite").runs("smoke"))
     assert len(runs) == 6 and all(r.threads == 1 for r in runs)  # 3 recipes x 2 seeds, one torch thread each
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     digest = load_cifar10(data).digest[:12]  # from the cache: the copy the driver put into the object store
     assert all(f"sha256 {digest}" in r.dataset for r in runs)

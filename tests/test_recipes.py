@@ -10,9 +10,9 @@ import torch
 from fastai.callback.schedule import combined_cos
 from torch import nn
 
-from tricks.data import Augment
+from tricks.recipe import Augment, Recipe
 from tricks.recipes import RECIPES, get_recipe
-from tricks.train import Recipe, _opt_func
+from tricks.train import _opt_func
 
 SGD_FAMILY = sorted(n for n, r in RECIPES.items() if r.opt in ("sgd", "nesterov", "rmsprop"))
 

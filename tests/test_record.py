@@ -12,8 +12,8 @@ from claims.answers import Status, agreement, paper_status, proxy_status
 from claims.declare import superior
 from claims.spec import Form
 from claims.store import RunStore
+from tricks.recipe import RunResult, RunVersions
 from tricks.recipes import get_recipe
-from tricks.train import RunResult, RunVersions
 
 DIGEST = "d009b9a61a05" + "0" * 52
 REPO = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def test_the_proxy_column_is_taken_only_from_a_default_report(tmp_path):
 
 
 def test_the_paper_profile_caps_at_8_seeds_and_skips_resnet9_on_a_cpu():
-    from tricks.train import PROFILES
+    from tricks.recipe import PROFILES
 
     p = PROFILES["paper"]
     assert p.max_seeds == 8 and p.cpu_skips_gpu_sized and not p.cpu_skips_heavy

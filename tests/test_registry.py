@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 
 import pytest
@@ -10,17 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tricks import callbacks, registry
-from tricks.registry import Param, TrickError, all_tricks, build, get_trick, parse_spec, register
+from tricks.catalog import all_tricks, build, get_trick, parse_spec
+from tricks.registry import Param, TrickError, register
 
 CALLBACKS = ("BnFreeze", "ClipGradValue", "GradientClip", "L1Penalty", "ExpLRDecay", "WeightDecayFrom",
              "DivergenceGuard", "ThroughputRecorder", "GradNormRecorder")
-
-
-@pytest.fixture(autouse=True)
-def trick_modules(monkeypatch):
-    """Load only the trick modules that exist in this checkout (tricks.transforms is written elsewhere)."""
-    mods = tuple(m for m in (*registry._TRICK_MODULES, "tricks.features") if importlib.util.find_spec(m))
-    monkeypatch.setattr(registry, "_TRICK_MODULES", mods)
 
 
 def test_every_callback_is_listed_with_its_parameters_and_description():

@@ -16,8 +16,8 @@ from claims import reproduce
 from claims.published import Published
 from claims.reproduce import END, JPEG_WHY, START, build_rows, main, row_cells, table_markdown
 from claims.store import RunStore
+from tricks.recipe import RunResult
 from tricks.recipes import get_recipe
-from tricks.train import RunResult
 
 
 def fake(name: str, seed: int, acc: float, *, cv: str = "v1", profile: str = "paper", dataset: str = "synthetic",
@@ -362,7 +362,7 @@ def _claims_run(pt: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict
 
 
 def test_paper_only_claims_are_judged_from_stored_paper_runs(paper_suite):
-    from tricks.train import CODE_VERSION
+    from tricks.recipe import CODE_VERSION
 
     store_paper_runs(paper_suite.path / "runs.sqlite", CODE_VERSION)  # the version a --run-fn session stores under
     result, verdicts = _claims_run(paper_suite, "--run-fn", "tests.test_reproduce:must_not_train")

@@ -16,7 +16,7 @@ import pytest
 from claims.schedule import Job, LocalExecutor, RunFailure, capped_looks
 from claims.store import RunStore
 from tests.claims_example.fake import LOG_ENV, SLEEP_ENV, fake_recipe, fake_run
-from tricks.train import RunResult
+from tricks.recipe import RunResult
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,7 @@ import pytest
 from claims import stats
 from claims.spec import Claim, Decision, Form, Metric, Verdict, claim_needs_runs, margin_ok, next_look, off_profile
 from claims.verdict import claim_design, design_alpha, judge, judge_off_profile
-from tricks.train import PROFILES, Recipe, RunResult, kw
+from tricks.recipe import PROFILES, Recipe, RunResult, kw
 
 ROOT = Path(__file__).resolve().parents[1]
 A, B, C = (Recipe("toy", kw(width=w), name=f"toy/{w}") for w in (8, 16, 32))

@@ -18,7 +18,7 @@ import pytest
 
 from claims.store import RunStore, StoreError, default_store_path
 from tests.claims_example.fake import LOG_ENV, SLEEP_ENV, fake_recipe, fake_run
-from tricks.train import CODE_VERSION
+from tricks.recipe import CODE_VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
 

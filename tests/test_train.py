@@ -11,7 +11,8 @@ import torch
 from fastai.callback.core import Callback
 
 from tests.test_apply import TINY, _write_source
-from tricks.train import CODE_VERSION, Phase, Profile, Recipe, RunResult, TrickUse, kw, nesterov_sgd, run, run_version
+from tricks.recipe import CODE_VERSION, Phase, Profile, Recipe, RunResult, TrickUse, kw, run_version
+from tricks.train import nesterov_sgd, run
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -24,7 +25,7 @@ PLAIN = Profile("unit")
 @pytest.fixture(scope="module")
 def arrays(tmp_path_factory):
     """The tiny class-folder source, decoded once into a cache under tmp (never the user's)."""
-    from tricks.data import load_cifar10
+    from tricks.cifar import load_cifar10
 
     root = tmp_path_factory.mktemp("train")
     with pytest.MonkeyPatch.context() as mp:
@@ -166,7 +167,7 @@ def test_without_a_smaller_curve_test_every_epoch_sees_the_whole_test_set(arrays
 
 def test_validate_subset_until_leaves_validate_and_get_preds_on_the_full_loader(arrays):
     from tricks.callbacks import ValidateSubsetUntil
-    from tricks.data import cifar_dls
+    from tricks.loaders import cifar_dls
     from tricks.train import build_learner
 
     dls = cifar_dls(arrays, bs=16, normalize="train", seed=0)
@@ -185,17 +186,17 @@ def test_validate_subset_until_leaves_validate_and_get_preds_on_the_full_loader(
 
 
 def test_a_data_trick_runs_on_the_profiles_subsets_and_feeds_a_feature_input_net(arrays, monkeypatch):
-    import tricks.features
-    from tricks.data import subsets
+    import tricks.kmeans
+    from tricks.loaders import subsets
 
     seen = []
-    real = tricks.features.kmeans_features
+    real = tricks.kmeans.kmeans_features
 
     def spy(x_train, x_test, **opts):
         seen.append((x_train.clone(), x_test.clone(), opts))
         return real(x_train, x_test, **opts)
 
-    monkeypatch.setattr(tricks.features, "kmeans_features", spy)
+    monkeypatch.setattr(tricks.kmeans, "kmeans_features", spy)
     recipe = Recipe(model="two_layer_net", model_kwargs=kw(d_in=32, hidden=8), opt="sgd",
                     opt_kwargs=kw(mom=0.9, wd=0.0), phases=(Phase("constant", 2, 0.05),), bs=16, features="kmeans",
                     features_kwargs=kw(n_centroids=8, n_patches=2000, iters=2))
@@ -211,7 +212,7 @@ def test_a_data_trick_runs_on_the_profiles_subsets_and_feeds_a_feature_input_net
 
 
 def test_mean_image_normalization_centres_the_raw_training_pixels(arrays):
-    from tricks.data import cifar_dls
+    from tricks.loaders import cifar_dls
 
     mean_image = arrays.x_train.double().mean(0)
     dls = cifar_dls(arrays, bs=16, normalize="mean_image", seed=0)
@@ -226,7 +227,7 @@ def test_mean_image_normalization_centres_the_raw_training_pixels(arrays):
     # a training subset is still centred by the whole training set's mean image, as in the original
     cut = cifar_dls(arrays, bs=16, normalize="mean_image", seed=0, train_subset=20, test_subset=10)
     x, _ = next(iter(cut.valid))
-    from tricks.data import subsets
+    from tricks.loaders import subsets
 
     torch.testing.assert_close(x.double(), subsets(arrays, 0, 20, 10)[2].double() - mean_image, rtol=0, atol=1e-3)
 
@@ -262,8 +263,8 @@ def test_a_callbacks_epoch_index_scales_with_the_profile_and_stays_inside_the_fi
 @pytest.mark.parametrize("profile", ["paper", "default", "smoke"])
 def test_doc_000s_weight_decay_arm_turns_weight_decay_on_under_every_profile(profile):
     # Unscaled, wd from epoch 2 never started in smoke's single epoch: the arm trained exactly like lr_schedule
+    from tricks.recipe import get_profile
     from tricks.recipes import RECIPES
-    from tricks.train import get_profile
 
     prof = get_profile(profile)
     r = prof.scale(RECIPES["pal2021a/weight_decay"])
@@ -279,7 +280,7 @@ def _is_cl(t: torch.Tensor) -> bool:
 
 
 def _learner(arrays, recipe: Recipe, channels_last=None, **dls_kwargs):
-    from tricks.data import cifar_dls
+    from tricks.loaders import cifar_dls
     from tricks.train import build_learner
 
     dls = cifar_dls(arrays, bs=8, augment=True, normalize="train", device="cpu", **dls_kwargs)
@@ -319,7 +320,7 @@ def test_a_channels_last_run_gives_the_same_numbers_for_the_same_seed(arrays):
 
 def test_the_project_learner_reads_no_loss_or_metric_off_the_device_per_batch(arrays):
     """With the divergence check read once an epoch (its mode on a GPU), a fit's host reads do not grow with the
-    number of batches: fastai's Recorder sums losses and metrics on the device (tricks.data's to_detach and the
+    number of batches: fastai's Recorder sums losses and metrics on the device (tricks.loaders' to_detach and the
     device-side smooth loss)."""
     from tests.test_callbacks import SpyOnLoss, host_reads
     from tricks.callbacks import DivergenceGuard
@@ -381,8 +382,8 @@ def test_two_arms_of_a_seed_share_the_subset_batches_augmentation_and_the_init_o
 
 
 def test_a_scaled_profile_trains_a_heavy_recipe_as_its_named_variant_on_a_cpu_only():
+    from tricks.recipe import PROFILES
     from tricks.recipes import RECIPES
-    from tricks.train import PROFILES
 
     heavy = [r for r in RECIPES.values() if r.heavy]
     assert {r.name for r in heavy} >= {"jovian/resnet9", "jovian/base_cnn", "he2016/kmeans", "he2016/kmeans@code"}
@@ -401,7 +402,8 @@ def test_a_scaled_profile_trains_a_heavy_recipe_as_its_named_variant_on_a_cpu_on
 
 
 def test_the_scaled_variants_change_only_the_size():
-    from tricks.recipes import RECIPES, scaled_variant
+    from tricks.recipe import scaled_variant
+    from tricks.recipes import RECIPES
 
     r9, v9 = RECIPES["jovian/resnet9-no_residual"], scaled_variant(RECIPES["jovian/resnet9-no_residual"])
     assert dict(v9.model_kwargs) == {"residual": False, "width": 16}

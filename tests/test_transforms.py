@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from tricks import transforms as T
+from tricks.catalog import get_trick, parse_spec
 from tricks.models import build_model
-from tricks.registry import TrickError, get_trick, parse_spec
+from tricks.registry import TrickError
 
 torch.set_num_threads(1)
 

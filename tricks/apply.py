@@ -62,9 +62,9 @@ from tricks.apply_plan import (
     check_model,
     make_plan,
 )
+from tricks.recipe import PROFILES
 from tricks.recipe_check import MAX_EPOCHS
 from tricks.registry import TrickError
-from tricks.train import PROFILES
 
 EXIT_OK, EXIT_DIVERGED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is meant for the user as is (the data and store modules are imported lazily)."""
     errors: list[type[BaseException]] = [UsageError, TrickError]
-    for module, name in (("tricks.data", "DataError"), ("claims.store", "StoreError"),
+    for module, name in (("tricks.cifar", "DataError"), ("claims.store", "StoreError"),
                          ("claims.executors.ray", "RayError")):
         mod = sys.modules.get(module)
         if mod is not None and hasattr(mod, name):

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tricks.apply_plan import COMPARE_ALPHA, Plan, UsageError
-from tricks.registry import all_tricks
-from tricks.train import Recipe, RunResult, get_profile
+from tricks.recipe import Recipe, RunResult, get_profile
 
 JSON_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, unit-named fields
 JSON_SCHEMA = f"tricks.apply/{JSON_SCHEMA_VERSION}"
@@ -245,6 +244,7 @@ def print_list(console: Any) -> None:
     """Every registered trick by kind, and every named recipe, each with its one-line description and parameters."""
     from rich.table import Table
 
+    from tricks.catalog import all_tricks
     from tricks.recipes import RECIPES
 
     tricks = Table(title="tricks (--cb NAME[:k=v,...])", title_justify="left")

@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tricks.recipe import Recipe, TrickUse, get_profile, kw
 from tricks.recipe_check import check_recipe
-from tricks.registry import TrickError, get_trick, parse_spec
-from tricks.train import Recipe, TrickUse, get_profile, kw
+from tricks.registry import TrickError
 
 DEFAULT_RECIPE = "pal2021b/baseline"
 # candidate recipes of a trick, in order of preference; the first one the trick acts on is its default
@@ -90,6 +90,7 @@ _CALLBACK_NEEDS = {"BnFreeze": (_bn_freeze_acts, "no BatchNorm layer BnFreeze ac
 
 def model_of(recipe: Recipe) -> Any:
     """The recipe's model with its transforms applied; TrickError names a transform that finds nothing to act on."""
+    from tricks.catalog import get_trick
     from tricks.models import MODELS, build_model
 
     kwargs = dict(recipe.model_kwargs)
@@ -122,6 +123,8 @@ def why_not_acting(recipe: Recipe) -> str | None:
 def choose_recipe(specs: Sequence[str]) -> tuple[Recipe, str]:
     """The default recipe for these tricks, and a line saying which it is and why: the first candidate of
     `TRICK_RECIPES` (tricks in the order given) that every trick acts on, else DEFAULT_RECIPE."""
+    from tricks.catalog import parse_spec
+
     names = [parse_spec(t)[0] for t in specs]
     if not names:
         return load_recipe(DEFAULT_RECIPE), ""
@@ -140,6 +143,8 @@ def choose_recipe(specs: Sequence[str]) -> tuple[Recipe, str]:
 
 def apply_tricks(recipe: Recipe, specs: Sequence[str]) -> Recipe:
     """The recipe with each `NAME[:k=v,...]` trick added where its kind puts it: callbacks, transforms, or features."""
+    from tricks.catalog import get_trick, parse_spec
+
     callbacks: list[TrickUse] = []
     transforms: list[TrickUse] = []
     features: TrickUse | None = None
@@ -219,6 +224,8 @@ TRICK_DEFAULTS = {"BnFreeze": _bnfreeze}
 
 def fill_defaults(recipe: Recipe, specs: Sequence[str], profile: str) -> tuple[list[str], list[str]]:
     """`specs` with each trick's plan defaults added for `recipe` (see `TRICK_DEFAULTS`), and a line for each."""
+    from tricks.catalog import parse_spec
+
     out, notes = [], []
     for text in specs:
         name, params = parse_spec(text)

@@ -37,14 +37,14 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tricks.layers import BnLayer, norm_layers, norm_params
-from tricks.registry import TrickWarning, register
+from tricks.registry import TrickWarning, check_range, register
 
 __all__ = ["BnFreeze", "ClipGradValue", "DivergenceGuard", "ExpLRDecay", "GradNormRecorder", "GradientClip",
            "L1Penalty", "ThroughputRecorder", "ValidateSubsetUntil", "WeightDecayFrom", "never_learned"]
 
 # fastai's norm-clipping callback, offered under its own name next to ClipGradValue
-register(kind="callback", description="Clip the global gradient norm to max_norm (fastai's own GradientClip).")(
-    GradientClip)
+register(kind="callback", description="Clip the global gradient norm to max_norm (fastai's own GradientClip).",
+         ranges={"max_norm": "(0, inf)", "norm_type": "(0, inf]"})(GradientClip)
 
 
 def _in_lr_find(learn: Any) -> bool:
@@ -71,6 +71,11 @@ class FitScoped(Callback):
     _fitting = False
     in_lr_find = False
 
+    @property
+    def _active(self) -> bool:
+        """Inside a training fit that is not an lr_find mock run."""
+        return self._fitting and not self.in_lr_find
+
     def start_fit(self) -> None:
         """Set up per-fit state; `self.in_lr_find` says whether this fit is an lr_find mock run."""
 
@@ -93,7 +98,7 @@ class FitScoped(Callback):
             self.end_fit()
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"start_epoch": "[0, inf)"})
 class BnFreeze(FitScoped):
     """Keep every BatchNorm layer's and BnLayer's statistics fixed during training (they run in eval mode).
 
@@ -114,7 +119,7 @@ class BnFreeze(FitScoped):
     order = TrainEvalCallback.order + 1  # after TrainEvalCallback.before_train has put the whole model in train mode
 
     def __init__(self, affine: bool = False, start_epoch: int = 0):
-        _check(start_epoch >= 0, f"BnFreeze start_epoch must be 0 or more, got {start_epoch}")
+        check_range("BnFreeze", start_epoch=start_epoch)
         self.affine, self.start_epoch = affine, start_epoch
         self._saved: list[tuple[nn.Parameter, bool]] = []
         self._epochs_seen, self._warned = 0, False
@@ -177,7 +182,7 @@ def never_learned(layer: nn.Module) -> bool:
     return not tracked and at_init
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"clip": "(0, inf)"})
 class ClipGradValue(Callback):
     """Clip every gradient element to [-clip, clip] between backward and step (`clip_grad_value_`, doc 004).
 
@@ -188,14 +193,14 @@ class ClipGradValue(Callback):
     run_valid = False
 
     def __init__(self, clip: float = 0.1):
-        _check(clip > 0, f"ClipGradValue clip must be positive, got {clip}")
+        check_range("ClipGradValue", clip=clip)
         self.clip = clip
 
     def before_step(self) -> None:
         nn.utils.clip_grad_value_(self.learn.model.parameters(), self.clip)
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"l1": "[0, inf)"})
 class L1Penalty(FitScoped):
     """Add l1·sum|w| over the weights (not biases, not normalization layers, BnLayer included) to the training loss.
 
@@ -207,7 +212,7 @@ class L1Penalty(FitScoped):
     run_valid = False
 
     def __init__(self, l1: float = 1e-5):
-        _check(l1 >= 0, f"L1Penalty l1 must be non-negative, got {l1}")
+        check_range("L1Penalty", l1=l1)
         self.l1 = l1
         self._weights: list[nn.Parameter] = []
 
@@ -233,7 +238,7 @@ def l1_weights(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad and id(p) not in skip]
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"gamma": "(0, inf)"})
 class ExpLRDecay(FitScoped):
     """Per-epoch exponential LR decay: epoch e runs at gamma^e times the LR otherwise in force (PyTorch ExponentialLR).
 
@@ -247,7 +252,7 @@ class ExpLRDecay(FitScoped):
     run_valid = False
 
     def __init__(self, gamma: float = 0.8):
-        _check(gamma > 0, f"ExpLRDecay gamma must be positive, got {gamma}")
+        check_range("ExpLRDecay", gamma=gamma)
         self.gamma = gamma
         self._undecayed: list[float] | None = None
 
@@ -270,7 +275,7 @@ class ExpLRDecay(FitScoped):
         self._restore()  # a fit cancelled mid-batch skips after_batch
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"wd": "[0, inf)", "start_epoch": "[0, inf)"})
 class WeightDecayFrom(FitScoped):
     """Weight decay `wd` from epoch `start_epoch` (0-based) on, through the optimizer's wd; its own wd before.
 
@@ -285,8 +290,7 @@ class WeightDecayFrom(FitScoped):
     run_valid = False
 
     def __init__(self, wd: float = 1e-4, start_epoch: int = 2):
-        _check(wd >= 0, f"WeightDecayFrom wd must be non-negative, got {wd}")
-        _check(start_epoch >= 0, f"WeightDecayFrom start_epoch must be 0 or more, got {start_epoch}")
+        check_range("WeightDecayFrom", wd=wd, start_epoch=start_epoch)
         self.wd, self.start_epoch = wd, start_epoch
         self._own: list[float] | None = None
 
@@ -316,7 +320,7 @@ class WeightDecayFrom(FitScoped):
         self._restore()  # a fit cancelled mid-batch skips after_batch
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"max_loss": "(0, inf)"})
 class DivergenceGuard(FitScoped):
     """Stop the fit cleanly when the training loss is not finite or above max_loss; sets `learn.diverged`.
 
@@ -333,15 +337,11 @@ class DivergenceGuard(FitScoped):
     order = MixedPrecision.order - 1  # stop in before_batch before MixedPrecision enters autocast
 
     def __init__(self, max_loss: float = 1e4, per_batch: bool | None = None):
-        _check(max_loss > 0, f"DivergenceGuard max_loss must be positive, got {max_loss}")
+        check_range("DivergenceGuard", max_loss=max_loss)
         self.max_loss, self.per_batch = max_loss, per_batch
         self._first: tuple[torch.Tensor, torch.Tensor] | None = None  # (batch index or -1, its loss), on the device
         self._epoch = 0
         self._check_each_batch = True
-
-    @property
-    def _active(self) -> bool:
-        return self._fitting and not self.in_lr_find
 
     def start_fit(self) -> None:
         self._first = None
@@ -396,7 +396,7 @@ class DivergenceGuard(FitScoped):
         self._first = None
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"warmup": "[0, inf)"})
 class ThroughputRecorder(FitScoped):
     """Record training images/second per step (`learn.throughput`) and over the fit after `warmup` steps (`img_per_s`).
 
@@ -408,15 +408,11 @@ class ThroughputRecorder(FitScoped):
     order = Recorder.order + 1
 
     def __init__(self, warmup: int = 5):
-        _check(warmup >= 0, f"ThroughputRecorder warmup must be 0 or more, got {warmup}")
+        check_range("ThroughputRecorder", warmup=warmup)
         self.warmup = warmup
         self._t = 0.0
         self._sizes: list[int] = []
         self._times: list[float] = []
-
-    @property
-    def _active(self) -> bool:
-        return self._fitting and not self.in_lr_find
 
     def start_fit(self) -> None:
         self._sizes, self._times = [], []
@@ -451,7 +447,7 @@ class ThroughputRecorder(FitScoped):
             self.learn.img_per_s = sum(self._sizes[skip:]) / max(sum(self._times[skip:]), 1e-12)
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"every": "[1, inf)"})
 class GradNormRecorder(FitScoped):
     """Record the global gradient L2 norm of every `every`-th step in `learn.grad_norms`, before any clipping.
 
@@ -465,14 +461,10 @@ class GradNormRecorder(FitScoped):
     run_valid = False
 
     def __init__(self, every: int = 1):
-        _check(every >= 1, f"GradNormRecorder every must be 1 or more, got {every}")
+        check_range("GradNormRecorder", every=every)
         self.every = every
         self._steps = 0
         self._norms: list[torch.Tensor] = []
-
-    @property
-    def _active(self) -> bool:
-        return self._fitting and not self.in_lr_find
 
     def start_fit(self) -> None:
         self._steps, self._norms = 0, []

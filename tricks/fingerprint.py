@@ -9,53 +9,30 @@ change. On the CPU in double precision, so the numbers agree between machines, t
 about 1e-9, and a change of what training computes moves them by far more.
 
 `tricks/fingerprints.json` (committed) holds each named recipe's numbers and an id. The run store keys a run by that
-id (`tricks.train.run_version`), so a docstring, a rename or a function moved between modules retrains nothing,
-while a change that moves a recipe's numbers is caught by `tests/test_fingerprint.py`, which recomputes every
-fingerprint and fails until the file is regenerated (`nox -s fingerprints`); regenerating gives a new id only to the
-recipes whose numbers moved beyond float tolerance, so only those retrain.
+id (`tricks.recipe.run_version`, which reads the file), so a docstring, a rename or a function moved between
+modules retrains nothing, while a change that moves a recipe's numbers is caught by `tests/test_fingerprint.py`,
+which recomputes every fingerprint and fails until the file is regenerated (`nox -s fingerprints`); regenerating
+gives a new id only to the recipes whose numbers moved beyond float tolerance, so only those retrain.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-FILE = Path(__file__).with_name("fingerprints.json")
-# tolerance between machines (kernels, memory layouts, thread counts) for a double-precision run: measured float32
-# runs of one recipe on two layouts differed by up to 3e-3, double-precision ones by far less; a changed init,
-# schedule or layer moves the numbers by percents
-RTOL, ATOL = 1e-6, 1e-9
+FILE = Path(__file__).with_name("fingerprints.json")  # read through `tricks.recipe.committed`
 N_TRAIN, N_TEST, SUBSET, HEAVY_SUBSET, CURVE, MAX_PHASE_EPOCHS = 200, 40, 100, 20, 20, 2
 SEED = 1234
 # a data trick's own sizes would dwarf the synthetic set (K-means: 1,600 centroids); its code path runs at these
 FEATURES_KWARGS = (("iters", 2), ("n_centroids", 8), ("n_patches", 400))
 
-
-@dataclass(frozen=True)
-class Fingerprint:
-    """A recipe's numbers on the fixed synthetic run, and the id its stored runs are keyed by."""
-
-    name: str
-    values: tuple[float, ...]
-    id: str
-
-    def matches(self, other: Sequence[float]) -> bool:
-        return same_numbers(self.values, other)
-
-
-def same_numbers(a: Sequence[float], b: Sequence[float], rtol: float = RTOL, atol: float = ATOL) -> bool:
-    """Equal lengths and every pair within float tolerance (NaN equals NaN: a recipe that diverges on the synthetic
-    data keeps diverging)."""
-    if len(a) != len(b):
-        return False
-    return all((math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=rtol, abs_tol=atol)
-               for x, y in zip(a, b, strict=True))
+# The procedure below also runs over an old checkout's `tricks` package (`claims.record.rekey` fingerprints the code
+# that trained a run): so it imports what it trains with inside the functions, from the modules of today's layout or,
+# where an old checkout lacks them, of the layout before `tricks.recipe` and `tricks.cifar` existed.
 
 
 def new_id(values: Sequence[float]) -> str:
@@ -69,7 +46,10 @@ def synthetic_arrays() -> Any:
     import numpy as np
     import torch
 
-    from tricks.data import CifarArrays
+    try:
+        from tricks.cifar import CifarArrays
+    except ImportError:  # an old checkout (see above)
+        from tricks.data import CifarArrays
 
     rng = np.random.default_rng(SEED)
     y_train = torch.arange(N_TRAIN) % 10
@@ -89,7 +69,10 @@ def synthetic_arrays() -> Any:
 
 def fingerprint_profile(recipe: Any) -> Any:
     """The profile a fingerprint trains `recipe` under: the synthetic subsets and at most two epochs a phase."""
-    from tricks.train import Profile
+    try:
+        from tricks.recipe import Profile
+    except ImportError:  # an old checkout (see above)
+        from tricks.train import Profile
 
     longest = max((p.epochs for p in recipe.phases), default=1)
     subset = HEAVY_SUBSET if recipe.heavy else SUBSET  # a full-size ResNet9 step in double precision costs seconds
@@ -145,31 +128,6 @@ def _sq(tensors: Iterable[Any]) -> float:
 
 # ------------------------------------------------------------------------------------------------ the committed file
 
-@lru_cache(maxsize=4)
-def _load(path: Path) -> dict[str, Fingerprint]:
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text())
-    return {k: Fingerprint(v["name"], tuple(float(x) for x in v["values"]), v["id"])
-            for k, v in data["recipes"].items()}
-
-
-def committed(path: Path = FILE) -> dict[str, Fingerprint]:
-    """The committed fingerprints, by recipe key."""
-    return _load(Path(path))
-
-
-def fingerprint_id(recipe_key: str, path: Path = FILE) -> str | None:
-    """The committed fingerprint id of a recipe, or None for a recipe the file does not know."""
-    fp = committed(path).get(recipe_key)
-    return fp.id if fp else None
-
-
-def file_digest(path: Path = FILE) -> str:
-    """A short hash of the committed file (for reports: which set of fingerprints a suite ran under)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12] if Path(path).exists() else "none"
-
-
 def recipes_to_fingerprint() -> dict[str, Any]:
     """Every named recipe (scaled variants included), by key: what the suite and the command line can train."""
     from tricks.recipes import RECIPES
@@ -196,6 +154,8 @@ class Check:
 
 def check(recipes: dict[str, Any] | None = None, path: Path = FILE) -> Check:
     """Recompute the fingerprint of every recipe and compare with the committed file."""
+    from tricks.recipe import committed
+
     recipes = recipes_to_fingerprint() if recipes is None else recipes
     have = committed(path)
     arrays = synthetic_arrays()
@@ -210,6 +170,8 @@ def check(recipes: dict[str, Any] | None = None, path: Path = FILE) -> Check:
 def write(result: Check, path: Path = FILE) -> list[str]:
     """Write the file from a check: unmoved recipes keep their id (their stored runs stay valid), moved and new ones
     get a fresh id, stale entries go. Returns the names of the recipes whose id changed or is new."""
+    from tricks.recipe import ATOL, RTOL, _load, committed
+
     have = committed(path)
     recipes, changed = {}, []
     for k, (name, vals) in sorted(result.now.items(), key=lambda kv: kv[1][0]):

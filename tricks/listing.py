@@ -7,14 +7,14 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from tricks.train import Recipe
+from tricks.recipe import Recipe
 
 
 def feature_width(recipe: Recipe) -> int | None:
     """The width of the feature vectors a data trick gives the model (K-means: 4 pooled quadrants x centroids)."""
     if recipe.features != "kmeans":
         return None
-    from tricks.features import kmeans
+    from tricks.kmeans import kmeans
 
     default = inspect.signature(kmeans).parameters["n_centroids"].default
     return 4 * int(dict(recipe.features_kwargs).get("n_centroids", default))
@@ -22,8 +22,8 @@ def feature_width(recipe: Recipe) -> int | None:
 
 def recipe_params(recipe: Recipe) -> int:
     """Parameters the recipe's model uses in its forward pass, with its transforms and its input's real width."""
+    from tricks.catalog import get_trick
     from tricks.models import build_model
-    from tricks.registry import get_trick
     from tricks.transforms import params_used
 
     kwargs: dict[str, Any] = dict(recipe.model_kwargs)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tricks.data import Augment
-from tricks.train import Phase, Recipe, TrickUse, kw
+from tricks.recipe import Augment, Phase, Recipe, TrickUse, add_scaled_variant, kw
+from tricks.registry import suggestions
 
 # PyTorch's Adam defaults expressed for fastai's Adam (fastai's own defaults: eps 1e-5, wd 0.01 decoupled)
 TORCH_ADAM = kw(sqr_mom=0.999, eps=1e-8, wd=0.0, decouple_wd=False)
@@ -38,8 +38,6 @@ def recipe_source(name: str | None) -> str | None:
 
 def get_recipe(name: str) -> Recipe:
     """The named recipe; an unknown name raises ValueError suggesting the closest names."""
-    from tricks.registry import suggestions
-
     if name in RECIPES:
         return RECIPES[name]
     close = suggestions(name, list(RECIPES))
@@ -248,19 +246,12 @@ RESNET9_CPU_WIDTH = 16  # 16-32-[32]-64-128-[128]: 413,514 parameters (64 as pub
 BASE_CNN_CPU_WIDTH = 8  # 8-16, 32-32, 64-64, 1024-256-128-10: 367,290 parameters (32 as published: 5,851,338)
 KMEANS_CPU = kw(n_centroids=400, n_patches=100_000, iters=20)  # 1,600-d features into H 200 (6,400-d as published)
 
-_SCALED: dict[str, Recipe] = {}  # full-size recipe key -> its scaled variant
-
-
-def scaled_variant(recipe: Recipe) -> Recipe | None:
-    """The named scaled variant a CPU trains for a heavy recipe under a scaled profile, or None if it has none."""
-    return _SCALED.get(recipe.key)
-
 
 def _scale(name: str, tag: str, note: str, **changes: object) -> None:
     full = RECIPES[name]
     variant = _add(f"{name}@{tag}", replace(full, heavy=False, scaled=note, **changes),
                    f"{full.description} [scaled for a CPU: {note}]")
-    _SCALED[full.key] = variant
+    add_scaled_variant(full, variant)
 
 
 for _name, _r9 in list(RECIPES.items()):

@@ -1,19 +1,17 @@
-"""Name -> trick registry: callbacks, model transforms and data options, looked up by name from the command line.
+"""Name -> trick registry: the table that callbacks, model transforms and data options register into.
 
-A trick registers itself with the `register` decorator where it is defined (timm's model-registry pattern). Its
-parameters are read from the signature: the keyword arguments of a callback's `__init__`, or the keyword-only
-arguments of a transform `fn(model, *, ...)`. `parse_spec("dropout_conv:p=0.3")` turns a command-line spec into a
-name and typed keyword arguments, with one clear sentence on any error.
+A trick registers itself with the `register` decorator where it is defined (timm's model-registry pattern); the
+registry never imports the modules that define tricks: `tricks.catalog` imports them all and looks tricks up by name
+(`get_trick`, `parse_spec`). A trick's parameters are read from the signature: the keyword arguments of a callback's
+`__init__`, or the keyword-only arguments of a transform `fn(model, *, ...)`.
 
 A numeric parameter with a range declares it at registration, `register(ranges={"p": "(0, 1)"})`, so a value outside
-it is refused when the command line is read, before any data is loaded or a run starts. The tricks registered before
-this existed get theirs from `DECLARED_RANGES` below.
+it is refused when the command line is read, before any data is loaded or a run starts.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import typing
 from collections.abc import Callable
@@ -21,10 +19,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, NamedTuple
 
 Kind = Literal["callback", "transform", "data"]
-
-# modules whose import fills the registry; kept here so `all_tricks()` needs no caller to import them first
-_TRICK_MODULES = ("tricks.callbacks", "tricks.transforms", "tricks.features")
-
 
 class TrickError(ValueError):
     """A user-facing error about a trick name or option: the message is one sentence, fit to print as is."""
@@ -61,30 +55,6 @@ class Range(NamedTuple):
             return "inf" if v == float("inf") else f"{v:g}"
 
         return f"{'[' if self.lo_closed else '('}{num(self.lo)}, {num(self.hi)}{']' if self.hi_closed else ')'}"
-
-
-# ranges of the tricks registered in modules written before `register(ranges=...)` existed; checked there too, but
-# only once a run builds them, after the data is loaded
-DECLARED_RANGES: dict[str, dict[str, str]] = {
-    "BnFreeze": {"start_epoch": "[0, inf)"},
-    "ClipGradValue": {"clip": "(0, inf)"},
-    "DivergenceGuard": {"max_loss": "(0, inf)"},
-    "ExpLRDecay": {"gamma": "(0, inf)"},
-    "GradientClip": {"max_norm": "(0, inf)", "norm_type": "(0, inf]"},
-    "GradNormRecorder": {"every": "[1, inf)"},
-    "L1Penalty": {"l1": "[0, inf)"},
-    "LSUVInit": {"tol": "(0, inf)", "max_iter": "[1, inf)"},
-    "ThroughputRecorder": {"warmup": "[0, inf)"},
-    "WeightDecayFrom": {"wd": "[0, inf)", "start_epoch": "[0, inf)"},
-    "dropout_conv": {"p": "(0, 1)"},
-    "dropout_dense": {"p": "(0, 1)"},
-    "dropout_both": {"p": "(0, 1)"},
-    "lsuv": {"tol": "(0, inf)", "max_iter": "[1, inf)"},
-    "small_normal": {"std": "(0, inf)"},
-    "widen_head": {"width": "[1, inf)"},
-    "kmeans": {"n_centroids": "[1, inf)", "patch": "[1, 32]", "n_patches": "[1, inf)", "iters": "[0, inf)",
-               "seed": "[0, inf)"},
-}
 
 
 @dataclass(frozen=True)
@@ -223,37 +193,25 @@ def register(name: str | None = None, kind: Kind = "callback", description: str 
         n = name or obj.__name__
         doc = description or (inspect.getdoc(obj) or "").strip().splitlines()[0:1]
         desc = doc if isinstance(doc, str) else (doc[0] if doc else "")
-        if n in _REGISTRY and _REGISTRY[n].factory is not obj:
-            raise ValueError(f"trick name '{n}' registered twice")
-        params = _with_ranges(n, _params_of(obj, kind), {**DECLARED_RANGES.get(n, {}), **(ranges or {})})
+        if n in _REGISTRY:
+            if _REGISTRY[n].factory is not obj:
+                raise ValueError(f"trick name '{n}' registered twice")
+            return obj  # the same object again: its first registration (with its ranges) stands
+        params = _with_ranges(n, _params_of(obj, kind), ranges or {})
         _REGISTRY[n] = Trick(n, kind, obj, desc, params)
         return obj
 
     return deco
 
 
-def _load() -> None:
-    for mod in _TRICK_MODULES:
-        importlib.import_module(mod)
-
-
-def all_tricks() -> list[Trick]:
-    """Every registered trick, sorted by kind then name."""
-    _load()
-    return sorted(_REGISTRY.values(), key=lambda t: (t.kind, t.name.lower()))
-
-
-def get_trick(name: str) -> Trick:
-    """The trick called `name`; an unknown name raises TrickError suggesting the closest names."""
-    _load()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    lower = {k.lower(): k for k in _REGISTRY}
-    if name.lower() in lower:
-        return _REGISTRY[lower[name.lower()]]
-    close = suggestions(name, list(_REGISTRY))
-    hint = f"; did you mean {' or '.join(close)}?" if close else "; `python -m tricks.apply --list` lists them"
-    raise TrickError(f"unknown trick '{name}'{hint}")
+def check_range(trick: str, **values: Any) -> None:
+    """Refuse a value outside the range `trick` declared for it at registration, in one sentence (a TrickError, so a
+    ValueError): the check of a trick built in Python, the same declaration the command line is checked against."""
+    params = {p.name: p for p in _REGISTRY[trick].params}
+    for name, value in values.items():
+        rng = params[name].range
+        if rng is not None and not isinstance(value, (bool, tuple)) and value not in rng:
+            raise TrickError(f"option {trick}:{name}={value} is invalid: {name} must be in {rng}")
 
 
 def suggestions(name: str, known: list[str], n: int = 3, cutoff: float = 0.6, within: float = 0.1) -> list[str]:
@@ -265,31 +223,3 @@ def suggestions(name: str, known: list[str], n: int = 3, cutoff: float = 0.6, wi
         return []
     best = scored[0][0]
     return [k for r, k in scored[:n] if r >= cutoff and r >= best - within]
-
-
-def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
-    """Parse `NAME[:k=v,...]` into the trick's canonical name and typed keyword arguments."""
-    name, _, rest = text.strip().partition(":")
-    name = name.strip()
-    if not name:
-        raise TrickError(f"option '{text}' is malformed: it needs a trick name before any ':'")
-    trick = get_trick(name)
-    kwargs: dict[str, Any] = {}
-    for item in filter(None, (s.strip() for s in rest.split(","))):
-        k, eq, v = item.partition("=")
-        if not eq or not k.strip():
-            raise TrickError(f"option '{text}' is malformed: '{item}' is not of the form key=value")
-        k = k.strip()
-        if k in kwargs:
-            raise TrickError(f"option '{text}' is malformed: '{k}' is given twice")
-        kwargs[k] = trick.param(k).convert(trick.name, v.strip())
-    missing = [p.name for p in trick.params if p.required and p.name not in kwargs]
-    if missing:
-        raise TrickError(f"trick '{trick.name}' needs {', '.join(missing)} (e.g. {trick.name}:{missing[0]}=...)")
-    return trick.name, kwargs
-
-
-def build(text: str) -> Any:
-    """Parse and build a trick spec in one step."""
-    name, kwargs = parse_spec(text)
-    return get_trick(name).build(**kwargs)

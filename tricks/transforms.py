@@ -32,7 +32,8 @@ from fastai.layers import init_default as _fastai_init_default
 from torch import nn
 
 from tricks.layers import BnLayer
-from tricks.registry import TrickError, TrickWarning, register
+from tricks.registry import TrickError, TrickWarning, check_range, register
+from tricks.surgery import insert_before, like, sequentials, set_children
 
 __all__ = ["LSUVInit", "ModelTransform", "bn_after_relu", "bn_before_relu", "deepen_head", "dropout_both",
            "dropout_conv", "dropout_dense", "example_input", "gap_head", "infer_input_shape", "init_default",
@@ -44,65 +45,6 @@ ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.ELU, nn.GELU, nn.SiLU, nn.Sigm
                nn.CELU, nn.Mish, nn.Hardswish, nn.Softplus)
 # what may follow the Flatten of a dense head that the head transforms rebuild
 _HEAD_PARTS = (nn.Linear, nn.Dropout, nn.BatchNorm1d, nn.LogSoftmax, nn.Softmax, nn.Identity, *ACTIVATIONS)
-
-
-# ------------------------------------------------------------------------------------------- walking the model
-
-def _sequentials(model: nn.Module) -> list[nn.Sequential]:
-    """Every nn.Sequential in the model, outermost first (listed before any rewrite, so rewriting is safe)."""
-    return [m for m in model.modules() if isinstance(m, nn.Sequential)]
-
-
-def _set_children(seq: nn.Sequential, mods: list[nn.Module]) -> None:
-    """Replace the Sequential's children in place: renumbered if they were numbered, else old names kept.
-
-    New children take the container's training mode.
-    """
-    old = list(seq._modules.items())
-    known = {id(m) for _, m in old}
-    for m in mods:
-        if id(m) not in known:  # a new layer takes the container's mode: dropout added to an eval model stays off
-            m.train(seq.training)
-    if all(k.isdigit() for k, _ in old):
-        named = [(str(i), m) for i, m in enumerate(mods)]
-    else:
-        names = {id(m): k for k, m in old}
-        taken = set(names.values())
-        named = []
-        for m in mods:
-            name = names.get(id(m))
-            if name is None:
-                base, n = type(m).__name__.lower(), 0
-                while f"{base}{n}" in taken:
-                    n += 1
-                name = f"{base}{n}"
-                taken.add(name)
-            named.append((name, m))
-    seq._modules.clear()
-    for k, m in named:
-        seq._modules[k] = m
-
-
-def _insert(seq: nn.Sequential, inserts: Iterable[tuple[int, nn.Module]]) -> None:
-    """Insert each module before the child at that (original) index."""
-    at: dict[int, list[nn.Module]] = {}
-    for i, m in inserts:
-        at.setdefault(i, []).append(m)
-    if not at:
-        return
-    mods = list(seq)
-    out: list[nn.Module] = []
-    for i in range(len(mods) + 1):
-        out += at.get(i, [])
-        if i < len(mods):
-            out.append(mods[i])
-    _set_children(seq, out)
-
-
-def _like(new: nn.Module, ref: nn.Module) -> nn.Module:
-    """`new` on the device and dtype of `ref`'s weight, so that a transform keeps a model where it is."""
-    w = getattr(ref, "weight", None)
-    return new if w is None else new.to(device=w.device, dtype=w.dtype)
 
 
 def _act_after(mods: list[nn.Module], i: int, norm: type[nn.Module]) -> int | None:
@@ -122,16 +64,11 @@ def _unchanged(transform: str, model: nn.Module, why: str) -> None:
     warnings.warn(f"{transform} left this {type(model).__name__} unchanged: {why}", TrickWarning, stacklevel=4)
 
 
-def _check_p(transform: str, p: float) -> None:
-    if not 0.0 < p < 1.0:
-        raise TrickError(f"option {transform}:p={p} is invalid: a dropout probability lies strictly between 0 and 1")
-
-
 # ------------------------------------------------------------------------------------------- BN placement
 
 def _place_bn(model: nn.Module, before: bool, name: str) -> nn.Module:
     sites = added = 0
-    for seq in _sequentials(model):
+    for seq in sequentials(model):
         mods, inserts = list(seq), []
         for i, m in enumerate(mods):
             if not isinstance(m, nn.Conv2d):
@@ -143,9 +80,9 @@ def _place_bn(model: nn.Module, before: bool, name: str) -> nn.Module:
             pos = i + 1 if before else j + 1
             done = j == i + 2 if before else pos < len(mods) and isinstance(mods[pos], nn.BatchNorm2d)
             if not done:
-                inserts.append((pos, _like(nn.BatchNorm2d(m.out_channels), m)))
+                inserts.append((pos, like(nn.BatchNorm2d(m.out_channels), m)))
         added += len(inserts)
-        _insert(seq, inserts)
+        insert_before(seq, inserts)
     if not sites:
         raise _none_found(name, "Conv2d followed " + ("" if before else "directly ") + "by an activation", model)
     if not added:
@@ -170,9 +107,9 @@ def bn_after_relu(model: nn.Module) -> nn.Module:
 
 def _place_dropout(model: nn.Module, layer: type[nn.Module], norm: type[nn.Module], drop: type[nn.Module], p: float,
                    name: str, what: str) -> nn.Module:
-    _check_p(name, p)
+    check_range(name, p=p)
     sites = 0
-    for seq in _sequentials(model):
+    for seq in sequentials(model):
         mods, inserts = list(seq), []
         for i, m in enumerate(mods):
             j = _act_after(mods, i, norm) if isinstance(m, layer) else None
@@ -184,27 +121,27 @@ def _place_dropout(model: nn.Module, layer: type[nn.Module], norm: type[nn.Modul
                 mods[pos].p = p
             else:
                 inserts.append((pos, drop(p)))
-        _insert(seq, inserts)
+        insert_before(seq, inserts)
     if not sites:
         raise _none_found(name, what, model)
     return model
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"p": "(0, 1)"})
 def dropout_dense(model: nn.Module, *, p: float = 0.2) -> nn.Module:
     """Dropout(p) after the activation of each hidden Linear layer (never after the output layer)."""
     return _place_dropout(model, nn.Linear, nn.BatchNorm1d, nn.Dropout, p, "dropout_dense",
                           "hidden Linear followed by an activation")
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"p": "(0, 1)"})
 def dropout_conv(model: nn.Module, *, p: float = 0.2) -> nn.Module:
     """Dropout2d(p) after the activation of each Conv2d, before any pooling (spatial dropout)."""
     return _place_dropout(model, nn.Conv2d, nn.BatchNorm2d, nn.Dropout2d, p, "dropout_conv",
                           "Conv2d followed by an activation")
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"p": "(0, 1)"})
 def dropout_both(model: nn.Module, *, p: float = 0.2) -> nn.Module:
     """Spatial dropout after each conv's activation and dropout after each hidden dense activation, both at p."""
     return dropout_dense(dropout_conv(model, p=p), p=p)
@@ -215,7 +152,7 @@ def dropout_both(model: nn.Module, *, p: float = 0.2) -> nn.Module:
 def _head(model: nn.Module, name: str) -> tuple[nn.Sequential, int]:
     """The last Sequential holding Flatten -> Linear ... (only dense-head parts after the Flatten), and its index."""
     found = None
-    for seq in _sequentials(model):
+    for seq in sequentials(model):
         mods = list(seq)
         for i, m in enumerate(mods):
             rest = mods[i + 1:]
@@ -246,8 +183,8 @@ def _rebuild_head(model: nn.Module, name: str, widths: tuple[int, ...]) -> nn.Mo
         body += [nn.Linear(d, w), copy.deepcopy(act), *([nn.Dropout(p)] if p > 0 else [])]
         d = w
     body.append(nn.Linear(d, last.out_features))
-    body = [_like(m, first) for m in body]
-    _set_children(seq, mods[:i + 1] + chain[:lin[0]] + body + chain[lin[-1] + 1:])
+    body = [like(m, first) for m in body]
+    set_children(seq, mods[:i + 1] + chain[:lin[0]] + body + chain[lin[-1] + 1:])
     return model
 
 
@@ -259,7 +196,7 @@ def _check_widths(name: str, widths: Iterable[Any]) -> tuple[int, ...]:
     return ws
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"width": "[1, inf)"})
 def widen_head(model: nn.Module, *, width: int = 512) -> nn.Module:
     """Give each hidden layer of the dense head `width` units (doc 001's wider net: 1024-512-10)."""
     _check_widths("widen_head", (width,))
@@ -366,8 +303,8 @@ def gap_head(model: nn.Module, *, input_shape: tuple[int, ...] = ()) -> nn.Modul
     chain = mods[i + 1:]
     lin = [k for k, m in enumerate(chain) if isinstance(m, nn.Linear)]
     first, last = chain[lin[0]], chain[lin[-1]]
-    out = _like(nn.Linear(shapes[0][1], last.out_features), first)
-    _set_children(seq, mods[:i] + [nn.AdaptiveAvgPool2d(1), flat] + chain[:lin[0]] + [out] + chain[lin[-1] + 1:])
+    out = like(nn.Linear(shapes[0][1], last.out_features), first)
+    set_children(seq, mods[:i] + [nn.AdaptiveAvgPool2d(1), flat] + chain[:lin[0]] + [out] + chain[lin[-1] + 1:])
     return model
 
 
@@ -437,11 +374,10 @@ def orthogonal(model: nn.Module) -> nn.Module:
     return _init(model, nn.init.orthogonal_)
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"std": "(0, inf)"})
 def small_normal(model: nn.Module, *, std: float = 1e-4) -> nn.Module:
     """Weights std * N(0,1), biases zero (cs231n's TwoLayerNet init, std 1e-4)."""
-    if not std > 0:
-        raise TrickError(f"option small_normal:std={std} is invalid: the standard deviation must be positive")
+    check_range("small_normal", std=std)
     return _init(model, partial(nn.init.normal_, mean=0.0, std=std))
 
 
@@ -483,8 +419,7 @@ def lsuv_init(model: nn.Module, xb: torch.Tensor, *, tol: float = 0.1, max_iter:
     Runs in eval mode (dropout off, BatchNorm on its running statistics, which stay untouched). A batch the model
     cannot run raises TrickError and leaves the model as it was, not half-initialised.
     """
-    if tol <= 0 or max_iter < 1:
-        raise TrickError(f"options lsuv:tol={tol},max_iter={max_iter} are invalid: tol must be > 0 and max_iter >= 1")
+    check_range("lsuv", tol=tol, max_iter=max_iter)
     saved = copy.deepcopy(model.state_dict())
     try:
         orthogonal(model)
@@ -508,7 +443,7 @@ def lsuv_init(model: nn.Module, xb: torch.Tensor, *, tol: float = 0.1, max_iter:
     return model
 
 
-@register(kind="transform")
+@register(kind="transform", ranges={"tol": "(0, inf)", "max_iter": "[1, inf)"})
 def lsuv(model: nn.Module, *, tol: float = 0.1, max_iter: int = 10, input_shape: tuple[int, ...] = ()) -> nn.Module:
     """LSUV init (Mishkin & Matas 2016) on a random-normal batch of 64; the LSUVInit callback uses real data.
 
@@ -593,14 +528,12 @@ class ModelTransform(Callback):
                 self.learn.opt.set_hyper(k, [h[k] for h in old] if same else old[-1][k])
 
 
-@register(kind="callback")
+@register(kind="callback", ranges={"tol": "(0, inf)", "max_iter": "[1, inf)"})
 class LSUVInit(ModelTransform):
     """LSUV init (Mishkin & Matas 2016) on the first training batch, once, before the first fit."""
 
     def __init__(self, tol: float = 0.1, max_iter: int = 10):
-        if tol <= 0 or max_iter < 1:
-            raise TrickError(f"options LSUVInit:tol={tol},max_iter={max_iter} are invalid: tol must be > 0 and "
-                             f"max_iter >= 1")
+        check_range("LSUVInit", tol=tol, max_iter=max_iter)
         self.tol, self.max_iter = tol, max_iter
         super().__init__(self._lsuv)
 

@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from tricks.train import Recipe, RunResult
+from tricks.plain import one_line
+from tricks.recipe import Recipe, RunResult
 
 __all__ = ["Job", "RunFailure", "RunFn", "OnDone", "Executor", "default_run_fn", "limit_threads", "call_run",
-           "checked", "one_line"]
+           "checked"]
 
 
 class Job(NamedTuple):
@@ -85,9 +86,3 @@ def checked(job: Job, res: Any) -> RunResult | RunFailure:
     if res.recipe_key != job.recipe.key or res.seed != job.seed:
         return RunFailure(job, f"the run function returned the run of recipe {res.recipe_key[:12]} seed {res.seed}")
     return res
-
-
-def one_line(e: BaseException) -> str:
-    """ "ExceptionType: message" on one line."""
-    msg = " ".join(str(e).split())
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__

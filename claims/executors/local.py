@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait as wait_ready
 from typing import Any
 
-from claims.executors.base import Job, OnDone, RunFailure, RunFn, call_run, default_run_fn, limit_threads, one_line
+from claims.executors.base import Job, OnDone, RunFailure, RunFn, call_run, default_run_fn, limit_threads
+from tricks.plain import one_line
 
 __all__ = ["LocalExecutor"]
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from claims.executors.base import Job, OnDone, RunFailure, RunFn, call_run, checked, default_run_fn, limit_threads
-from tricks.train import RunResult
+from tricks.recipe import RunResult
 
 __all__ = ["RayExecutor", "RayError", "RAY_MISSING", "import_ray", "check_gpus_per_run"]
 
@@ -76,7 +76,7 @@ def _worker_arrays(digest: str, box: list[Any]) -> Any:
         import ray
         import torch
 
-        from tricks.data import CifarArrays
+        from tricks.cifar import CifarArrays
 
         d = ray.get(box[0])  # numpy views of the node's shared memory, read-only: copied once into this process
         _ARRAYS.clear()  # one dataset at a time per worker
@@ -136,7 +136,7 @@ class RayExecutor:
             return None
         if self._data is None:
             if self._arrays is None:
-                from tricks.data import load_cifar10
+                from tricks.cifar import load_cifar10
 
                 self._arrays = load_cifar10(self.source)
             self._data = (self._arrays.digest, [self.ray.put(_shareable(self._arrays))])

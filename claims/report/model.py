@@ -18,7 +18,7 @@ from typing import Any
 from claims.answers import DISAGREE, paper_column, paper_note, status_of
 from claims.schedule import Compute, PilotResult, Scheduler
 from claims.stats import multiplicity
-from tricks.train import CODE_VERSION, PROFILES, Recipe, RunResult
+from tricks.recipe import CODE_VERSION, PROFILES, Recipe, RunResult
 
 PIPELINE_PROFILES = ("smoke",)  # profiles whose barely trained models test the pipeline, not the claims
 

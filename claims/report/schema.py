@@ -13,7 +13,7 @@ from claims.report.model import SuiteReport, _value, comparisons, per_seed, pipe
 from claims.report.model import pp as _pct  # fractions as percent and as percentage points: both x 100
 from claims.report.text import _metric, family_line, headline
 from claims.schedule import PilotResult
-from tricks.train import PROFILES, RunResult
+from tricks.recipe import PROFILES, RunResult
 
 REPORT_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, every such field named by its unit
 REPORT_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference, margin or spread in percentage points",

@@ -29,7 +29,7 @@ from claims.report.model import (
 )
 from claims.report.readme import md_cell
 from claims.schedule import Compute
-from tricks.train import PROFILES
+from tricks.recipe import PROFILES
 
 TERMINAL_WIDTH = 100  # the terminal report's lines never pass this, so CI logs and narrow terminals do not wrap
 

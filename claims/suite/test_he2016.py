@@ -20,8 +20,8 @@ from claims.declare import (
     superior,
 )
 from claims.spec import Form
+from tricks.recipe import PROFILES
 from tricks.recipes import get_recipe
-from tricks.train import PROFILES
 
 SRC = "doc 002: Yihui He, experience on mp1 & mp2 (slides, 2016-05), repo ethanhe42/An-Analysis-of-Single-Layer-..."
 P = "he2016/"

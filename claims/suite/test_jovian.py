@@ -13,8 +13,8 @@ import pytest
 
 from claims.declare import absolute, check, compound, part, superior
 from claims.spec import Form
+from tricks.recipe import PROFILES
 from tricks.recipes import get_recipe
-from tricks.train import PROFILES
 
 SRC = "doc 004: Jovian, Techniques to improve the performance of convolutional models (05b-cifar10-resnet)"
 P = "jovian/"

@@ -16,7 +16,7 @@ import os
 import random
 import time
 
-from tricks.train import CODE_VERSION, Recipe, RunResult, kw
+from tricks.recipe import CODE_VERSION, Recipe, RunResult, kw
 
 LOG_ENV = "TRICKS_FAKE_RUN_LOG"
 SLEEP_ENV = "TRICKS_FAKE_RUN_SLEEP"

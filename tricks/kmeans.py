@@ -221,7 +221,8 @@ def kmeans_features(x_train: Any, x_test: Any, *, n_centroids: int = 1600, patch
     return feats[0], feats[1]
 
 
-@register(name="kmeans", kind="data")
+@register(name="kmeans", kind="data", ranges={"n_centroids": "[1, inf)", "patch": "[1, 32]", "n_patches": "[1, inf)",
+                                              "iters": "[0, inf)", "seed": "[0, inf)"})
 def kmeans(arrays: Any, *, n_centroids: int = 1600, patch: int = 6, n_patches: int = 400_000, iters: int = 50,
            subtract_mean: bool = True, whiten: str = "zca", mean_image: bool = False, seed: int = 0) -> Any:
     """Replace pixels by whitened K-means triangle features (Coates et al. 2011; doc 002), 4·n_centroids per image.

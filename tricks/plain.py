@@ -1,0 +1,66 @@
+"""Small torch-free helpers that `tricks` and `claims` share: a JSON-safe copy of a value (NaN and infinities become
+null), an exception on one line, the per-user cache folder (decoded datasets, the run store) and the CPU's name.
+
+Importing this module imports nothing beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def finite(x: Any) -> Any:
+    """`x` made JSON-safe, recursively: NaN and infinities become None (json.dumps would write the non-standard NaN),
+    tuples become lists, mapping keys strings, enums their values."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, Mapping):
+        return {str(k): finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if isinstance(x, enum.Enum):
+        return finite(x.value)
+    return x
+
+
+def one_line(e: BaseException, *, typed: bool = True, limit: int | None = None) -> str:
+    """The exception on one line: "ExceptionType: message" (`typed=False`: the message alone), whitespace folded, cut
+    to `limit` characters; the type's name when there is no message."""
+    msg = " ".join(str(e).split())[:limit]
+    if not msg:
+        return type(e).__name__
+    return f"{type(e).__name__}: {msg}" if typed else msg
+
+
+def user_cache_dir() -> Path:
+    """The platform's per-user cache folder (XDG on Linux, ~/Library/Caches on macOS, LOCALAPPDATA on Windows)."""
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
+def cache_dir() -> Path:
+    """The project's cache folder: `$TRICKS_CACHE`, else `tricks/` in the user cache folder (`user_cache_dir`)."""
+    if os.environ.get("TRICKS_CACHE"):
+        return Path(os.environ["TRICKS_CACHE"]).expanduser()
+    return user_cache_dir() / "tricks"
+
+
+def cpu_model() -> str:
+    """The CPU's model name where the system tells it (Linux's /proc/cpuinfo), else the architecture."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -445,7 +445,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == pytest.ExitCode.INTERRUPTED and not session.config.stash.get(_EXITED, False):
         session.exitstatus = EXIT_INTERRUPTED  # Ctrl-C, as python -m tricks.apply says it (no half-judged report)
     elif exitstatus != pytest.ExitCode.INTERRUPTED:
-        cs.finish()
+        try:
+            cs.finish()
+        except KeyboardInterrupt:  # Ctrl-C while the report is built: the runs are stored, the report is not written
+            cs.report_error = "interrupted (Ctrl-C) before it was complete; the finished runs are in the store"
+            session.exitstatus = EXIT_INTERRUPTED
+            return
         if cs.report_error is not None:  # the verdicts are printed; a missing report is still a failure
             session.exitstatus = EXIT_USAGE
 

@@ -105,6 +105,30 @@ def test_ctrl_c_in_the_suite_exits_130(suite):
     assert proc.returncode == 130, out
 
 
+CTRL_C_IN_REPORT = """
+import claims.report.model
+
+
+def _interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+claims.report.model.build_report = _interrupted
+"""
+
+
+def test_ctrl_c_while_the_report_is_built_exits_130_without_a_traceback(suite):
+    suite.makepyfile(test_example_claims=(EXAMPLES / "example_claims.py").read_text())
+    suite.makeconftest(CTRL_C_IN_REPORT)
+    result = _run(suite, "--workers", "0", "--pilot-seeds", "0")
+    out = result.stdout.str() + result.stderr.str()
+    assert result.ret == 130, out
+    assert "Traceback" not in out, out
+    assert "interrupted" in out
+    con = sqlite3.connect(suite.path / "runs.sqlite")
+    assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] > 0  # the runs trained before it stay
+
+
 def _running(pid: int) -> bool:
     """Whether process `pid` exists and is not a zombie."""
     try:

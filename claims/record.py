@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from claims.store import RunStore, StoreError, default_store_path
+from tricks.plain import finite
 from tricks.recipe import RunResult
 
 RECORD = Path("results") / "paper-reproduction.json"
@@ -44,10 +45,6 @@ def latest_per_seed(runs: Iterable[RunResult]) -> dict[str, dict[int, RunResult]
 
 def _round(xs: Sequence[float] | None) -> list[float | None]:
     return [None if x is None or not math.isfinite(x) else round(float(x), 6) for x in (xs or [])]
-
-
-def finite(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 def run_entry(r: RunResult, names: Sequence[str] = (), used: bool | None = None) -> dict[str, Any]:

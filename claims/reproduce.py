@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from claims.published import PUBLISHED, Published
-from claims.record import finite, latest_per_seed, run_entry
+from claims.record import latest_per_seed, run_entry
 from claims.report.readme import md_cell, publish, run_writer
 from claims.store import RunStore, StoreError, default_store_path
+from tricks.plain import finite
 from tricks.recipe import RunResult
 from tricks.recipes import get_recipe, recipe_source
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tricks.plain import user_cache_dir
+from tricks.plain import finite, user_cache_dir
 from tricks.recipe import CODE_VERSION, Recipe, RunResult
 
 SCHEMA_VERSION = "1"
@@ -225,7 +225,7 @@ class RunStore:
             with self._tx() as con:
                 cur = con.execute(
                     "INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*key, result.recipe_name, _real(result.acc), _real(result.wall_s), result.device,
+                    (*key, result.recipe_name, finite(result.acc), finite(result.wall_s), result.device,
                      int(result.diverged), result.to_json(), recipe_json, time.time()),
                 )
                 con.execute("DELETE FROM leases WHERE recipe_key=? AND seed=? AND profile=? AND code_version=?", key)
@@ -393,6 +393,3 @@ def _why(e: sqlite3.Error) -> str:
         return f"{text}: is it read-only?"
     return text
 
-
-def _real(x: float | None) -> float | None:
-    return None if x is None or x != x else float(x)  # NaN would be stored as NULL anyway; say so explicitly

@@ -19,6 +19,15 @@ def test_finite_turns_every_nan_and_infinity_into_none_at_any_depth():
     json.dumps(out, allow_nan=False)  # standard JSON
 
 
+def test_finite_writes_numpy_floats_as_floats_and_keeps_integers():
+    import numpy as np
+
+    out = finite({"acc": np.float32(0.5), "loss": np.float64("nan"), "n": 3, "flag": True})
+    assert out == {"acc": 0.5, "loss": None, "n": 3, "flag": True}
+    assert type(out["acc"]) is float
+    json.dumps(out, allow_nan=False)
+
+
 def test_one_line_folds_whitespace_and_names_the_type():
     e = ValueError("bad\n  value\tthere")
     assert one_line(e) == "ValueError: bad value there"

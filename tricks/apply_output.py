@@ -9,7 +9,6 @@ percentage points (pp); JSON fields say theirs (`acc_pct`, `mean_pp`, `delta_pp`
 from __future__ import annotations
 
 import argparse
-import enum
 import json
 import math
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tricks.apply_plan import COMPARE_ALPHA, Plan, UsageError
+from tricks.plain import finite
 from tricks.recipe import Recipe, RunResult, get_profile
 
 JSON_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, unit-named fields
@@ -177,19 +177,6 @@ def footer_lines(session: Session) -> list[str]:
     return lines
 
 
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN and infinities become null (json.dumps would write the non-standard NaN)."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, enum.Enum):
-        return _clean(x.value)
-    return x
-
-
 def decision_dict(plan: Plan, d: Any) -> dict[str, Any]:
     """The --compare part of the JSON: the engine's Decision and the claim it judged."""
     fields = ("verdict", "reason", "n", "alpha_look", "sign_flip_p", "fragile", "p_a_gt_b", "params_a", "params_b")
@@ -199,7 +186,7 @@ def decision_dict(plan: Plan, d: Any) -> dict[str, Any]:
         out[f"{f}_pp"] = None if v is None else 100 * v
     out.update(form="superiority", metric="final_acc", delta_pp=plan.delta_pp, alpha=COMPARE_ALPHA,
                a=plan.recipe.key, b=plan.baseline.key if plan.baseline else None)
-    return _clean(out)
+    return finite(out)
 
 
 def run_dict(o: Outcome) -> dict[str, Any]:
@@ -220,7 +207,7 @@ def session_dict(session: Session, argv: Sequence[str]) -> dict[str, Any]:
         return None if r is None else {**r.to_dict(), "key": r.key}
 
     runs = [run_dict(o) for o in session.outcomes]
-    return _clean({
+    return finite({
         "schema": JSON_SCHEMA, "schema_version": JSON_SCHEMA_VERSION, "units": JSON_UNITS, "status": session.status,
         "argv": list(argv), "options": opts,
         "profile": plan.profile, "seeds": list(plan.seeds), "recipe": recipe(plan.recipe),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 import os
 import platform
 import sys
@@ -19,8 +20,8 @@ from typing import Any
 def finite(x: Any) -> Any:
     """`x` made JSON-safe, recursively: NaN and infinities become None (json.dumps would write the non-standard NaN),
     tuples become lists, mapping keys strings, enums their values."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
+    if isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral):  # float, and NumPy's floats as floats
+        return float(x) if math.isfinite(x) else None
     if isinstance(x, Mapping):
         return {str(k): finite(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):

@@ -5,7 +5,6 @@ profile, dataset and provenance.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +12,7 @@ from claims.report.model import SuiteReport, _value, comparisons, per_seed, pipe
 from claims.report.model import pp as _pct  # fractions as percent and as percentage points: both x 100
 from claims.report.text import _metric, family_line, headline
 from claims.schedule import PilotResult
+from tricks.plain import finite
 from tricks.recipe import PROFILES, RunResult
 
 REPORT_SCHEMA_VERSION = 2  # 2: accuracies in percent, differences in pp, every such field named by its unit
@@ -20,19 +20,6 @@ REPORT_UNITS = {"*_pct": "accuracy in percent (0-100)", "*_pp": "difference, mar
                 "loss": "cross-entropy, nats",
                 "p_a_gt_b*": "P(A beats B on a new seed): share of seeds with A > B and its 95 % Wilson interval (0-1)",
                 "alpha*, *_p, p_seq": "probabilities (0-1)"}
-
-
-def jsonable(x: Any) -> Any:
-    """Strict JSON: NaN and infinities as null, mappings with string keys, enums by their value."""
-    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
-        return None  # strict JSON, readable by any tool
-    if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if hasattr(x, "value") and isinstance(x.value, str):
-        return x.value
-    return x
 
 
 def per_seed_json(claim: Any, results: Mapping[str, Mapping[int, RunResult]]) -> list[dict[str, Any]]:
@@ -113,7 +100,7 @@ def report_json(rep: SuiteReport) -> dict[str, Any]:
             "arms": arms, **_paper_json(rep, c.id),
         })
     prof = PROFILES.get(rep.profile)
-    return jsonable({
+    return finite({
         "schema_version": REPORT_SCHEMA_VERSION, "units": REPORT_UNITS,
         "spec_hash": rep.spec_hash, "created": rep.created, "profile": rep.profile,
         "pipeline_only": pipeline_only(rep.profile), "headline": headline(rep), "family_line": family_line(rep),

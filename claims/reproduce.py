@@ -32,6 +32,7 @@ from typing import Any
 from claims.published import PUBLISHED, Published
 from claims.record import latest_per_seed, run_entry
 from claims.report.readme import md_cell, publish, run_writer
+from claims.stats import prediction_half_width
 from claims.store import RunStore, StoreError, default_store_path
 from tricks.plain import finite
 from tricks.recipe import RunResult
@@ -62,7 +63,7 @@ class SeedNoise:
     group: str  # whose arms were pooled, e.g. "doc 001's 8 arms"
 
     def half_width(self, n: int, k: int = 1) -> float:
-        return _t975(self.df) * self.sd * math.sqrt(1.0 / k + 1.0 / n)
+        return prediction_half_width(self.sd, self.df, n, k, NOISE_LEVEL)
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,6 @@ class Offset:
     def text(self) -> str:
         return (f"{self.below} of the {self.arms} arms with runs lie below their published values (mean "
                 f"{self.mean_pp:+.1f} pp): a shift shared across recipes, as a change of data copy gives")
-
-
-def _t975(df: int) -> float:
-    from scipy import stats as st
-
-    return float(st.t.ppf(0.5 + NOISE_LEVEL / 2, df))
 
 
 # ------------------------------------------------------------------------------------------------ rows

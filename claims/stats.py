@@ -68,6 +68,11 @@ def _t_quantile(q: float, df: int) -> float:
     return float(st.t.ppf(q, df))  # scipy's ppf costs ~0.1 ms a call; a claim asks for the same few again and again
 
 
+def prediction_half_width(sd: float, df: int, n: int, k: int = 1, level: float = 0.95) -> float:
+    """Half-width of the two-sided `level` prediction interval for the mean of k new runs around a mean of n runs."""
+    return _t_quantile(0.5 + level / 2, df) * sd * math.sqrt(1.0 / k + 1.0 / n)
+
+
 def t_pvalue(x: Sequence[float] | np.ndarray, shift: float = 0.0) -> Any:
     """One-sided t p-value for mean(x) > shift (one-sample, or paired on differences); s = 0 gives 0 or 1.
 

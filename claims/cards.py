@@ -60,11 +60,12 @@ def sources_of(trick: Any, used_by: Sequence[tuple[Any, str]]) -> list[str]:
 def _usage(trick: Any) -> list[str]:
     args = ", ".join(f"{p.name}={p.default!r}" for p in trick.params if not p.required)
     spec = trick.name + (":" + ",".join(f"{p.name}=..." for p in trick.params) if trick.params else "")
+    module = getattr(trick.factory, "__module__", "") or "tricks.callbacks"  # where the trick is defined
     if trick.kind == "callback":
-        code = [f"from tricks.callbacks import {trick.name}", "",
+        code = [f"from {module} import {trick.name}", "",
                 f"learn = Learner(dls, model, cbs=[{trick.name}({args})])"]
     elif trick.kind == "transform":
-        code = [f"from tricks.transforms import {trick.name}", "",
+        code = [f"from {module} import {trick.name}", "",
                 f"model = {trick.name}(model{', ' + args if args else ''})  # a Module -> Module function"]
     else:
         code = ["from tricks.catalog import get_trick", "from tricks.cifar import load_cifar10", "",

@@ -32,3 +32,12 @@ def test_a_card_names_usage_parameters_source_and_the_claims_that_use_the_trick(
     assert "| C001-5 |" in text and "not run" in text  # a claim without a verdict in the file says so
     bnfreeze = cards.cards(proxy)["BnFreeze"]
     assert "BnFreeze(affine=False, start_epoch=0)" in bnfreeze and "`start_epoch` | int in [0, inf) = 0" in bnfreeze
+
+
+def test_every_cards_import_line_imports_the_trick_it_names(tmp_path):
+    import importlib
+    import re
+
+    for name, text in cards.cards(tmp_path / "no-proxy.json").items():
+        for module, obj in re.findall(r"^from ([\w.]+) import (\w+)$", text, flags=re.M):
+            assert hasattr(importlib.import_module(module), obj), f"card {name}: from {module} import {obj} fails"

@@ -17,7 +17,6 @@ invocations, or an invocation and the suite, on one store train each run once.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from claims.arm import OWN_PROFILE, ArmError, ArmVersions, LearnerArm, arm_version, describe, is_arm, run_arm
 from tricks.apply_output import Outcome, Session, epoch_lines, jobs_of, number, progress_bar, rich_progress
 from tricks.apply_plan import COMPARE_ALPHA, RUN_THREADS, Plan
+from tricks.plain import say
 from tricks.recipe import RunResult, RunVersions, get_profile
 
 __all__ = ["LearnerArm", "ArmError", "compare", "judge_claims", "run_job", "FORMS", "OWN_PROFILE", "run_session",
@@ -192,20 +192,15 @@ def run_session(session: Session, *, console: Any) -> None:
     threads = RUN_THREADS if args.threads is None else args.threads
     if store is not None and threads != RUN_THREADS:
         store = None  # its runs, and the suite's, are one-thread runs: these would pair with them unfairly
-        _say(f"note: --threads {threads} trains outside the run store, whose runs all use {RUN_THREADS} thread")
+        say(f"note: --threads {threads} trains outside the run store, whose runs all use {RUN_THREADS} thread")
     torch.set_num_threads(threads)
     if plan.note and not args.quiet:
-        _say(plan.note)
+        say(plan.note)
     train_on(executor, session, store, source=args.data, device=args.device, console=console, quiet=args.quiet,
              threads=threads)
     if plan.baseline is not None and plan.compare:
         session.decision = judge_comparison(plan, session.outcomes)
         session.verdict_line = verdict_text(plan, session.decision)
-
-
-def _say(text: str) -> None:
-    sys.stderr.write(text.rstrip() + "\n")
-    sys.stderr.flush()
 
 
 def _check_json(args: argparse.Namespace) -> None:

@@ -62,6 +62,7 @@ from tricks.apply_plan import (
     check_model,
     make_plan,
 )
+from tricks.plain import say
 from tricks.recipe import PROFILES
 from tricks.recipe_check import MAX_EPOCHS
 from tricks.registry import TrickError
@@ -188,11 +189,6 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _say(text: str) -> None:
-    sys.stderr.write(text.rstrip() + "\n")
-    sys.stderr.flush()
-
-
 def _show_finished(session: Session, out: Any, argv: Sequence[str]) -> None:
     """After an error that stopped the runs (a full disk): the finished runs' table, and the JSON where it can be."""
     session.status = "error"
@@ -243,11 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             write_json(session, argv, args.json)
         for o in diverged:
             kept = "kept in the run store and the JSON" if not args.no_store else "kept in the JSON"
-            _say(f"run {o.recipe.name} seed {o.result.seed} diverged ({o.result.note or 'no reason given'}); {kept}")
+            say(f"run {o.recipe.name} seed {o.result.seed} diverged ({o.result.note or 'no reason given'}); {kept}")
         # the engine also counts a run at chance accuracy as diverged: the comparison failed the same way
         invalid = session.decision is not None and str(getattr(session.decision.verdict, "value", "")) == "INVALID"
         if invalid and not diverged:
-            _say(f"the comparison is INVALID: {session.decision.reason}")
+            say(f"the comparison is INVALID: {session.decision.reason}")
         return EXIT_DIVERGED if diverged or invalid else EXIT_OK
     except KeyboardInterrupt:
         done = len(session.outcomes) if session is not None else 0
@@ -256,16 +252,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args is not None and args.json is not None:
                 with contextlib.suppress(UsageError):  # already stopping; the store holds the finished runs
                     write_json(session, argv, args.json)
-        _say(f"interrupted: {done} finished run{'s' if done != 1 else ''} kept"
+        say(f"interrupted: {done} finished run{'s' if done != 1 else ''} kept"
              + ("" if args is not None and args.no_store else " in the run store"))
         return EXIT_INTERRUPTED
     except _user_errors() as e:
         if session is not None and session.outcomes and session.status == "running":  # a full disk mid-way
             _show_finished(session, out, argv)
-        _say(f"error: {' '.join(str(e).split())}")
+        say(f"error: {' '.join(str(e).split())}")
         return EXIT_USAGE
     except ValueError as e:  # unknown recipe or profile, an invalid recipe field: tricks' own one-sentence errors
-        _say(f"error: {' '.join(str(e).split())}")
+        say(f"error: {' '.join(str(e).split())}")
         return EXIT_USAGE
 
 

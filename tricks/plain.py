@@ -31,6 +31,12 @@ def finite(x: Any) -> Any:
     return x
 
 
+def say(text: str) -> None:
+    """One message for the user on stderr, flushed at once (progress and verdict lines of the command line)."""
+    sys.stderr.write(text.rstrip() + "\n")
+    sys.stderr.flush()
+
+
 def one_line(e: BaseException, *, typed: bool = True, limit: int | None = None) -> str:
     """The exception on one line: "ExceptionType: message" (`typed=False`: the message alone), whitespace folded, cut
     to `limit` characters; the type's name when there is no message."""

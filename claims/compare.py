@@ -51,7 +51,8 @@ def judge_claims(claims: Sequence[Any], *, seeds: Sequence[int] | None = None, m
     """Judge claims over user arms together (shared runs, the store, sequential looks); returns the Scheduler, whose
     `decisions` and `errors` hold the outcome and which `claims.report.model.build_report` turns into the suite's
     report."""
-    from claims.schedule import LocalExecutor, Scheduler
+    from claims.executors import LocalExecutor
+    from claims.schedule import Scheduler
     from claims.store import RunStore
 
     claims = list(claims)
@@ -108,8 +109,9 @@ def learner_main(args: Any) -> int:
     """`python -m tricks.apply --learner module:function`: train the user's Learner with the --cb tricks over the
     seeds, and under --compare judge it against the Learner without them (superiority by --delta points, one look at
     all seeds). Errors a user can cause raise ArmError (or the store's, the registry's), which the caller prints."""
+    from claims.executors import Job, LocalExecutor
     from claims.executors.base import limit_threads
-    from claims.schedule import Job, LocalExecutor, Scheduler
+    from claims.schedule import Scheduler
     from claims.spec import Claim
     from claims.store import RunStore
     from claims.verdict import judge
@@ -274,8 +276,9 @@ def train_on(executor: Any, session: Session, store: Any, *, source: str | None,
     finishes, through `Scheduler.ensure_runs`; in this process, a stored run made on another device or thread count
     is trained again and not stored (its key is taken). `session.outcomes` holds the finished runs in the plan's
     order, also after an error or Ctrl-C."""
+    from claims.executors import Job
     from claims.executors.local import LocalExecutor
-    from claims.schedule import Job, Scheduler
+    from claims.schedule import Scheduler
     from tricks.cifar import load_cifar10
 
     plan = session.plan

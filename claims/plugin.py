@@ -133,7 +133,8 @@ class ClaimSession:
         if not self.claims:
             return
         from claims.arm import is_arm
-        from claims.schedule import LocalExecutor, PilotError, Scheduler, pilot
+        from claims.executors import LocalExecutor
+        from claims.schedule import PilotError, Scheduler, pilot
         from claims.store import RunStore, StoreError
         from claims.verdict import gate
         from tricks.recipes import recipe_source

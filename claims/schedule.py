@@ -18,15 +18,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-# the executors live in claims/executors/; their names stay importable from here
-from claims.executors.base import Executor, Job, OnDone, RunFailure, RunFn, default_run_fn, limit_threads
-from claims.executors.local import LocalExecutor
+from claims.executors.base import Executor, Job, RunFailure
 from claims.progress import RoundProgress
 from claims.store import RunStore
 from tricks.recipe import CODE_VERSION, Recipe, RunResult
 
-__all__ = ["Executor", "Job", "OnDone", "RunFailure", "RunFn", "default_run_fn", "limit_threads", "LocalExecutor",
-           "Scheduler", "Compute", "capped_looks", "pilot", "PilotResult", "PilotError", "DEFAULT_SEEDS",
+__all__ = ["Scheduler", "Compute", "capped_looks", "pilot", "PilotResult", "PilotError", "DEFAULT_SEEDS",
            "PILOT_SEED_OFFSET"]
 
 DEFAULT_SEEDS: tuple[int, ...] = tuple(range(12))

@@ -10,7 +10,7 @@ import torch
 
 from claims.arm import ArmError, ArmVersions, LearnerArm, arm_version, build, run_arm
 from claims.compare import compare, judge_claims
-from claims.schedule import LocalExecutor
+from claims.executors import LocalExecutor
 from claims.spec import Claim, Verdict
 from claims.store import RunStore
 

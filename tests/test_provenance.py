@@ -8,9 +8,10 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from claims.executors import LocalExecutor
 from claims.report.model import build_report
 from claims.report.schema import report_json
-from claims.schedule import LocalExecutor, Scheduler
+from claims.schedule import Scheduler
 from claims.store import RunStore
 from tests.claims_example.fake import fake_run
 

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from claims.executors import LocalExecutor
 from claims.executors.base import Job, RunFailure
-from claims.schedule import LocalExecutor, Scheduler
+from claims.schedule import Scheduler
 from claims.store import RunStore
 from tests.claims_example.fake import LOG_ENV, fake_recipe, fake_run
 from tricks.recipe import RunResult
@@ -245,7 +246,8 @@ def test_a_worker_killed_mid_run_is_retried_and_no_run_is_lost_or_trained_twice(
 DRIVER = """
 import sys
 from claims.executors.ray import RayExecutor
-from claims.schedule import Job, Scheduler
+from claims.executors import Job
+from claims.schedule import Scheduler
 from claims.store import RunStore
 from tests.claims_example.fake import fake_recipe, fake_run
 

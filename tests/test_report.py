@@ -10,12 +10,13 @@ from types import SimpleNamespace
 import pytest
 
 from claims.declare import NotRunnable
+from claims.executors import LocalExecutor
 from claims.report.model import build_report, spec_hash
 from claims.report.readme import main, write_readme_summary
 from claims.report.schema import report_json
 from claims.report.text import print_report, report_markdown, summary_markdown
 from claims.report.write import write_report
-from claims.schedule import LocalExecutor, Scheduler, pilot
+from claims.schedule import Scheduler, pilot
 from claims.stats import holm_status
 from claims.store import RunStore
 from tests.claims_example.fake import fake_recipe, fake_run

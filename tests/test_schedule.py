@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from claims.schedule import Job, LocalExecutor, RunFailure, capped_looks
+from claims.executors import Job, LocalExecutor, RunFailure
+from claims.schedule import capped_looks
 from claims.store import RunStore
 from tests.claims_example.fake import LOG_ENV, SLEEP_ENV, fake_recipe, fake_run
 from tricks.recipe import RunResult
@@ -107,7 +108,8 @@ def test_looks_are_capped_by_the_seed_budget():
 
 INTERRUPTED = textwrap.dedent("""
     import sys
-    from claims.schedule import Job, LocalExecutor, Scheduler
+    from claims.executors import Job, LocalExecutor
+    from claims.schedule import Scheduler
     from claims.store import RunStore
     from tests.claims_example.fake import fake_recipe, fake_run
 

@@ -254,7 +254,8 @@ def test_two_processes_hammering_the_store_train_each_run_once(tmp_path):
 
 SUITE = textwrap.dedent("""
     import sys
-    from claims.schedule import Job, LocalExecutor, Scheduler
+    from claims.executors import Job, LocalExecutor
+    from claims.schedule import Scheduler
     from claims.store import RunStore
     from tests.claims_example.fake import fake_recipe, fake_run
 

@@ -218,7 +218,7 @@ def session_dict(session: Session, argv: Sequence[str]) -> dict[str, Any]:
 
 def write_json(session: Session, argv: Sequence[str], path: str) -> None:
     """Write `session_dict` to `path`, whole or not at all (a temporary file renamed into place)."""
-    from tricks.jsonfile import write_atomic
+    from tricks.plain import write_atomic
 
     p = Path(path).expanduser()
     try:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tricks.plain import cache_dir, one_line
+from tricks.plain import cache_dir, one_line, write_atomic
 
 __all__ = ["DataError", "CifarArrays", "load_cifar10", "dataset_digest", "channel_stats", "CIFAR10_CLASSES",
            "arrays_digest"]
@@ -550,11 +550,5 @@ def _read_digest(entry: Path) -> str | None:
 
 def _write_digest(entry: Path, d: dict[str, Any]) -> None:
     """Record the entry's digest and source beside it, atomically, for `dataset_digest`."""
-    meta = entry.with_suffix(".json")
-    tmp = meta.with_name(f".{meta.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps({"format": CACHE_FORMAT, "digest": d["digest"], "source": d["source"]}))
-        os.replace(tmp, meta)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    write_atomic(entry.with_suffix(".json"),
+                 json.dumps({"format": CACHE_FORMAT, "digest": d["digest"], "source": d["source"]}))

@@ -186,9 +186,9 @@ def write(result: Check, path: Path = FILE) -> list[str]:
              "Regenerate with `nox -s fingerprints` when tests/test_fingerprint.py says a recipe's numbers moved.")
     text = json.dumps({"about": about, "rtol": RTOL, "atol": ATOL, "recipes": recipes}, separators=(",", ":"),
                       sort_keys=True)
-    tmp = Path(path).with_suffix(".tmp")
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
+    from tricks.plain import write_atomic  # here, not at the top: `rekey` runs this module over old checkouts
+
+    write_atomic(Path(path), text + "\n")
     _load.cache_clear()
     return changed
 

@@ -8,7 +8,6 @@ never sees half of it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -62,18 +61,3 @@ def check_target(target: str, protected: Mapping[str, str | os.PathLike | None])
     if not os.access(parent, os.W_OK):
         raise JsonTargetError(f"--json {target}: folder {parent} is not writable")
     return p
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder renamed into place (OSError on failure,
-    with the earlier file, if any, left whole and no temporary file behind)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

@@ -6,6 +6,7 @@ Importing this module imports nothing beyond the standard library.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import numbers
@@ -71,3 +72,18 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder renamed into place (OSError on failure,
+    with the earlier file, if any, left whole and no temporary file behind)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tricks.plain import write_atomic
+
 SUMMARY_START = "<!-- claims-summary:start -->"
 SUMMARY_END = "<!-- claims-summary:end -->"
 LATEST = "latest"  # the copy of the newest report in a reports folder
@@ -45,9 +47,7 @@ def publish(body: str, readme: str | Path | None, markers: tuple[str, str], reco
     if record is not None:
         out = Path(record)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(record_text)
-        tmp.replace(out)
+        write_atomic(out, record_text)
     if readme is not None:
         replace_block(readme, *markers, body)
 

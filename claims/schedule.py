@@ -354,16 +354,8 @@ class Scheduler:
         tell = tell or _silent
         wants = {(j.recipe.key, int(j.seed)): j for j in jobs}
         need = [p for p in wants if p not in self.results and p not in self.failures]
-        again: list[tuple[str, int]] = []  # stored, but not usable here: trained again, not stored
-        if self.store is not None:
-            for p, run in self.store.get_many(need, self.profile, self.version).items():
-                why = unfit(run) if unfit is not None else None
-                if why is None:
-                    self.results[p] = run
-                    tell("cached", wants[p], run)
-                else:
-                    again.append(p)
-                    tell("unfit", wants[p], why)
+        # stored, but not usable here: trained again, not stored
+        again = [] if self.store is None else self._take_stored(need, wants, unfit, tell, "cached")
         need = [p for p in need if p not in self.results]
         if not need:
             return
@@ -371,26 +363,21 @@ class Scheduler:
             if self.store is None:
                 self._train([wants[p] for p in need], bar, tell, keep=False)
                 return
-            fresh = [p for p in need if p not in set(again)]
+            skip = set(again)
+            fresh = [p for p in need if p not in skip]
             mine = [p for p in fresh if self.store.claim_run(*p, self.profile, self.version(p[0]))]
-            theirs = [p for p in fresh if p not in set(mine)]
+            taken = set(mine)
+            theirs = [p for p in fresh if p not in taken]
             self._train([wants[p] for p in mine], bar, tell)
             self._train([wants[p] for p in again], bar, tell, keep=False)
             told: set[tuple[str, int]] = set()
             while theirs:  # leased by another live process: wait for its results, take over its stale leases
-                again = []
-                for p, run in self.store.get_many(theirs, self.profile, self.version).items():
-                    why = unfit(run) if unfit is not None else None
-                    if why is None:
-                        self.results[p] = run
-                        bar.advance(1)
-                        tell("taken", wants[p], run)
-                    else:
-                        again.append(p)
-                        tell("unfit", wants[p], why)
-                theirs = [p for p in theirs if p not in self.results and p not in set(again)]
+                again = self._take_stored(theirs, wants, unfit, tell, "taken", bar)
+                skip = set(again)
+                theirs = [p for p in theirs if p not in self.results and p not in skip]
                 retry = [p for p in theirs if self.store.claim_run(*p, self.profile, self.version(p[0]))]
-                theirs = [p for p in theirs if p not in set(retry)]
+                taken = set(retry)
+                theirs = [p for p in theirs if p not in taken]
                 self._train([wants[p] for p in retry], bar, tell)
                 self._train([wants[p] for p in again], bar, tell, keep=False)
                 if theirs and not retry and not again:
@@ -399,6 +386,24 @@ class Scheduler:
                             told.add(p)
                             tell("waiting", wants[p], None)
                     time.sleep(self.poll_s)
+
+    def _take_stored(self, pairs: list[tuple[str, int]], wants: dict[tuple[str, int], Job],
+                     unfit: Callable[[RunResult], str | None] | None, tell: Callable[[str, Job, Any], None],
+                     event: str, bar: RoundProgress | None = None) -> list[tuple[str, int]]:
+        """Take the stored runs of `pairs` into `self.results` (telling `event`, counting them on `bar`); returns the
+        pairs whose stored run `unfit` rejects (told "unfit"), to be trained again without storing."""
+        rejected = []
+        for p, run in self.store.get_many(pairs, self.profile, self.version).items():
+            why = unfit(run) if unfit is not None else None
+            if why is None:
+                self.results[p] = run
+                if bar is not None:
+                    bar.advance(1)
+                tell(event, wants[p], run)
+            else:
+                rejected.append(p)
+                tell("unfit", wants[p], why)
+        return rejected
 
     def _workers(self) -> int:
         return max(1, int(getattr(self.executor, "workers", 1) or 1))

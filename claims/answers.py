@@ -264,13 +264,24 @@ def bound(x: float | None) -> str:
     return "−∞" if x is None or x == -math.inf else ("+∞" if x == math.inf else f"{x:+.2f}")
 
 
+_COUNTED = {"agree": "{n} agree", "contradictory verdicts": "{n} contradict it (SUPPORTED against REFUTED)",
+            "opposite sign": "{n} with the opposite sign",
+            "same sign, different verdict": "{n} with the same sign but a different verdict",
+            "different verdict": "{n} with a different verdict", "pending": "{n} pending"}
+
+
+def _counted(agreement_class: str, n: int) -> str:
+    """'11 agree', '1 contradict it (...)': an agreement class with its count, worded to read right for any count."""
+    return _COUNTED.get(agreement_class, "{n} " + agreement_class).format(n=n)
+
+
 def comparison_summary(table: Sequence[Row]) -> str:
     """How the proxy compares with the published recipes, in figures: verdicts so far and their agreement, and where
     both have a mean difference, how often its sign differs and how much larger the proxy's is (median ratio)."""
     decided = [r for r in table if r.paper.final]
     classes = Counter(r.agreement for r in decided if r.agreement != "no proxy verdict")
     text = (f"{len(decided)} of {len(table)} claims have a verdict on the published recipes"
-            + ("; beside the proxy's verdicts: " + ", ".join(f"{v} {k}" for k, v in classes.most_common())
+            + ("; beside the proxy's verdicts: " + ", ".join(_counted(k, v) for k, v in classes.most_common())
                if classes else "") + ".")
     both = [r for r in table if r.paper.mean is not None and r.proxy is not None and r.proxy.mean is not None
             and not r.proxy.off]

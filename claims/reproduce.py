@@ -25,7 +25,6 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from claims.record import latest_per_seed, run_entry
 from claims.report.readme import md_cell, publish, run_writer
 from claims.stats import prediction_half_width
 from claims.store import RunStore, StoreError, default_store_path
-from tricks.plain import finite
+from tricks.plain import finite, utc_stamp
 from tricks.recipe import RunResult
 from tricks.recipes import get_recipe, recipe_source
 
@@ -392,7 +391,7 @@ def table_markdown(rows: Sequence[Row], code_version: str | None = None, generat
              "published in [min, max] | note |",
              "| --- | ---: | --- | ---: | --- | ---: | ---: | --- | --- |"]
     lines += ["| " + " | ".join(row_cells(r)) + " |" for r in rows]
-    text = "\n".join(lines + ["", footer(rows, code_version, generated or _now())]) + "\n"
+    text = "\n".join(lines + ["", footer(rows, code_version, generated or utc_stamp())]) + "\n"
     return text + ("\n" + claims_markdown(claims) if claims else "")
 
 
@@ -450,10 +449,6 @@ def open_store(path: str | os.PathLike) -> RunStore:
     return RunStore(p)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m claims.reproduce`: the reproduction table, into docs/reproduction.md and a JSON record."""
     ap = argparse.ArgumentParser(prog="python -m claims.reproduce", description=main.__doc__)
@@ -475,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    generated = _now()
+    generated = utc_stamp()
     rows = build_rows(runs)
     claims = judge_paper_only(runs)
     table = table_markdown(rows, args.code_version, generated, claims)

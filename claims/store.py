@@ -342,11 +342,6 @@ class RunStore:
         except (sqlite3.OperationalError, StoreError):
             pass
 
-    def release_all(self) -> int:
-        """Drop every lease this store object holds; returns how many."""
-        with self._tx() as con:
-            return con.execute("DELETE FROM leases WHERE owner_token=?", (self.owner_token,)).rowcount
-
     def leases(self) -> list[dict[str, Any]]:
         """Every lease, with its owner and whether it is stale."""
         rows = self._con().execute("SELECT recipe_key, seed, profile, code_version, owner_pid, owner_host, "

@@ -194,5 +194,11 @@ def test_the_table_says_in_figures_how_the_proxy_compares_with_the_published_rec
     text = comparison_summary(table)
     assert text.startswith("1 of 3 claims have a verdict on the published recipes; beside the proxy's verdicts: "
                            "1 agree.")
+    many = [row(c, Status("SUPPORTED", 5, 2.0, 0.5, 3.5, final=True), Status("REFUTED", 5, -1.0, final=True))
+            for c in "DE"] + [row("F", Status("REFUTED", 8, 1.0, final=True), Status("INCONCLUSIVE", 3, -1.0,
+                                                                                      final=True))]
+    assert comparison_summary(many).startswith("3 of 3 claims have a verdict on the published recipes; beside the "
+                                               "proxy's verdicts: 2 contradict it (SUPPORTED against REFUTED), "
+                                               "1 with the opposite sign.")
     assert "(2 claims, the paper's at 3-5 seeds so far), the proxy's has the opposite sign in 1 and is 3.5× the " \
            "paper's in size (median)" in text

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ def finite(x: Any) -> Any:
     if isinstance(x, enum.Enum):
         return finite(x.value)
     return x
+
+
+def utc_stamp() -> str:
+    """Now, in UTC, to the second (2026-12-07T18:36:46Z): the time stamp of reports and of the paper record."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def say(text: str) -> None:

@@ -12,12 +12,12 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from claims.answers import DISAGREE, paper_column, paper_note, status_of
 from claims.schedule import Compute, PilotResult, Scheduler
 from claims.stats import multiplicity
+from tricks.plain import utc_stamp
 from tricks.recipe import CODE_VERSION, PROFILES, Recipe, RunResult
 
 PIPELINE_PROFILES = ("smoke",)  # profiles whose barely trained models test the pipeline, not the claims
@@ -68,7 +68,7 @@ class SuiteReport:
     total: Compute = field(default_factory=Compute)
     wall_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
-    created: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    created: str = field(default_factory=utc_stamp)
     not_runnable: list[Any] = field(default_factory=list)  # claims.declare.NotRunnable: id, source, quote, reason
     # claim id -> its standing on the published recipes (claims.answers.Status), beside a proxy profile's verdicts
     paper: dict[str, Any] = field(default_factory=dict)

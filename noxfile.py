@@ -44,11 +44,13 @@ def bench(session: nox.Session) -> None:
 def readme(session: nox.Session) -> None:
     """Copy the latest claims report's summary table into docs/results.md (`-- REPORT_DIR` for another report; a
     smoke report never replaces a default or paper one), and the answer table (published recipes beside the proxy)
-    into the README's answers block, then the method cards docs/tricks/<name>.md."""
+    into the README's answers block, then the method cards docs/tricks/<name>.md and the paper campaign's standing in
+    docs/campaign.md."""
     session.run(PY, "-m", "claims.report", *(session.posargs or ["reports"]), "--readme", "docs/results.md")
     # the answer table: the paper column from the committed record, the proxy column from a default report
     session.run(PY, "-m", "claims.answers", "--proxy-from", *(session.posargs or ["reports"]), "--readme", "README.md")
     session.run(PY, "-m", "claims.cards")  # docs/tricks/<name>.md from the registry and those verdicts
+    session.run(PY, "-m", "claims.standing", "--doc", "docs/campaign.md")  # where the paper campaign stands
 
 
 # the paper campaign's order: the user's own examples (doc 001) first, then doc 003, doc 002 without its K-means arms,

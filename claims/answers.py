@@ -115,33 +115,60 @@ def _pp(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else round(100 * x, 2)
 
 
-def judge_paper(claim: Any, by_key: dict[str, dict[int, RunResult]],
-                device_has_gpu: bool = False) -> tuple[Any, int, str | None]:
-    """The claim as the suite would judge it under the paper profile from these runs, without training: the decision
-    at the latest look whose seeds every arm has (None before the first look), that look's n, and the off-profile
-    reason when the profile cannot judge it here. GPU-sized arms with every run present (trained on a GPU) count."""
+@dataclass
+class PaperPlan:
+    """A claim as the paper profile runs it from a set of runs: its arms' keys, its looks (capped), how many leading
+    seeds every arm has, or why the profile cannot judge it on this machine (`off`)."""
+    claim: Any
+    keys: list[str]
+    looks: list[int]
+    have: int
+    gpu: bool = False
+    off: str | None = None
+
+    @property
+    def done(self) -> int:
+        """The latest look every arm has the seeds of (0 before the first)."""
+        return max((n for n in self.looks if n <= self.have), default=0)
+
+
+def paper_plan(claim: Any, by_key: dict[str, dict[int, RunResult]], device_has_gpu: bool = False) -> PaperPlan:
+    """The claim gated for the paper profile (GPU-sized arms with every run present, trained on a GPU, count) and how
+    far its arms' runs reach."""
     from claims.schedule import DEFAULT_SEEDS, capped_looks
-    from claims.verdict import gate, judge
+    from claims.verdict import gate
 
     profile = PROFILES["paper"]
     looks = capped_looks(claim.looks, profile.max_seeds, len(DEFAULT_SEEDS))
     g = gate(claim, profile.name, device_has_gpu, lambda c: all(
         s in by_key.get(r.key, {}) for r in c.recipes() if r.gpu_sized for s in DEFAULT_SEEDS[:looks[-1]]))
     if g.off is not None:
-        return None, 0, g.off
-    claim, device_has_gpu = g.claim, g.gpu
-    keys = list(dict.fromkeys(r.key for r in claim.recipes()))
+        return PaperPlan(claim, [], looks, 0, off=g.off)
+    keys = list(dict.fromkeys(r.key for r in g.claim.recipes()))
     have = 0
     for s in DEFAULT_SEEDS:
         if not all(s in by_key.get(k, {}) for k in keys):
             break
         have += 1
-    done = [n for n in looks if n <= have]
-    if not done:
-        return None, have, None
-    n = done[-1]
-    results = {k: {s: by_key[k][s] for s in DEFAULT_SEEDS[:n]} for k in keys}
-    return judge(claim, results, last_look=n == looks[-1], device_has_gpu=device_has_gpu, looks=looks), n, None
+    return PaperPlan(g.claim, keys, looks, have, g.gpu)
+
+
+def judge_paper(claim: Any, by_key: dict[str, dict[int, RunResult]],
+                device_has_gpu: bool = False) -> tuple[Any, int, str | None]:
+    """The claim as the suite would judge it under the paper profile from these runs, without training: the decision
+    at the latest look whose seeds every arm has (None before the first look), that look's n, and the off-profile
+    reason when the profile cannot judge it here."""
+    from claims.schedule import DEFAULT_SEEDS
+    from claims.verdict import judge
+
+    plan = paper_plan(claim, by_key, device_has_gpu)
+    if plan.off is not None:
+        return None, 0, plan.off
+    if not (n := plan.done):
+        return None, plan.have, None
+    results = {k: {s: by_key[k][s] for s in DEFAULT_SEEDS[:n]} for k in plan.keys}
+    return judge(plan.claim, results, last_look=n == plan.looks[-1], device_has_gpu=plan.gpu,
+                 looks=plan.looks), n, None
 
 
 def paper_status(claim: Any, runs: Sequence[RunResult], device_has_gpu: bool = False) -> Status:

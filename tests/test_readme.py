@@ -93,6 +93,10 @@ def test_the_generated_blocks_live_in_docs_where_their_commands_write():
     assert "<!-- claims-summary:start -->" in (ROOT / "docs" / "results.md").read_text()
     nox = (ROOT / "noxfile.py").read_text()
     assert '"--readme", "docs/results.md"' in nox and '"--readme", "docs/reproduction.md"' in nox
+    from claims import standing
+
+    assert standing.START in (ROOT / "docs" / "campaign.md").read_text()
+    assert '"claims.standing", "--doc", "docs/campaign.md"' in nox
 
 
 def test_the_readmes_python_example_trains_a_plain_fastai_learner(tmp_path, monkeypatch):

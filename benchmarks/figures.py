@@ -92,6 +92,35 @@ def _load() -> str:
         return "?"
 
 
+def niced_cpu_s(proc: Path = Path("/proc"), min_nice: int = 10) -> dict[int, float] | None:
+    """CPU seconds so far of every process running at nice >= `min_nice` (background work such as the paper
+    campaign), by pid, from /proc; None where there is no /proc (not Linux)."""
+    if not (proc / "self" / "stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[int, float] = {}
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        # after the name: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime
+        # cstime priority nice ...
+        if len(fields) > 16 and int(fields[16]) >= min_nice:
+            out[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def background_share(before: dict[int, float] | None, after: dict[int, float] | None, wall_s: float) -> str:
+    """How much CPU the niced background took while the commands ran: ', background work at nice >= 10 took N
+    CPU-s of the cores' M' (nothing where /proc is missing)."""
+    if before is None or after is None:
+        return ""
+    used = sum(t - before.get(pid, 0.0) for pid, t in after.items())
+    return f"; background work at nice ≥ 10 took {used:,.0f} CPU-s of the {os.cpu_count()} cores' " \
+           f"{wall_s * (os.cpu_count() or 1):,.0f}"
+
+
 def _dur(s: float) -> str:
     m, sec = divmod(round(s), 60)
     return f"{m} min {sec} s" if m else f"{s:.1f} s"
@@ -101,12 +130,14 @@ def _cell(cmd: Command) -> str:
     return f"`{cmd.shown}`" if cmd.shown.startswith("python ") else cmd.shown
 
 
-def block(timings: Sequence[Timing], when: str, where: str, load: tuple[str, str], data: str) -> str:
-    """The markdown between the timings markers: date, machine, load, data, then one row a command."""
+def block(timings: Sequence[Timing], when: str, where: str, load: tuple[str, str], data: str,
+          background: str = "") -> str:
+    """The markdown between the timings markers: date, machine, load (and what niced background work took), data,
+    then one row a command."""
     rows = [f"| {_cell(t.command)} | {_dur(t.wall_s)} | {t.rc} |" for t in timings]
     return "\n".join([
-        f"Measured {when} by `nox -s figures` on {where}; load average {load[0]} before, {load[1]} after; "
-        f"data {data}; every command from an empty run store, one thread a run.",
+        f"Measured {when} by `nox -s figures` on {where}; load average {load[0]} before, {load[1]} after"
+        f"{background}; data {data}; every command from an empty run store, one thread a run.",
         "",
         "| command | wall time | exit code |",
         "| --- | ---: | ---: |",
@@ -136,10 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --only {unknown[0]} is not one of {', '.join(sorted(keys))}", file=sys.stderr)
         return 2
     selected = [c for c in every if args.only is None or c.key in args.only]
-    before = _load()
+    before, niced = _load(), niced_cpu_s()
+    t0 = time.perf_counter()
     timings = measure(selected)
+    share = background_share(niced, niced_cpu_s(), time.perf_counter() - t0)
     text = block(timings, dt.date.today().isoformat(), machine(), (before, _load()),
-                 os.environ.get("TRICKS_DATA", "fastai's CIFAR-10 download"))
+                 os.environ.get("TRICKS_DATA", "fastai's CIFAR-10 download"), share)
     print(text)
     if not args.dry_run:
         sys.path.insert(0, str(ROOT))

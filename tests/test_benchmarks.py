@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -115,3 +116,32 @@ def test_figures_writes_each_quoted_commands_time_with_date_and_machine_between_
     assert figures.START in (ROOT / "docs" / "performance.md").read_text()
     assert "benchmarks/figures.py" in (ROOT / "noxfile.py").read_text()  # nox -s figures
     assert figures.main(["--only", "nonsense"]) == 2
+
+
+def test_figures_says_how_much_cpu_niced_background_work_took_while_it_measured(tmp_path):
+    """The load average counts the campaign at nice 19 like any other load; the line says what it actually took."""
+    figures = _load("figures")
+    proc = tmp_path / "proc"
+
+    def stat(pid: int, name: str, utime: int, stime: int, nice: int) -> None:
+        (proc / str(pid)).mkdir(parents=True, exist_ok=True)
+        rest = ["R", "1", "1", "1", "0", "-1", "0", "0", "0", "0", "0", str(utime), str(stime), "0", "0", "39",
+                str(nice), "1"]
+        (proc / str(pid) / "stat").write_text(f"{pid} ({name}) " + " ".join(rest) + "\n")
+
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "stat").write_text("1 (x) R\n")
+    tick = os.sysconf("SC_CLK_TCK")
+    stat(10, "python) trainer", 10 * tick, 0, 19)  # a ')' in the name: parsed from the last one
+    stat(11, "pytest", 50 * tick, 0, 0)  # the measured command itself: not background
+    before = figures.niced_cpu_s(proc)
+    assert before == {10: 10.0}
+    stat(10, "python) trainer", 25 * tick, 5 * tick, 19)
+    stat(12, "new worker", 3 * tick, 0, 10)
+    after = figures.niced_cpu_s(proc)
+    line = figures.background_share(before, after, 100.0)
+    assert line == f"; background work at nice ≥ 10 took 23 CPU-s of the {os.cpu_count()} cores' " \
+                   f"{100 * os.cpu_count():,}"
+    assert figures.niced_cpu_s(tmp_path / "nothing") is None and figures.background_share(None, after, 1.0) == ""
+    text = figures.block([], "2026-12-07", "cpu", ("2.0", "2.1"), "tiny", line)
+    assert "load average 2.0 before, 2.1 after; background work at nice ≥ 10 took 23 CPU-s" in text

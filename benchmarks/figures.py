@@ -3,7 +3,8 @@ with the date and the machine between the timings markers of docs/performance.md
 
 Each command runs in a fresh interpreter from an empty temporary run store (nothing cached), with `TRICKS_DATA` as
 set (else fastai's download), one after another: `--list`, the README's `--cb BnFreeze`, a smoke `--compare --seeds
-5`, and the README's Python example (its block, run as written). The machine line names the CPU, its cores, the
+5`, the README's Python example (its block, run as written), `nox -s tests` and the smoke claims suite (its report in
+the temporary folder). The machine line names the CPU, its cores, the
 GPU if any, torch, and the load average before and after, since the times are wall times on whatever else runs.
 
     python benchmarks/figures.py                      # measure all, write docs/performance.md
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- timings:start -->", "<!-- timings:end -->"
 APPLY = [sys.executable, "-m", "tricks.apply"]
+TMP = "{tmp}"  # in a command's argv: the temporary folder it runs beside (its run store's folder)
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ def commands() -> list[Command]:
                 (*APPLY, "--cb", "dropout_conv:p=0.3", "--compare", "--seeds", "5", "--profile", "smoke",
                  "--quiet")),
         Command("example", "the README's Python example", (sys.executable, "-c", readme_example())),
+        Command("tests", "nox -s tests", (sys.executable, "-m", "nox", "-s", "tests")),
+        Command("smoke", "nox -s claims -- --profile smoke",
+                (sys.executable, "-m", "nox", "-s", "claims", "--", "--profile", "smoke", "--report-dir", TMP)),
     ]
 
 
@@ -67,8 +72,9 @@ class Timing:
 def run_command(cmd: Command, store: Path) -> Timing:
     """Run one command from an empty run store; its wall time and exit code."""
     env = {**os.environ, "TRICKS_STORE": str(store), "PYTHONPATH": str(ROOT)}
+    argv = [a.replace(TMP, str(store.parent)) for a in cmd.argv]
     t0 = time.perf_counter()
-    rc = subprocess.run(list(cmd.argv), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    rc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL).returncode
     return Timing(cmd, time.perf_counter() - t0, rc)
 
@@ -127,7 +133,7 @@ def _dur(s: float) -> str:
 
 
 def _cell(cmd: Command) -> str:
-    return f"`{cmd.shown}`" if cmd.shown.startswith("python ") else cmd.shown
+    return cmd.shown if cmd.key == "example" else f"`{cmd.shown}`"  # commands as code, the example in words
 
 
 def block(timings: Sequence[Timing], when: str, where: str, load: tuple[str, str], data: str,
@@ -157,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python benchmarks/figures.py", description=__doc__.split("\n")[0])
     ap.add_argument("--doc", default=str(DOC), help=f"the file whose timings block is replaced (default {DOC})")
     ap.add_argument("--only", action="append", default=None, metavar="KEY",
-                    help="measure only these commands (list, bnfreeze, compare, example)")
+                    help="measure only these commands (list, bnfreeze, compare, example, tests, smoke)")
     ap.add_argument("--dry-run", action="store_true", help="print the block, write nothing")
     args = ap.parse_args(argv)
     every = commands()

@@ -84,14 +84,19 @@ def test_gpu_checks_resnet9_step_skips_without_cuda_and_runs_a_cut_down_path_wit
     assert "CPU path check only" in capsys.readouterr().out
 
 
-def test_figures_writes_each_quoted_commands_time_with_date_and_machine_between_its_markers(tmp_path):
+def test_figures_writes_each_quoted_commands_time_with_date_and_machine_between_its_markers(tmp_path, monkeypatch):
     """The docs' timings went stale because they were typed by hand; `nox -s figures` writes them."""
     figures = _load("figures")
     cmds = figures.commands()
-    assert [c.key for c in cmds] == ["list", "bnfreeze", "compare", "example"]
+    assert [c.key for c in cmds] == ["list", "bnfreeze", "compare", "example", "tests", "smoke"]
     readme = (ROOT / "README.md").read_text()
-    for c in cmds[:3]:
+    for c in cmds[:3] + cmds[4:]:
         assert c.shown in readme, c.shown  # the commands the README quotes, as it quotes them
+    seen = []
+    monkeypatch.setattr(figures.subprocess, "run", lambda argv, **kw: seen.append(argv) or
+                        figures.subprocess.CompletedProcess(argv, 0))
+    assert figures.run_command(cmds[5], tmp_path / "runs.sqlite").rc == 0  # the smoke report: beside its store
+    assert seen[0][-2:] == ["--report-dir", str(tmp_path)] and not any("{tmp}" in a for a in seen[0])
     assert "learn.fit(" in cmds[3].argv[-1]  # the README's own Python block
     fake = {c.key: (3.0 + i, 0) for i, c in enumerate(cmds)}
     stores = []

@@ -1,10 +1,16 @@
-"""tricks.plain: the JSON-safe copy, the one-line exception text and the cache folders."""
+"""tricks.plain: the JSON-safe copy, the one-line exception text, the cache folders and the session group's CPU
+priority."""
 
 from __future__ import annotations
 
 import enum
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from tricks.plain import cache_dir, finite, one_line, user_cache_dir
 
@@ -40,3 +46,24 @@ def test_the_cache_folder_is_tricks_cache_else_tricks_in_the_user_cache(tmp_path
     assert cache_dir() == tmp_path / "tc"
     monkeypatch.delenv("TRICKS_CACHE")
     assert cache_dir() == user_cache_dir() / "tricks"
+
+
+def test_autogroup_nice_sets_the_session_groups_priority_and_returns_the_old_one(tmp_path):
+    from tricks.plain import autogroup_nice
+
+    fake = tmp_path / "autogroup"
+    fake.write_text("/autogroup-61 nice 0\n")
+    assert autogroup_nice(19, fake) == 0 and fake.read_text() == "19\n"
+    assert autogroup_nice(19, tmp_path / "missing") is None  # not Linux, or no autogroup
+    fake.write_text("garbage\n")
+    assert autogroup_nice(19, fake) is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no Linux autogroup here")
+def test_autogroup_nice_lowers_a_real_session_group():
+    """In a session of its own (as a campaign started with setsid), so the test runner's group is left alone."""
+    code = ("from pathlib import Path; from tricks.plain import autogroup_nice; "
+            "print(autogroup_nice(19), Path('/proc/self/autogroup').read_text().split()[-1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, start_new_session=True,
+                         check=True).stdout.split()
+    assert out[1] == "19" and out[0] != "None"

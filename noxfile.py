@@ -98,6 +98,9 @@ def fingerprints(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """The paper-profile runs in the store beside the published numbers: docs/reproduction.md + results/ record."""
+    """The paper-profile runs in the store beside the published numbers: docs/reproduction.md + results/ record; then
+    what the record feeds: the README's answer table and the campaign's standing in docs/campaign.md."""
     session.run(PY, "-m", "claims.reproduce", "--readme", "docs/reproduction.md", "--json",
                 "results/paper-reproduction.json", *session.posargs)
+    session.run(PY, "-m", "claims.answers", "--readme", "README.md")
+    session.run(PY, "-m", "claims.standing", "--doc", "docs/campaign.md")

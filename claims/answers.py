@@ -342,7 +342,8 @@ def notes(record_path: Path, proxy: dict[str, Any] | None, runs: Sequence[RunRes
     data = json.loads(record_path.read_text()) if record_path.exists() else {}
     devices = sorted({r.device for r in runs})
     rec = (f"Paper column: the engine on the {len(runs)} paper-profile runs of `{record_path}` (generated "
-           f"{data.get('generated', '?')}; {', '.join(devices) or 'no runs'}), written by `nox -s readme`.")
+           f"{data.get('generated', '?')}; {', '.join(devices) or 'no runs'}), written by `nox -s reproduce` (and "
+           "`nox -s readme`).")
     prox = ("Proxy column: none yet." if proxy is None else
             f"Proxy column: the default-profile report of {str(proxy.get('created') or '?')[:10]} "
             f"(code {proxy.get('code_version')}; {proxy.get('source')}).")

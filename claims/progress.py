@@ -59,11 +59,19 @@ class RoundProgress:
         self.recipes = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
         self._update()
 
-    def advance(self, k: int, *, wall_s: float | None = None, failed: bool = False) -> None:
+    def advance(self, k: int, *, wall_s: float | None = None, failed: bool = False, why: str = "") -> None:
+        """k more runs finished; a failed one says `why` at once (one line), not only in the report at the end: a
+        paper round runs for hours."""
         if k <= 0:
             return
         self.done += k
         self.failed += failed
+        if failed and why:
+            line = " ".join(why.split())
+            if self.plain is not None:
+                self.plain.print(f"[claims] {self.label}: {line}", markup=False, highlight=False, soft_wrap=True)
+            elif self.bar is not None:
+                self.bar.console.print(f"[claims] {self.label}: {line}", markup=False, highlight=False)
         if wall_s is not None:
             self.walls.append(wall_s)
         self._update()

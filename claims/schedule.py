@@ -425,7 +425,7 @@ class Scheduler:
                 self.failures[p] = out
                 if keep:
                     self.store.release(*p, self.profile, self.version(p[0]))
-                bar.advance(1, failed=True)
+                bar.advance(1, failed=True, why=str(out))
                 tell("done", job, out)
                 return
             self.results[p] = out  # before storing: a run the store cannot take (a full disk) is still shown

@@ -421,6 +421,24 @@ def test_off_a_terminal_progress_is_plain_lines_a_round_start_tenths_and_end(tmp
     assert len(middle) == len(set(middle)) <= 9  # at most one line a tenth, none repeated
 
 
+def test_a_failed_run_says_why_at_once_in_one_line_off_and_on_a_terminal():
+    """A paper round runs for hours: its log names a failed run and its error when it fails, not only at the end."""
+    import io
+
+    from rich.console import Console
+
+    from claims.progress import RoundProgress
+
+    why = "run of he2016/naive with seed 2 (paper) failed: RuntimeError: boom\n  at line 3"
+    for terminal in (False, True):
+        buf = io.StringIO()
+        with RoundProgress(True, 40, "round 1", Console(file=buf, force_terminal=terminal, width=300), 2) as bar:
+            bar.advance(1, failed=True, why=why)
+            shown = buf.getvalue()
+        assert "[claims] round 1: run of he2016/naive with seed 2 (paper) failed: RuntimeError: boom at line 3" \
+            in shown, (terminal, shown)
+
+
 def test_a_claim_is_judged_on_its_paired_noise_not_the_unpaired_a_a_pilot(tmp_path, call_log):
     # the fake runs share a 2 pp per-seed shift across recipes, as real paired runs share data order and subset: the
     # A/A pilot on disjoint seeds sees that shift (σ_d ≈ 2.8 pp), the claim's arms on shared seeds do not (≈ 0.4 pp)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claims.answers import DOCS, all_claims, judge_paper, paper_plan, source_of
+from claims.answers import DOCS, all_claims, judge_paper, off_label, paper_plan, paper_status, source_of
 from claims.record import RECORD, latest_per_seed, read
 from claims.report.readme import publish, run_writer
 from tricks.recipe import RunResult
@@ -80,9 +80,7 @@ def waiting_for(claim: Any, by_key: dict[str, dict[int, RunResult]], group: str)
 
 
 def standing(runs: Sequence[RunResult], claims: Sequence[Any] | None = None) -> list[Group]:
-    """One Group per document (and one for the cross claims), in document order, then a total named "all"."""
-    from claims.answers import off_label, paper_status
-
+    """One Group per document (and one for the cross claims), in document order."""
     claims = all_claims() if claims is None else claims
     by_key = latest_per_seed(runs)
     groups: dict[str, Group] = {}

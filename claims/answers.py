@@ -173,7 +173,11 @@ def judge_paper(claim: Any, by_key: dict[str, dict[int, RunResult]],
 
 def paper_status(claim: Any, runs: Sequence[RunResult], device_has_gpu: bool = False) -> Status:
     """The claim judged on the record's runs under the paper profile, as the suite's engine takes its looks."""
-    d, n, reason = judge_paper(claim, latest_per_seed(runs), device_has_gpu)
+    return judged_status(*judge_paper(claim, latest_per_seed(runs), device_has_gpu))
+
+
+def judged_status(d: Any, n: int, reason: str | None) -> Status:
+    """judge_paper's (decision, n, off-profile reason) as a Status."""
     if reason is not None:
         return Status(None, 0, reason=reason, off=off_label(reason))
     if d is None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from claims.answers import DOCS, all_claims, judge_paper, off_label, paper_plan, paper_status, source_of
+from claims.answers import DOCS, all_claims, judge_paper, judged_status, off_label, paper_plan, source_of
 from claims.record import RECORD, latest_per_seed, read
 from claims.report.readme import publish, run_writer
 from tricks.recipe import RunResult
@@ -32,7 +32,6 @@ _PREFIX_DOC = {short: doc for doc, short in DOCS.items()}
 class Waiting:
     """A claim without a paper verdict yet: the seeds every arm has, the look it waits for, what that look lacks."""
     id: str
-    group: str
     have: int
     next_look: int
     missing: list[tuple[str, str, int]]  # (recipe key, recipe name, seed)
@@ -59,16 +58,13 @@ def doc_of_recipe(name: str) -> str:
     return _PREFIX_DOC.get(name.split("/")[0], name.split("/")[0])
 
 
-def waiting_for(claim: Any, by_key: dict[str, dict[int, RunResult]], group: str) -> Waiting | None:
-    """What a claim without a paper verdict waits for: its next look and the (recipe, seed) runs that look lacks.
-    None when it has a verdict or the profile cannot judge it on this machine."""
+def waiting_for(claim: Any, by_key: dict[str, dict[int, RunResult]]) -> Waiting | None:
+    """What a claim without a final paper verdict waits for: its next look and the (recipe, seed) runs that look
+    lacks. None when the profile cannot judge it on this machine."""
     from claims.schedule import DEFAULT_SEEDS
 
     plan = paper_plan(claim, by_key)
     if plan.off is not None:
-        return None
-    d, _, _ = judge_paper(claim, by_key)
-    if d is not None and d.final:
         return None
     later = [n for n in plan.looks if n > plan.done]
     if not later:  # the last look judged but not final cannot happen (the last look decides); be safe
@@ -76,7 +72,7 @@ def waiting_for(claim: Any, by_key: dict[str, dict[int, RunResult]], group: str)
     names = {r.key: r.name for r in plan.claim.recipes()}
     missing = [(k, names.get(k, k), s) for k in plan.keys for s in DEFAULT_SEEDS[:later[0]]
                if s not in by_key.get(k, {})]
-    return Waiting(claim.id, group, plan.have, later[0], missing)
+    return Waiting(claim.id, plan.have, later[0], missing)
 
 
 def standing(runs: Sequence[RunResult], claims: Sequence[Any] | None = None) -> list[Group]:
@@ -87,12 +83,12 @@ def standing(runs: Sequence[RunResult], claims: Sequence[Any] | None = None) -> 
     for c in claims:
         g = groups.setdefault(group_of(c), Group(group_of(c)))
         g.claims += 1
-        st = paper_status(c, runs)
+        st = judged_status(*judge_paper(c, by_key))  # the record's latest run of each seed, read once above
         if st.off:
             g.off[st.off] += 1
         elif st.final:
             g.verdicts[st.verdict] += 1
-        elif (w := waiting_for(c, by_key, g.name)) is not None:
+        elif (w := waiting_for(c, by_key)) is not None:
             g.waiting.append(w)
         else:
             g.off[off_label(st.reason)] += 1

@@ -8,7 +8,6 @@ optimizer step and, for the Learners, every callback. An arm reports each step t
 
 from __future__ import annotations
 
-import platform
 import statistics
 import threading
 import time
@@ -27,13 +26,11 @@ def keep_heap() -> str:
     steps), none with this setting. The same as MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 in
     the environment of the process.
     """
-    import ctypes
-    import ctypes.util
+    from tricks.plain import glibc
 
-    name = ctypes.util.find_library("c")
-    if name is None or platform.libc_ver()[0] != "glibc":
+    libc = glibc()
+    if libc is None:
         return "not glibc: unchanged"
-    libc = ctypes.CDLL(name)
     m_trim_threshold, m_mmap_threshold = -1, -3  # from malloc.h
     ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1 and libc.mallopt(m_trim_threshold, 1 << 30) == 1
     return "mallopt M_MMAP_THRESHOLD=32MiB, M_TRIM_THRESHOLD=1GiB" if ok else "mallopt refused: unchanged"

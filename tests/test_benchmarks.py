@@ -150,3 +150,28 @@ def test_figures_says_how_much_cpu_niced_background_work_took_while_it_measured(
     assert figures.niced_cpu_s(tmp_path / "nothing") is None and figures.background_share(None, after, 1.0) == ""
     text = figures.block([], "2026-12-07", "cpu", ("2.0", "2.1"), "tiny", line)
     assert "load average 2.0 before, 2.1 after; background work at nice ≥ 10 took 23 CPU-s" in text
+
+
+def test_heap_benchmark_prints_each_arms_medians_and_ratios_to_glibcs_defaults(tmp_path, monkeypatch):
+    heap = _load("heap")
+    assert heap.parse_spec("he2016/naive:5") == ("he2016/naive", 5) and heap.parse_spec("x") == ("x", 1)
+    for bad in ("he2016/naive:five", "he2016/naive:0"):
+        with pytest.raises(SystemExit, match="heap benchmark"):
+            heap.parse_spec(bad)
+    walls = {"glibc": [10.0, 12.0], "trim": [11.0, 11.0], "mmap": [20.0, 22.0]}
+    peaks = {"glibc": [4000.0, 2000.0], "trim": [1000.0, 1000.0], "mmap": [900.0, 900.0]}
+    order = []
+
+    def fake(arm, name, epochs):
+        order.append(arm.key)
+        i = order.count(arm.key) - 1
+        return {"wall_s": walls[arm.key][i], "peak_mb": peaks[arm.key][i], "minflt": 100, "acc": 0.5}
+
+    monkeypatch.setattr(heap, "run_arm", fake)
+    results = heap.measure(["r:2"], rounds=2)
+    assert order == ["glibc", "trim", "mmap", "mmap", "trim", "glibc"]  # turns, reversed every other round
+    rows = heap.table(results)
+    trim = "| r:2 | HeapTrim every 100 batches (what `run` does) | 11.0 s | 1.00x | 1,000 MB | 0.33x | 100 | 0.5000 |"
+    assert trim in rows
+    assert "| r:2 | MALLOC_MMAP_THRESHOLD_=131072, no trim | 21.0 s | 1.91x | 900 MB | 0.30x | 100 | 0.5000 |" in rows
+    assert heap.START in (ROOT / "docs" / "performance.md").read_text()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tricks.plain import cache_dir, finite, one_line, user_cache_dir
+from tricks.plain import cache_dir, finite, glibc, one_line, user_cache_dir
 
 
 class Colour(enum.Enum):
@@ -67,3 +67,39 @@ def test_autogroup_nice_lowers_a_real_session_group():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, start_new_session=True,
                          check=True).stdout.split()
     assert out[1] == "19" and out[0] != "None"
+
+
+# a chunk of heap pinned between freed blocks: free() cannot give the blocks back by shrinking the heap's top
+_FRAGMENTED = """
+import ctypes, sys
+from tricks.plain import glibc, trim_heap
+libc = glibc()
+libc.malloc.restype = ctypes.c_void_p
+assert libc.mallopt(-3, 32 << 20) == 1  # M_MMAP_THRESHOLD at its most: 1 MB blocks from the heap, as torch's
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+blocks, pins = [], []
+for _ in range(200):
+    b = libc.malloc(1 << 20)
+    ctypes.memset(b, 1, 1 << 20)  # touched: resident
+    blocks.append(b)
+    pins.append(libc.malloc(100 << 10))  # from the top, after the block: nothing in the bins is this large
+for b in blocks:
+    libc.free(ctypes.c_void_p(b))
+before = rss_mb()
+print(trim_heap(), before - rss_mb())
+"""
+
+
+@pytest.mark.skipif(glibc() is None, reason="malloc_trim is glibc's")
+def test_trim_heap_gives_the_free_pages_inside_glibcs_heap_back():
+    """200 MB freed but stuck behind live chunks stay resident until the trim (in a process of its own)."""
+    out = subprocess.run([sys.executable, "-c", _FRAGMENTED], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "True" and float(out[1]) > 150
+
+
+def test_trim_heap_says_false_and_does_nothing_without_glibc(monkeypatch):
+    import tricks.plain as plain
+
+    monkeypatch.setattr(plain, "glibc", lambda: None)
+    assert plain.trim_heap() is False

@@ -421,3 +421,36 @@ def test_a_run_of_a_scaled_variant_carries_its_scaled_note(arrays):
     assert res.scaled == "tiny at a quarter width"
     assert RunResult.from_json(res.to_json()).scaled == res.scaled
     assert _run(replace(TINY, phases=(Phase("constant", 1, 0.05),)), 0, PLAIN, arrays).scaled == ""
+
+
+# ---------------------------------------------------------------------------------------------- heap
+
+
+class TrainBatches(Callback):
+    def __init__(self):
+        self.n = 0
+
+    def after_batch(self) -> None:
+        self.n += self.training
+
+
+def test_a_run_trims_the_heap_every_n_training_batches_and_after_each_fit_and_changes_no_number(arrays, monkeypatch):
+    import tricks.train as train
+
+    calls = []
+    monkeypatch.setattr(train, "trim_heap", lambda: calls.append(1) or True)
+    two_fits = replace(THREE, phases=(Phase("constant", 2, 1e-2), Phase("constant", 1, 1e-3)))
+    seen = TrainBatches()
+    trimmed = _run(two_fits, 0, PLAIN, arrays, trim_every=2, extra_cbs=(seen,))
+    assert seen.n >= 4 and len(calls) == seen.n // 2 + 2  # validation batches do not count; one more per fit
+    calls.clear()
+    plain = _run(two_fits, 0, PLAIN, arrays, trim_every=None)
+    assert calls == []
+    assert plain.acc_per_epoch == trimmed.acc_per_epoch and plain.train_loss_per_epoch == trimmed.train_loss_per_epoch
+
+
+def test_heap_trim_refuses_a_period_below_one_batch():
+    from tricks.train import HeapTrim
+
+    with pytest.raises(ValueError, match="every >= 1"):
+        HeapTrim(0)

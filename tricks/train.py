@@ -20,6 +20,7 @@ import fastai
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.callback.schedule import ParamScheduler
 from fastai.learner import AvgSmoothLoss, Learner
@@ -33,6 +34,7 @@ from tricks.catalog import get_trick
 from tricks.cifar import load_cifar10
 from tricks.loaders import TensorImageDL, cifar_dls, first_images, subsets
 from tricks.models import MODELS, build_model
+from tricks.plain import trim_heap
 from tricks.recipe import CODE_VERSION, Phase, Profile, Recipe, RunResult, get_profile, run_version
 from tricks.transforms import params_used
 
@@ -190,6 +192,28 @@ def _set_memory_format(dls: Any, fmt: Any) -> None:
             dl.memory_format = fmt
 
 
+class HeapTrim(Callback):
+    """Give glibc's free heap pages back to the system every `every` training batches and at the end of each fit
+    (`tricks.plain.trim_heap`; nothing where the C library is not glibc). It changes no number of the run.
+
+    `run` adds it: without it a dense net's run grows all along on glibc 2.36 (he2016/naive: 4.1 GB at the end of a
+    paper run, 990 MB with it; `benchmarks/heap.py` measures the cost)."""
+
+    def __init__(self, every: int = 100):
+        if every < 1:
+            raise ValueError(f"HeapTrim needs every >= 1 batch, not {every}")
+        self.every, self.batches = every, 0
+
+    def after_batch(self) -> None:
+        if self.training:
+            self.batches += 1
+            if self.batches % self.every == 0:
+                trim_heap()
+
+    def after_fit(self) -> None:
+        trim_heap()
+
+
 def _builder_params(name: str) -> set[str]:
     return set(inspect.signature(MODELS[name]).parameters) if name in MODELS else set()
 
@@ -207,10 +231,11 @@ def seed_everything(seed: int) -> None:
 
 def run(recipe: Recipe, seed: int, profile: Profile | str = "default", *, source: str | None = None,
         device: str | None = None, arrays: Any = None, extra_cbs: tuple = (), progress: bool = False,
-        channels_last: bool | None = None) -> RunResult:
+        channels_last: bool | None = None, trim_every: int | None = 100) -> RunResult:
     """Train `recipe` with `seed` under `profile` and return its RunResult; a diverged run is flagged, not raised.
 
     `channels_last` None lets `memory_format_for` choose the layout (the same for every run of a recipe on a device).
+    `trim_every`: give glibc's free heap pages back every so many training batches (`HeapTrim`; None: never).
     """
     prof = get_profile(profile)
     r = prof.scale(recipe)
@@ -224,6 +249,8 @@ def run(recipe: Recipe, seed: int, profile: Profile | str = "default", *, source
     dls = _loaders(r, data, seed, cut, dev)
     seed_everything(seed)  # after the data draw, so init and dropout do not depend on the loaders' internals
     learn = build_learner(r, dls, extra_cbs=tuple(extra_cbs), progress=progress, channels_last=channels_last)
+    if trim_every is not None:
+        learn.add_cb(HeapTrim(trim_every))
     if prof.curve_test is not None and len(dls.valid.x) > prof.curve_test and r.epochs > 1:
         learn.add_cb(ValidateSubsetUntil(first_images(dls.valid, prof.curve_test), r.epochs))
     n_params = params_used(learn.model, input_shape=(2, *data.x_train.shape[1:]))

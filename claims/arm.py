@@ -375,11 +375,12 @@ def run_arm(arm: LearnerArm, seed: int, profile: str = OWN_PROFILE, *, device: s
     import fastai.callback.schedule  # noqa: F401 -- patches Learner.fit_one_cycle
     import torch
 
-    from tricks.train import device_name, versions
+    from tricks.train import HeapTrim, device_name, versions
     from tricks.transforms import params_used
 
     t0 = time.perf_counter()
     learn = build(arm, seed, device)
+    learn.add_cb(HeapTrim())  # as in a recipe's run: the process's heap stays flat, no number changes
     if arm.fit is None:
         learn.fit_one_cycle(arm.epochs, arm.lr)
     else:

@@ -50,6 +50,15 @@ def test_the_version_changes_with_the_data_and_is_the_one_the_run_reports():
     assert res.code_version == arm_version(BASE) and res.recipe_key == BASE.key and res.profile == "own"
 
 
+def test_a_user_arms_run_trims_the_heap_like_a_recipes_run(monkeypatch):
+    import tricks.train as train
+
+    calls = []
+    monkeypatch.setattr(train, "trim_heap", lambda: calls.append(1) or True)
+    run_arm(BASE, 0)
+    assert calls  # at least at the end of the fit
+
+
 def test_a_claim_takes_user_arms_and_its_key_is_stable():
     c = Claim(id="u", source="me", quote="q", form="superiority", a=BASE.with_tricks("bn_before_relu"), b=BASE)
     assert c.key == Claim(id="u", source="me", quote="q", form="superiority", a=BASE.with_tricks("bn_before_relu"),

@@ -66,12 +66,10 @@ class RoundProgress:
             return
         self.done += k
         self.failed += failed
-        if failed and why:
-            line = " ".join(why.split())
-            if self.plain is not None:
-                self.plain.print(f"[claims] {self.label}: {line}", markup=False, highlight=False, soft_wrap=True)
-            elif self.bar is not None:
-                self.bar.console.print(f"[claims] {self.label}: {line}", markup=False, highlight=False)
+        console = self.plain if self.plain is not None else getattr(self.bar, "console", None)
+        if failed and why and console is not None:
+            console.print(f"[claims] {self.label}: {' '.join(why.split())}", markup=False, highlight=False,
+                          soft_wrap=True)
         if wall_s is not None:
             self.walls.append(wall_s)
         self._update()

@@ -204,6 +204,18 @@ class Row:
         return JPEG_WHY if below and any("jpeg" in (r.dataset or "").lower() for r in self.runs) else ""
 
 
+UNCLAIMED_SEEDS = 3  # the suite's first look: enough for the seed-noise check of a reproduction row
+
+
+def unclaimed() -> list[str]:
+    """The published recipes no claim of the suite trains (e.g. doc 002's 'Dropout' as the original ran it): the
+    campaign trains `UNCLAIMED_SEEDS` seeds of each with `tricks.apply`, so the reproduction table has their rows."""
+    from claims.answers import all_claims
+
+    claimed = {r.key for c in all_claims() for r in c.recipes()}
+    return list(dict.fromkeys(p.recipe for p in PUBLISHED if get_recipe(p.recipe).key not in claimed))
+
+
 def recipe_keys() -> dict[str, list[str]]:
     """Recipe key -> the published recipe names with that key (two names may share one, e.g. a bug's no-op arm)."""
     out: dict[str, list[str]] = {}
@@ -457,7 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--readme", default=README, help=f"README whose reproduce block is replaced (default {README})")
     ap.add_argument("--json", default=str(RECORD), help=f"where the run record goes (default {RECORD})")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--unclaimed", action="store_true",
+                    help="print the published recipes no claim trains, one a line (the campaign trains them), and stop")
     args = ap.parse_args(argv)
+    if args.unclaimed:
+        print("\n".join(unclaimed()))
+        return 0
     try:
         store = open_store(args.store or default_store_path())
         every = paper_runs(store, args.code_version, every=True)

@@ -387,3 +387,29 @@ def test_runs_of_an_earlier_code_version_are_judged_with_code_version_and_train_
     result.assert_outcomes(failed=1, passed=1)  # C004-2: needs a GPU, as above
     assert "not in the run store under the --code-version given" in result.stdout.str()
     assert "Traceback" not in result.stdout.str()
+
+
+def test_the_published_recipes_no_claim_trains_are_listed_for_the_campaign(capsys):
+    """Doc 002's 'Dropout' 55 % is the original's buggy mask, an arm no claim uses: the campaign trains it with
+    tricks.apply (`nox -s campaign`'s unclaimed step), or its reproduction row would stay "not run"."""
+    from claims.answers import all_claims
+
+    names = reproduce.unclaimed()
+    assert "he2016/dropout_p5@code" in names and "pal2021a/baseline@code" in names
+    claimed = {r.key for c in all_claims() for r in c.recipes()}
+    assert all(get_recipe(n).key not in claimed for n in names)
+    assert {"he2016/naive", "pal2021b/baseline", "pal2021a/dropout_conv@code"}.isdisjoint(names)  # claims train them
+    assert main(["--unclaimed"]) == 0 and capsys.readouterr().out.split() == names
+    nox = (Path(__file__).resolve().parents[1] / "noxfile.py").read_text()
+    assert '"claims.reproduce", "--unclaimed"' in nox and "UNCLAIMED_SEEDS" in nox
+
+
+def test_the_campaign_passes_its_store_to_the_unclaimed_runs_and_trains_them_after_doc_002():
+    spec = importlib.util.spec_from_file_location("noxfile_", Path(__file__).resolve().parents[1] / "noxfile.py")
+    nox_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nox_mod)
+    assert nox_mod._option(["--workers", "2", "--store", "s.sqlite"], "--store") == "s.sqlite"
+    assert nox_mod._option(["--store=t.sqlite"], "--store") == "t.sqlite"
+    assert nox_mod._option(["--workers", "2", "--store"], "--store") is None
+    steps = [s[0] for s in nox_mod.CAMPAIGN]
+    assert steps.index("unclaimed") == steps.index("claims/suite/test_he2016.py") + 1

@@ -136,12 +136,16 @@ def paper_plan(claim: Any, by_key: dict[str, dict[int, RunResult]], device_has_g
     """The claim gated for the paper profile (GPU-sized arms with every run present, trained on a GPU, count) and how
     far its arms' runs reach."""
     from claims.schedule import DEFAULT_SEEDS, capped_looks
-    from claims.verdict import gate
+    from claims.verdict import gate, gpu_pairs
 
     profile = PROFILES["paper"]
     looks = capped_looks(claim.looks, profile.max_seeds, len(DEFAULT_SEEDS))
-    g = gate(claim, profile.name, device_has_gpu, lambda c: all(
-        s in by_key.get(r.key, {}) for r in c.recipes() if r.gpu_sized for s in DEFAULT_SEEDS[:looks[-1]]))
+
+    def gpu_runs(c: Any) -> bool:
+        pairs = gpu_pairs(c, DEFAULT_SEEDS[:looks[-1]])
+        return bool(pairs) and all(s in by_key.get(k, {}) for k, s in pairs)
+
+    g = gate(claim, profile.name, device_has_gpu, gpu_runs)
     if g.off is not None:
         return PaperPlan(claim, [], looks, 0, off=g.off)
     keys = list(dict.fromkeys(r.key for r in g.claim.recipes()))

@@ -145,14 +145,14 @@ class Scheduler:
         return [(r, s) for r in claim.recipes() for s in self.seeds[:n]]
 
     def _gpu_runs_stored(self, claim: Any) -> bool:
-        """Whether a claim with GPU-sized arms (skipped on a CPU under the paper profile) has every run up to its
+        """Whether a claim with GPU-sized arms (skipped on a CPU under the paper profile) has their runs up to its
         last look in the store already (trained on a GPU, restored from the record): then it is judged on them, and
-        nothing is trained here."""
-        if not any(r.gpu_sized for r in claim.recipes()):
-            return False
-        pairs = [(r.key, s) for r, s in self.pairs_for(claim, capped_looks(claim.looks, self.max_seeds,
-                                                                            len(self.seeds))[-1])]
-        return not self.store.missing(pairs, self.profile, self.version)
+        only its other arms, if any, are trained here."""
+        from claims.verdict import gpu_pairs
+
+        last = capped_looks(claim.looks, self.max_seeds, len(self.seeds))[-1]
+        pairs = gpu_pairs(claim, self.seeds[:last])
+        return bool(pairs) and not self.store.missing(pairs, self.profile, self.version)
 
     def results_for(self, claim_id: str) -> dict[str, dict[int, RunResult]]:
         """The per-seed results of each arm of a claim, up to its latest look."""

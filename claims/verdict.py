@@ -161,6 +161,13 @@ def gate(claim: Claim, profile: str | None, device_has_gpu: bool,
     return Gate(claim, None if needs else off_profile(claim, profile, gpu), needs, gpu)
 
 
+def gpu_pairs(claim: Claim, seeds: Sequence[int]) -> list[tuple[str, int]]:
+    """(recipe key, seed) of each GPU-sized arm of the claim for each seed: the runs that, all present (trained on a
+    GPU, restored from the record), let a CPU session judge the claim (`gate`'s `gpu_runs`) and train its other arms.
+    Empty when the claim has no GPU-sized arm."""
+    return [(r.key, s) for r in dict.fromkeys(claim.recipes()) if r.gpu_sized for s in seeds]
+
+
 def judge_off_profile(claim: Claim, reason: str) -> Decision:
     """The final INCONCLUSIVE of a claim its profile cannot test here (`off_profile`'s reason): no run is made."""
     return _bare(claim, Verdict.INCONCLUSIVE, reason, final=True)

@@ -453,3 +453,23 @@ def test_a_claim_is_judged_on_its_paired_noise_not_the_unpaired_a_a_pilot(tmp_pa
     d = sched.run()["same"]
     assert d.verdict.value == "SUPPORTED" and d.n >= 3  # judged on its own runs
     assert any(k == twin.key for k, _ in _calls(call_log))
+
+
+def test_a_claim_with_gpu_runs_brought_back_trains_its_cpu_arms_here_under_paper(tmp_path, call_log):
+    """A cross claim pairs doc 004's ResNet9 (GPU-sized) with a CPU arm: once the GPU arm's runs are in the store
+    (trained on a GPU, restored from the record), a CPU session trains the CPU arm and judges the claim, as
+    `claims.answers` counts it waiting for those runs; it does not call it "needs a GPU"."""
+    from dataclasses import replace
+
+    gpu_arm = replace(fake_recipe("resnet9-like", 0.05), heavy=True)
+    cpu_arm, other = fake_recipe("cpu-arm"), fake_recipe("other", 0.01)
+    assert gpu_arm.gpu_sized and not cpu_arm.gpu_sized
+    _scheduler(tmp_path, [_claim("on-gpu", gpu_arm, other)], profile="paper", judge=ScriptedJudge({}), max_seeds=8,
+               device_has_gpu=True).run()  # the GPU session: all 8 seeds of the GPU arm (the paper cap)
+    assert sorted(s for k, s in _calls(call_log) if k == gpu_arm.key) == list(range(8)), _calls(call_log)
+    call_log.unlink()
+    d = _scheduler(tmp_path, [_claim("mixed", gpu_arm, cpu_arm)], profile="paper", max_seeds=8,
+                   judge=ScriptedJudge({"mixed": 3})).run()["mixed"]
+    assert d.verdict.value == "SUPPORTED" and d.n == 3, d.reason
+    calls = _calls(call_log)
+    assert sorted(s for k, s in calls if k == cpu_arm.key) == [0, 1, 2] and gpu_arm.key not in {k for k, _ in calls}

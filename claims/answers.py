@@ -90,7 +90,7 @@ class Status:
         if self.final and self.verdict:
             return self.verdict + (f", {why}" if (why := short_why(self.reason)) and self.verdict == "INCONCLUSIVE"
                                    else "")
-        return f"paper: {self.n} seeds so far" if self.n else "paper: no runs yet"
+        return f"paper: {self.n} seed{'s' if self.n != 1 else ''} so far" if self.n else "paper: no runs yet"
 
 
 def short_why(reason: str) -> str:

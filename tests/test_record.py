@@ -86,6 +86,7 @@ def test_a_claim_without_a_looks_worth_of_seeds_says_how_far_the_paper_campaign_
     runs = [result(n, s, a) for s in range(2) for n, a in (("pal2021b/residual", 0.77), ("pal2021b/baseline", 0.70))]
     st = paper_status(CLAIM, runs)
     assert st.verdict is None and st.n == 2 and not st.final and st.label == "paper: 2 seeds so far"
+    assert paper_status(CLAIM, runs[:2]).label == "paper: 1 seed so far"
 
 
 def test_a_clear_paper_effect_is_judged_by_the_engine_at_the_looks_the_record_allows():

@@ -106,7 +106,8 @@ def _train_unclaimed(session: nox.Session) -> None:
                         stderr=subprocess.DEVNULL).split()  # stdout only: fastai's import warns on stderr
     for name in names:
         session.run("nice", "-n", "19", PY, "-m", "tricks.apply", "--recipe", name, "--profile", "paper", "--seeds",
-                    str(UNCLAIMED_SEEDS), "--quiet", *(["--store", store] if store else []), env=DIE_WITH_NOX)
+                    str(UNCLAIMED_SEEDS), "--quiet", *(["--store", store] if store else []), env=DIE_WITH_NOX,
+                    success_codes=[0, 1])  # 1: a run diverged; it is stored and reported, the campaign goes on
 
 
 def _option(args: list[str], flag: str) -> str | None:

@@ -213,7 +213,10 @@ def unclaimed() -> list[str]:
     from claims.answers import all_claims
 
     claimed = {r.key for c in all_claims() for r in c.recipes()}
-    return list(dict.fromkeys(p.recipe for p in PUBLISHED if get_recipe(p.recipe).key not in claimed))
+    by_key: dict[str, str] = {}
+    for p in PUBLISHED:
+        by_key.setdefault(get_recipe(p.recipe).key, p.recipe)  # one name a key (two may share one): the first listed
+    return [name for key, name in by_key.items() if key not in claimed]
 
 
 def recipe_keys() -> dict[str, list[str]]:

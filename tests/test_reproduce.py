@@ -396,6 +396,7 @@ def test_the_published_recipes_no_claim_trains_are_listed_for_the_campaign(capsy
 
     names = reproduce.unclaimed()
     assert "he2016/dropout_p5@code" in names and "pal2021a/baseline@code" in names
+    assert "pal2021a/norm_inputs@code" not in names  # baseline@code's recipe under another name: trained once
     claimed = {r.key for c in all_claims() for r in c.recipes()}
     assert all(get_recipe(n).key not in claimed for n in names)
     assert {"he2016/naive", "pal2021b/baseline", "pal2021a/dropout_conv@code"}.isdisjoint(names)  # claims train them

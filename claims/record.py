@@ -33,6 +33,11 @@ from tricks.recipe import RunResult
 RECORD = Path("results") / "paper-reproduction.json"
 PROFILE = "paper"
 _RESULT_FIELDS = {f.name for f in fields(RunResult)}
+# fields that hold one of a few values in every run (the code, the dataset copy, the machine, the library versions):
+# the record lists each distinct value once under "shared" and a run holds its index there
+SHARED = ("code_version", "dataset", "device", "versions")
+# fields left out of a run's entry when they hold these (most runs): read back as these
+DEFAULTS: dict[str, Any] = {"also_named": [], "note": "", "scaled": "", "diverged": False}
 
 
 def latest_per_seed(runs: Iterable[RunResult]) -> dict[str, dict[int, RunResult]]:
@@ -76,10 +81,41 @@ def run_from_entry(entry: dict[str, Any]) -> RunResult:
     return RunResult(**d)
 
 
+def pack(entries: Iterable[dict[str, Any]]) -> tuple[dict[str, list[Any]], list[dict[str, Any]]]:
+    """Run entries as the record stores them: each SHARED field's distinct values listed once (returned first) and
+    the entry holding an index into that list; fields at their DEFAULTS left out. `unpack` inverts it."""
+    shared: dict[str, list[Any]] = {f: [] for f in SHARED}
+    index: dict[str, dict[str, int]] = {f: {} for f in SHARED}
+    out = []
+    for e in entries:
+        e = {k: v for k, v in e.items() if not (k in DEFAULTS and v == DEFAULTS[k] and type(v) is type(DEFAULTS[k]))}
+        for f in SHARED:
+            if f in e:
+                key = json.dumps(e[f], sort_keys=True)
+                if key not in index[f]:
+                    index[f][key] = len(shared[f])
+                    shared[f].append(e[f])
+                e[f] = index[f][key]
+        out.append(e)
+    return shared, out
+
+
+def unpack(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The full run entries of a record (`pack`ed, or written before packing: then every entry is whole)."""
+    shared = data.get("shared") or {}
+    out = []
+    for e in data.get("runs", []):
+        e = {**json.loads(json.dumps(DEFAULTS)), **e}  # a fresh copy of the mutable defaults for each entry
+        for f, values in shared.items():
+            if type(e.get(f)) is int:
+                e[f] = values[e[f]]
+        out.append(e)
+    return out
+
+
 def read(path: str | os.PathLike = RECORD) -> list[RunResult]:
     """Every run of a record file."""
-    data = json.loads(Path(path).read_text())
-    return [run_from_entry(e) for e in data.get("runs", [])]
+    return [run_from_entry(e) for e in unpack(json.loads(Path(path).read_text()))]
 
 
 def restore(store: RunStore, runs: Iterable[RunResult]) -> tuple[int, int]:

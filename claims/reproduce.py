@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from claims.published import PUBLISHED, Published
-from claims.record import latest_per_seed, run_entry
+from claims.record import latest_per_seed, pack, run_entry
 from claims.report.readme import md_cell, publish, run_writer
 from claims.stats import prediction_half_width
 from claims.store import RunStore, StoreError, default_store_path
@@ -39,7 +39,7 @@ from tricks.recipes import get_recipe, recipe_source
 
 PROFILE = "paper"
 MISS_PP = 2.0  # a mean further than this from the published value needs an explanation in the note
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: runs packed (claims.record.pack): shared values listed once, defaults left out
 START = "<!-- reproduce:start -->"
 END = "<!-- reproduce:end -->"
 README = "docs/reproduction.md"
@@ -427,6 +427,7 @@ def record(runs: Sequence[RunResult], rows: Sequence[Row], code_version: str | N
     of recipes without a published number too), and the paper-only claims judged from them."""
     keys = recipe_keys()
     used = {id(r) for row in rows for r in row.runs}
+    shared, entries = pack(run_entry(r, keys.get(r.recipe_key, [r.recipe_name]), id(r) in used) for r in runs)
     return {
         "schema_version": SCHEMA_VERSION,
         "generated": generated,
@@ -434,11 +435,13 @@ def record(runs: Sequence[RunResult], rows: Sequence[Row], code_version: str | N
                     "cpu_count": os.cpu_count(), "run_devices": sorted({r.device for r in runs})},
         "profile": PROFILE,
         "code_version_filter": code_version,
-        "code_versions": list(dict.fromkeys(r.code_version for r in runs)),
         "note": "every paper-profile run of the campaign (python -m claims.record restore puts them into a run store) "
-                "and the reproduction table's verdicts recomputed from them",
+                "and the reproduction table's verdicts recomputed from them; a run's code_version, dataset, device "
+                "and versions are indices into the lists under 'shared', and also_named, note, scaled and diverged "
+                "are left out where they are [], '', '' and false",
         "published": [asdict(p) for p in PUBLISHED],
-        "runs": [run_entry(r, keys.get(r.recipe_key, [r.recipe_name]), id(r) in used) for r in runs],
+        "shared": shared,  # each run's code_version, dataset, device and versions: an index into these lists
+        "runs": entries,
         "paper_only_claims": [claim_record(c) for c in claims],
     }
 

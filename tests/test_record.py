@@ -3,6 +3,7 @@ code computes the same numbers, and feeds the answer table (published recipes be
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,22 @@ def test_a_record_entry_round_trips_every_field_and_a_diverged_runs_nan():
     bad = result("pal2021b/baseline", 4, float("nan"), diverged=True)
     again = record.run_from_entry(json.loads(json.dumps(record.run_entry(bad), allow_nan=False)))
     assert math.isnan(again.acc) and again.diverged
+
+
+def test_packed_entries_list_shared_values_once_leave_defaults_out_and_unpack_to_the_whole_entries():
+    runs = [result("pal2021b/baseline", s, 0.7 + s / 100) for s in range(3)]
+    other = replace(result("pal2021b/wider", 0, 0.5, diverged=True, note="loss nan"), versions={"torch": "2.15"})
+    runs.append(other)
+    entries = [record.run_entry(r) for r in runs]
+    shared, packed = record.pack(entries)
+    assert shared["versions"] == [{"torch": "2.14.1"}, {"torch": "2.15"}] and len(shared["dataset"]) == 1
+    assert [e["versions"] for e in packed] == [0, 0, 0, 1]
+    assert "note" not in packed[0] and "diverged" not in packed[0] and packed[3]["diverged"] is True
+    data = json.loads(json.dumps({"shared": shared, "runs": packed}))
+    assert record.unpack(data) == entries
+    assert [record.run_from_entry(e) for e in record.unpack(data)] == [record.run_from_entry(e) for e in entries]
+    # a record written before packing (every entry whole, no "shared") reads the same
+    assert record.unpack({"runs": entries}) == entries
 
 
 def test_restore_puts_the_records_runs_into_an_empty_store_once(tmp_path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from claims import reproduce
+from claims import record, reproduce
 from claims.published import Published
 from claims.reproduce import END, JPEG_WHY, START, build_rows, main, row_cells, table_markdown
 from claims.store import RunStore
@@ -218,14 +218,14 @@ def test_code_versions_are_pooled_by_default_listed_and_can_be_restricted(store_
     assert "72.00 ± 2.00" in text and "[70.00, 74.00]" in text and "runs from 2 code versions" in text
     assert "`v1` (1 run(s)), `v2` (2 run(s))" in text
     rec = json.loads(out.read_text())
-    assert rec["code_versions"] == ["v1", "v2"] and len(rec["runs"]) == 4
+    assert rec["shared"]["code_version"] == ["v1", "v2"] and len(rec["runs"]) == 4
     assert [r["used_in_table"] for r in rec["runs"] if r["seed"] == 1] == [False, True]
 
     assert main(["--store", str(store_path), "--readme", str(readme), "--json", str(out), "--code-version",
                  "v1"]) == 0
     text = readme.read_text()
     assert "70.50 ± 0.71" in text and "restricted to code version `v1`" in text and "`v2`" not in text
-    assert {r["code_version"] for r in json.loads(out.read_text())["runs"]} == {"v1"}
+    assert {r["code_version"] for r in record.unpack(json.loads(out.read_text()))} == {"v1"}
 
     capsys.readouterr()
     assert main(["--store", str(store_path), "--no-write", "--code-version", "v9"]) == 2

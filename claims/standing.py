@@ -128,7 +128,9 @@ def _cost(pairs: set[tuple[str, str, int]], walls: dict[str, float]) -> str:
     return f"{len(pairs)} ({hours(s)}" + (f" + {untimed} untimed" if untimed else "") + ")"
 
 
-def markdown(groups: Sequence[Group], runs: Sequence[RunResult], generated: str, machines: str) -> str:
+def markdown(groups: Sequence[Group], runs: Sequence[RunResult], generated: str, machines: str,
+             size: int | None = None) -> str:
+    """The standing block; `size`: the record file's bytes, said in its first line."""
     walls = median_walls(runs)
     lines = ["| document | claims | paper verdict | waiting for seeds | not judged on this machine | runs in the "
              "record (training time) | runs the waiting claims' next looks lack (estimated time) |",
@@ -152,8 +154,8 @@ def markdown(groups: Sequence[Group], runs: Sequence[RunResult], generated: str,
     decided = sum(total.verdicts.values())
     lines.append(f"| **all** | {total.claims} | {decided} | {len(total.waiting)} | {sum(total.off.values())} | "
                  f"{total.runs} ({hours(total.wall_s)}) | {_cost(every, walls)} |")
-    head = (f"Generated {generated} by `python -m claims.standing` from the committed record ({len(runs)} paper runs, "
-            f"trained on {machines}). Training time is the runs' wall time summed, one thread a run, under whatever "
+    head = (f"Generated {generated} by `python -m claims.standing` from the committed record ({len(runs)} paper runs"
+            f"{'' if size is None else f' in {size / 1000:.0f} KB'}, trained on {machines}). Training time is the runs' wall time summed, one thread a run, under whatever "
             "load the machine had; an estimate is the median wall time of the recipe's recorded runs, and a recipe "
             "with no run yet is counted as untimed. Runs shared by several claims count once a row and once in "
             "the total.")
@@ -169,7 +171,8 @@ def build(record_path: Path = RECORD) -> str:
     runs = read(record_path) if record_path.exists() else []
     data = json.loads(record_path.read_text()) if record_path.exists() else {}
     machines = ", ".join(sorted({r.device for r in runs})) or "no machine yet"
-    return markdown(standing(runs), runs, str(data.get("generated", "?")), machines)
+    size = record_path.stat().st_size if record_path.exists() else None
+    return markdown(standing(runs), runs, str(data.get("generated", "?")), machines, size)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -77,6 +77,7 @@ def test_the_command_writes_between_the_markers_and_a_page_without_them_is_one_e
     assert standing.main(["--record", str(rec), "--doc", str(page)]) == 0
     body = page.read_text()
     assert "old" not in body and "| T-2 | 3 | 5 |" in body and body.endswith("\nafter\n")
+    assert f"12 paper runs in {rec.stat().st_size / 1000:.0f} KB, trained on cpu:x86_64" in body
     bare = tmp_path / "bare.md"
     bare.write_text("# no markers\n")
     assert standing.main(["--record", str(rec), "--doc", str(bare)]) == 2

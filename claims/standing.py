@@ -155,7 +155,8 @@ def markdown(groups: Sequence[Group], runs: Sequence[RunResult], generated: str,
     lines.append(f"| **all** | {total.claims} | {decided} | {len(total.waiting)} | {sum(total.off.values())} | "
                  f"{total.runs} ({hours(total.wall_s)}) | {_cost(every, walls)} |")
     head = (f"Generated {generated} by `python -m claims.standing` from the committed record ({len(runs)} paper runs"
-            f"{'' if size is None else f' in {size / 1000:.0f} KB'}, trained on {machines}). Training time is the runs' wall time summed, one thread a run, under whatever "
+            f"{'' if size is None else f' in {size / 1000:.0f} KB'}, trained on {machines}). Training time is the "
+            "runs' wall time summed, one thread a run, under whatever "
             "load the machine had; an estimate is the median wall time of the recipe's recorded runs, and a recipe "
             "with no run yet is counted as untimed. Runs shared by several claims count once a row and once in "
             "the total.")

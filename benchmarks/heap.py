@@ -113,9 +113,11 @@ def table(results: dict[str, dict[str, list[dict]]], arms: Sequence[Arm] = ARMS)
     return lines
 
 
-def block(lines: Sequence[str], rounds: int, when: str, where: str) -> str:
+def block(lines: Sequence[str], rounds: int, when: str, where: str, load: tuple[float, float]) -> str:
+    """The measured table under one line of provenance: when, how, the machine, and its load average (1 min) before
+    and after (wall times are on whatever else ran)."""
     return "\n".join([f"Measured {when} by `python benchmarks/heap.py` ({rounds} round(s), arms taking turns) on "
-                      f"{where}.", "", *lines])
+                      f"{where}; load average {load[0]:.1f} before, {load[1]:.1f} after.", "", *lines])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,9 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     from benchmarks.figures import machine
 
+    load_before = os.getloadavg()[0]
     results = measure(recipes, args.rounds)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = block(table(results), args.rounds, when, machine())
+    text = block(table(results), args.rounds, when, machine(), (load_before, os.getloadavg()[0]))
     print(text)
     if args.write:
         from claims.report.readme import replace_block

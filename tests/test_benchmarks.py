@@ -175,3 +175,5 @@ def test_heap_benchmark_prints_each_arms_medians_and_ratios_to_glibcs_defaults(t
     assert trim in rows
     assert "| r:2 | MALLOC_MMAP_THRESHOLD_=131072, no trim | 21.0 s | 1.91x | 900 MB | 0.30x | 100 | 0.5000 |" in rows
     assert heap.START in (ROOT / "docs" / "performance.md").read_text()
+    head = heap.block(rows, 2, "2026-12-08 01:00 UTC", "a machine", (0.5, 2.25)).splitlines()[0]
+    assert head.endswith("on a machine; load average 0.5 before, 2.2 after.")

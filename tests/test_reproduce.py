@@ -248,9 +248,14 @@ def test_a_missing_or_foreign_store_is_one_sentence_and_exit_2(tmp_path, capsys)
     before = other.read_bytes()
     assert main(["--store", str(other), "--no-write"]) == 2
     assert other.read_bytes() == before  # a foreign database is left untouched
+    empty = tmp_path / "empty.sqlite"
+    empty.touch()
+    assert main(["--store", str(empty), "--no-write"]) == 2
+    assert empty.read_bytes() == b""  # not turned into a store by asking
     errs = capsys.readouterr().err.strip().splitlines()
-    assert len(errs) == 3 and all(e.startswith("error: ") and "Traceback" not in e for e in errs)
-    assert "does not exist" in errs[0] and "not a SQLite database" in errs[1] and "no runs table" in errs[2]
+    assert len(errs) == 4 and all(e.startswith("error: ") and "Traceback" not in e for e in errs)
+    assert "does not exist" in errs[0] and "not a usable SQLite database" in errs[1]
+    assert "another program's SQLite database" in errs[2] and "empty file" in errs[3]
 
 
 def test_the_default_store_is_tricks_store(store_path, monkeypatch, capsys):

@@ -6,6 +6,7 @@ Every session runs in the environment nox itself was started from (the README's 
 is 5.5 GB, and a fresh virtualenv per session would install it again each time.
 """
 
+import os
 import subprocess
 import sys
 
@@ -97,17 +98,37 @@ def campaign(session: nox.Session) -> None:
 
 
 def _train_unclaimed(session: nox.Session) -> None:
-    """The campaign's seeds of each published recipe no claim trains, through `tricks.apply` into the same store (one
-    process: these are few); a run already stored is taken from it."""
+    """The campaign's seeds of each published recipe no claim trains, through `tricks.apply` into the same store, one
+    process a (recipe, seed) and `--workers` of them at once (one torch thread each, as the suite's workers); a run
+    already stored is taken from it."""
     from claims.reproduce import UNCLAIMED_SEEDS
 
     store = _option(session.posargs, "--store")
+    workers = _option(session.posargs, "--workers")
     names = session.run(PY, "-m", "claims.reproduce", "--unclaimed", silent=True,
                         stderr=subprocess.DEVNULL).split()  # stdout only: fastai's import warns on stderr
-    for name in names:
-        session.run("nice", "-n", "19", PY, "-m", "tricks.apply", "--recipe", name, "--profile", "paper", "--seeds",
-                    str(UNCLAIMED_SEEDS), "--quiet", *(["--store", store] if store else []), env=DIE_WITH_NOX,
-                    success_codes=[0, 1])  # 1: a run diverged; it is stored and reported, the campaign goes on
+    jobs = [(name, seed) for name in names for seed in range(UNCLAIMED_SEEDS)]
+    cmds = [["nice", "-n", "19", PY, "-m", "tricks.apply", "--recipe", name, "--profile", "paper", "--seed", str(seed),
+             "--quiet", *(["--store", store] if store else [])] for name, seed in jobs]
+    width = int(workers) if workers and workers.isdigit() and int(workers) > 0 else (os.cpu_count() or 1)
+    codes = _run_pool(cmds, width, session.log)
+    # 1: a run diverged; it is stored and reported, the campaign goes on
+    failed = [f"{name} seed {seed} (exit {rc})" for (name, seed), rc in zip(jobs, codes, strict=True)
+              if rc not in (0, 1)]
+    if failed:
+        session.error(f"{len(failed)} of the {len(jobs)} unclaimed run(s) failed: {'; '.join(failed)}")
+
+
+def _run_pool(cmds: list[list[str]], workers: int, log=print) -> list[int]:
+    """Run the commands, at most `workers` at once, each killed with nox (DIE_WITH_NOX); their exit codes in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(cmd: list[str]) -> int:
+        log(" ".join(cmd))
+        return subprocess.run(cmd, env={**os.environ, **DIE_WITH_NOX}).returncode
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(one, cmds))
 
 
 def _option(args: list[str], flag: str) -> str | None:

@@ -8,6 +8,7 @@ import importlib
 import json
 import os
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -419,3 +420,22 @@ def test_the_campaign_passes_its_store_to_the_unclaimed_runs_and_trains_them_aft
     assert nox_mod._option(["--workers", "2", "--store"], "--store") is None
     steps = [s[0] for s in nox_mod.CAMPAIGN]
     assert steps.index("unclaimed") == steps.index("claims/suite/test_he2016.py") + 1
+
+
+def test_the_unclaimed_runs_go_workers_at_a_time_and_each_exit_code_comes_back_in_order(tmp_path):
+    spec = importlib.util.spec_from_file_location("noxfile_", Path(__file__).resolve().parents[1] / "noxfile.py")
+    nox_mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nox_mod)
+    # each command notes its start, waits until a second one could start beside it, notes its end, exits with its code
+    script = ("import os, sys, time; d = sys.argv[1]; open(os.path.join(d, 's' + sys.argv[2]), 'w').close(); "
+              "time.sleep(1.0); open(os.path.join(d, 'e' + sys.argv[2]), 'w').close(); sys.exit(int(sys.argv[3]))")
+    codes = [0, 1, 2, 0, 0]
+    cmds = [[sys.executable, "-c", script, str(tmp_path), str(i), str(c)] for i, c in enumerate(codes)]
+    logged = []
+    assert nox_mod._run_pool(cmds, 2, logged.append) == codes
+    assert len(logged) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{k}{i}" for k in "se" for i in range(5)])
+    starts = sorted(p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name[0] == "s")
+    ends = sorted(p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name[0] == "e")
+    assert starts[1] < ends[0]  # two at once
+    assert all(t >= e for t, e in zip(starts[2:], ends, strict=False))  # never three: a third start waited for an end

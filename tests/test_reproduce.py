@@ -411,10 +411,16 @@ def test_the_published_recipes_no_claim_trains_are_listed_for_the_campaign(capsy
     assert '"claims.reproduce", "--unclaimed"' in nox and "UNCLAIMED_SEEDS" in nox
 
 
-def test_the_campaign_passes_its_store_to_the_unclaimed_runs_and_trains_them_after_doc_002():
+def _noxfile():
+    """The project's noxfile as a module (nox itself need not run)."""
     spec = importlib.util.spec_from_file_location("noxfile_", Path(__file__).resolve().parents[1] / "noxfile.py")
     nox_mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(nox_mod)
+    return nox_mod
+
+
+def test_the_campaign_passes_its_store_to_the_unclaimed_runs_and_trains_them_after_doc_002():
+    nox_mod = _noxfile()
     assert nox_mod._option(["--workers", "2", "--store", "s.sqlite"], "--store") == "s.sqlite"
     assert nox_mod._option(["--store=t.sqlite"], "--store") == "t.sqlite"
     assert nox_mod._option(["--workers", "2", "--store"], "--store") is None
@@ -423,9 +429,7 @@ def test_the_campaign_passes_its_store_to_the_unclaimed_runs_and_trains_them_aft
 
 
 def test_the_unclaimed_runs_go_workers_at_a_time_and_each_exit_code_comes_back_in_order(tmp_path):
-    spec = importlib.util.spec_from_file_location("noxfile_", Path(__file__).resolve().parents[1] / "noxfile.py")
-    nox_mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(nox_mod)
+    nox_mod = _noxfile()
     # each command notes its start, waits until a second one could start beside it, notes its end, exits with its code
     script = ("import os, sys, time; d = sys.argv[1]; open(os.path.join(d, 's' + sys.argv[2]), 'w').close(); "
               "time.sleep(1.0); open(os.path.join(d, 'e' + sys.argv[2]), 'w').close(); sys.exit(int(sys.argv[3]))")

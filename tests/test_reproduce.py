@@ -4,6 +4,7 @@ filter, and one-sentence errors for a missing or foreign store."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -411,8 +412,10 @@ def test_the_published_recipes_no_claim_trains_are_listed_for_the_campaign(capsy
     assert '"claims.reproduce", "--unclaimed"' in nox and "UNCLAIMED_SEEDS" in nox
 
 
+@functools.cache
 def _noxfile():
-    """The project's noxfile as a module (nox itself need not run)."""
+    """The project's noxfile as a module (nox itself need not run), loaded once: each load registers its sessions
+    with nox again, which nox warns will become an error."""
     spec = importlib.util.spec_from_file_location("noxfile_", Path(__file__).resolve().parents[1] / "noxfile.py")
     nox_mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(nox_mod)

@@ -93,10 +93,20 @@ class Status:
         return f"paper: {self.n} seed{'s' if self.n != 1 else ''} so far" if self.n else "paper: no runs yet"
 
 
+_PART = re.compile(r"\b[A-Z]\d{3}-\d+[\w@]*/([\w@.-]+): ")  # a compound claim's part in its reason: "C002-3/rmsprop: "
+
+
 def short_why(reason: str) -> str:
-    """The few words of an INCONCLUSIVE reason a table cell can hold: the seeds a verdict would need, or the cap."""
+    """The few words of an INCONCLUSIVE reason a table cell can hold: the seeds a verdict would need, or the cap; for
+    a claim of several parts, how many are undecided and the seeds each of those would need."""
     if found := re.search(r"(\d+) of (\d+) parts undecided", reason):
-        return f"{found.group(1)} of {found.group(2)} parts undecided"
+        starts = list(_PART.finditer(reason))
+        needs = []
+        for i, here in enumerate(starts):
+            why = short_why(reason[here.end():starts[i + 1].start() if i + 1 < len(starts) else len(reason)])
+            if why:
+                needs.append(f"{here.group(1)} {why}")
+        return f"{found.group(1)} of {found.group(2)} parts undecided" + (f" ({'; '.join(needs)})" if needs else "")
     if found := re.search(r"needs (~[\d,]+|more than [\d,]+) seeds", reason):
         return f"needs {found.group(1).replace('more than ', '> ')} seeds"
     return "at the cap" if "budget exhausted" in reason else ""

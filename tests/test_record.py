@@ -132,6 +132,13 @@ def test_an_inconclusive_cell_says_why_in_a_few_words():
     assert st.label == "INCONCLUSIVE, needs ~31 seeds"
     assert Status("INCONCLUSIVE", 5, reason="2 of 3 parts undecided: ...", final=True).label == (
         "INCONCLUSIVE, 2 of 3 parts undecided")
+    # the undecided parts say the seeds each would need (the reason as _judge_compound words it)
+    two = ("2 of 3 parts undecided: C002-3/rmsprop: budget exhausted at n = 8 (seed cap): [L, U] = [-5.04 pp, "
+           "-1.46 pp] straddles the margin (Δ = 2.00 pp); a verdict needs ~24 seeds at the observed d̄ = -3.25 pp, "
+           "σ_d = 1.92 pp, and ~14 if the true difference were 0; C002-3/nesterov: budget exhausted at n = 8 "
+           "(seed cap): ...; a verdict needs more than 100,000 seeds at the observed d̄ = ...")
+    assert Status("INCONCLUSIVE", 8, reason=two, final=True).label == (
+        "INCONCLUSIVE, 2 of 3 parts undecided (rmsprop needs ~24 seeds; nesterov needs > 100,000 seeds)")
     off = proxy_status({"verdict": "INCONCLUSIVE", "n": 0, "reason": "a published number: judged only under ..."})
     assert off.label == "not judged: a published number" and agreement(Status("SUPPORTED", 3, final=True), off) == (
         "no proxy verdict")

@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -177,3 +178,36 @@ def test_heap_benchmark_prints_each_arms_medians_and_ratios_to_glibcs_defaults(t
     assert heap.START in (ROOT / "docs" / "performance.md").read_text()
     head = heap.block(rows, 2, "2026-12-08 01:00 UTC", "a machine", (0.5, 2.25)).splitlines()[0]
     assert head.endswith("on a machine; load average 0.5 before, 2.2 after.")
+
+
+def test_the_gpu_campaign_carries_fastai_and_what_the_device_lacks_and_one_command_runs_it_there():
+    camp = _load("gpu_campaign")
+    pins = camp.carried()
+    assert {"fastai", "fastcore", "fastprogress", "plum-dispatch"} <= set(pins)
+    assert not ({"torch", "torchvision", "scipy", "pandas", "matplotlib", "spacy"} & set(pins))  # there, or unused
+    assert pins["fastai"].startswith("2.8.")
+    cmd = camp.device_command(300)
+    assert len(cmd) <= 2000 and "--target /tmp/site .gpu/whl/*.whl" in cmd  # the device tool's limit and carry
+    assert "gpu_campaign.py device --out $OUT --budget 300" in cmd and cmd.endswith("tee $OUT/log.txt")
+    with pytest.raises(SystemExit):
+        camp.main(["device", "--out", "x", "--budget", "60"])
+
+
+def test_a_gpu_campaign_step_past_its_limit_is_stopped_with_its_children(tmp_path):
+    camp = _load("gpu_campaign")
+    log = tmp_path / "steps.log"
+    child = tmp_path / "child.pid"
+    script = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; "
+              f"time.sleep(60)']); open({str(child)!r}, 'w').write(str(p.pid)); print('started', flush=True); "
+              "time.sleep(60)")
+    assert camp._step("slow", [sys.executable, "-c", script], 2, log) is None
+    assert "started" in log.read_text()
+    pid = int(child.read_text())
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(50):  # killed: gone, or a zombie until whoever adopted it reaps it
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the step's child process outlived the step")
+    assert camp._step("quick", [sys.executable, "-c", "print('ok')"], 30, log) == 0

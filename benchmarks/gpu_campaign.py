@@ -38,7 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_DIR = ROOT / ".gpu"
-# Python packages the lent machines hold (.library/device/KINDS.md, read 2026-11-17): fastai's other needs are there
+# Python packages the lent machines hold that fastai and this project could need (from the device tool's KINDS.md,
+# read there 2026-11-17); what fastai needs beyond these is carried as wheels
 DEVICE_HAS = frozenset({
     "accelerate", "aiofiles", "aiohttp", "anyio", "attrs", "certifi", "charset-normalizer", "click",
     "cloudpickle", "colorama", "contourpy", "cycler", "filelock", "fonttools", "fsspec", "h11", "httpcore",

@@ -98,18 +98,19 @@ def campaign(session: nox.Session) -> None:
 
 
 def _train_unclaimed(session: nox.Session) -> None:
-    """The campaign's seeds of each published recipe no claim trains, through `tricks.apply` into the same store, one
-    process a (recipe, seed) and `--workers` of them at once (one torch thread each, as the suite's workers); a run
-    already stored is taken from it."""
+    """The campaign's seeds of each published recipe no claim trains, through `tricks.apply` into the same store (and
+    from the same `--data`), one process a (recipe, seed) and `--workers` of them at once (one torch thread each, as
+    the suite's workers); a run already stored is taken from it."""
     from claims.reproduce import UNCLAIMED_SEEDS
 
-    store = _option(session.posargs, "--store")
+    store, data = _option(session.posargs, "--store"), _option(session.posargs, "--data")
     workers = _option(session.posargs, "--workers")
     names = session.run(PY, "-m", "claims.reproduce", "--unclaimed", silent=True,
                         stderr=subprocess.DEVNULL).split()  # stdout only: fastai's import warns on stderr
     jobs = [(name, seed) for name in names for seed in range(UNCLAIMED_SEEDS)]
     cmds = [["nice", "-n", "19", PY, "-m", "tricks.apply", "--recipe", name, "--profile", "paper", "--seed", str(seed),
-             "--quiet", *(["--store", store] if store else [])] for name, seed in jobs]
+             "--quiet", *(["--store", store] if store else []), *(["--data", data] if data else [])]
+            for name, seed in jobs]
     width = int(workers) if workers and workers.isdigit() and int(workers) > 0 else (os.cpu_count() or 1)
     codes = _run_pool(cmds, width, session.log)
     # 1: a run diverged; it is stored and reported, the campaign goes on

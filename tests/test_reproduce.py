@@ -446,3 +446,33 @@ def test_the_unclaimed_runs_go_workers_at_a_time_and_each_exit_code_comes_back_i
     ends = sorted(p.stat().st_mtime_ns for p in tmp_path.iterdir() if p.name[0] == "e")
     assert starts[1] < ends[0]  # two at once
     assert all(t >= e for t, e in zip(starts[2:], ends, strict=False))  # never three: a third start waited for an end
+
+
+def test_the_unclaimed_step_trains_a_process_a_seed_with_the_campaigns_store_data_and_width(monkeypatch):
+    nox_mod = _noxfile()
+    seen = {}
+
+    class Session:
+        posargs = ["--workers", "2", "--store", "s.sqlite", "--data=d.tgz"]
+
+        def run(self, *args, **kw):
+            return "he2016/dropout_p5@code\npal2021a/baseline@code\n"
+
+        def log(self, line):
+            pass
+
+        def error(self, message):
+            raise RuntimeError(message)
+
+    def pool(cmds, workers, log):
+        seen.update(cmds=cmds, workers=workers)
+        return [0, 1] + [2] + [0] * (len(cmds) - 3)
+
+    monkeypatch.setattr(nox_mod, "_run_pool", pool)
+    with pytest.raises(RuntimeError, match=r"^1 of the 6 unclaimed run\(s\) failed: he2016/dropout_p5@code seed 2 "
+                                           r"\(exit 2\)$"):  # exit 1 (a diverged run) is not a failure
+        nox_mod._train_unclaimed(Session())
+    assert seen["workers"] == 2 and len(seen["cmds"]) == 2 * reproduce.UNCLAIMED_SEEDS
+    first = seen["cmds"][0]
+    assert first[:3] == ["nice", "-n", "19"] and first[first.index("--seed") + 1] == "0"
+    assert first[first.index("--store") + 1] == "s.sqlite" and first[first.index("--data") + 1] == "d.tgz"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from claims.answers import DOCS, all_claims, judge_paper, judged_status, off_label, paper_plan, source_of
-from claims.record import RECORD, latest_per_seed, read
+from claims.record import RECORD, latest_per_seed, run_from_entry, unpack
 from claims.report.readme import publish, run_writer
 from tricks.recipe import RunResult
 
@@ -169,10 +169,11 @@ def markdown(groups: Sequence[Group], runs: Sequence[RunResult], generated: str,
 
 
 def build(record_path: Path = RECORD) -> str:
-    runs = read(record_path) if record_path.exists() else []
-    data = json.loads(record_path.read_text()) if record_path.exists() else {}
+    text = record_path.read_text() if record_path.exists() else None
+    data = json.loads(text) if text is not None else {}
+    runs = [run_from_entry(e) for e in unpack(data)]  # the file read and parsed once
     machines = ", ".join(sorted({r.device for r in runs})) or "no machine yet"
-    size = record_path.stat().st_size if record_path.exists() else None
+    size = len(text.encode()) if text is not None else None
     return markdown(standing(runs), runs, str(data.get("generated", "?")), machines, size)
 
 
